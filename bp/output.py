@@ -1,0 +1,247 @@
+"""Output channel of one pattern of the committee machine (BP.md §3.3–3.4).
+
+Under the BP cavity measure the K pre-activations of pattern μ are independent Gaussians
+λ_kμ ~ N(ω_kμ, V_kμ). The pattern factor ψ_μ = Θ(y_μ Σ_k sign λ_kμ) (soft version
+ψ^β = e^{−β} + (1 − e^{−β}) ψ) is summed exactly over the 2^K hidden configurations by a
+log-domain dynamic programme on the number of units voting with the label:
+
+    Z_μ  = P(c ≥ h+1),  h = (K−1)/2                 (the pattern is satisfied)
+    D_kμ = P(c_{−k} = h)                          (unit k is pivotal)
+    R_kμ = P(c_{−k} ≥ h+1)                        (the others already decide)
+    𝒵_kμ(ω) = R_kμ + D_kμ Φ(y_μ ω / √V_kμ)
+
+and the derivatives of ln 𝒵_kμ at ω_kμ (§3.4):
+
+    G = φ(t) / (R/D + Φ(t)),   t = y ω/√V,   g = y G/√V,   Γ = G (G + t)/V.
+
+Everything is in logs: at small prior width |t| reaches ~100 and Φ(−100) underflows (§6.1).
+`output_channel` is the compiled version (prefix/suffix tables, O(K²) per pattern);
+`output_channel_numpy` is the plain numpy/scipy oracle (K separate DPs, O(K³)) used by the tests.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+from scipy.special import log_ndtr
+
+from bp.errors import BPError
+
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+_SQRT1_2 = 1.0 / math.sqrt(2.0)
+_NEG_INF = -np.inf
+
+
+@nb.njit(cache=True, inline="always")
+def _logaddexp(a, b):
+    """ln(e^a + e^b) without overflow; exact when one side is −∞ (the naive form gives NaN for −∞ − −∞)."""
+    if a == -np.inf:
+        return b
+    if b == -np.inf:
+        return a
+    if a > b:
+        return a + math.log1p(math.exp(b - a))
+    return b + math.log1p(math.exp(a - b))
+
+
+@nb.njit(cache=True)
+def log_ndtr_nb(t):
+    """ln Φ(t), accurate far into both tails (scipy.special.log_ndtr is not callable from numba).
+
+    ln(½ erfc(−t/√2)) underflows for t < −37 and loses relative precision of 1 − Φ for t ≫ 0, so:
+    t > 0 uses log1p(−Φ(−t)); −20 ≤ t ≤ 0 uses erfc directly (relative accuracy of erfc is fine there);
+    t < −20 uses the asymptotic series Φ(t) = φ(t)/|t| Σ_k (−1)^k (2k−1)!!/t^{2k}, whose terms are below
+    1e-17 after 10 terms at |t| ≥ 20.
+    """
+    if t > 0.0:
+        return math.log1p(-0.5 * math.erfc(t * _SQRT1_2))
+    if t >= -20.0:
+        return math.log(0.5 * math.erfc(-t * _SQRT1_2))
+    t2 = t * t
+    term = 1.0
+    s = 1.0
+    for k in range(1, 14):
+        term *= -(2.0 * k - 1.0) / t2
+        s += term
+    return -0.5 * t2 - math.log(-t) - _HALF_LOG_2PI + math.log(s)
+
+
+@nb.njit(cache=True)
+def _channel_row(omega, V, y, beta, lnp, lnq, L, S, Sc, g, Gam):
+    """Output channel of one pattern: fills g[k], Gam[k] (k = 0..K−1) and returns ln Z_μ.
+
+    omega, V: (K,) cavity means/variances of the pre-activations; y = ±1; beta > 0 or inf.
+    lnp, lnq: (K,) workspaces; L, S, Sc: (K+1, K+1) workspaces for the prefix table L[k, c]
+    (count among units < k), suffix table S[k, c] (count among units > k) and its upper tail
+    Sc[k, c] = ln P(count among units > k ≥ c). Out-of-range counts are −∞.
+    """
+    K = omega.shape[0]
+    h = (K - 1) // 2
+    for k in range(K):
+        t = y * omega[k] / math.sqrt(V[k])
+        lnp[k] = log_ndtr_nb(t)
+        lnq[k] = log_ndtr_nb(-t)
+    # prefix: L[k, c] = ln P(c of units 0..k-1 vote y)
+    for k in range(K + 1):
+        for c in range(K + 1):
+            L[k, c] = -np.inf
+            S[k, c] = -np.inf
+            Sc[k, c] = -np.inf
+    L[0, 0] = 0.0
+    for k in range(K):
+        for c in range(k + 2):
+            a = L[k, c] + lnq[k] if c <= k else -np.inf
+            b = L[k, c - 1] + lnp[k] if c >= 1 else -np.inf
+            L[k + 1, c] = _logaddexp(a, b)
+    # suffix: S[k, c] = ln P(c of units k+1..K-1 vote y)
+    S[K - 1, 0] = 0.0
+    for k in range(K - 1, 0, -1):
+        nk = K - 1 - k  # units counted in S[k]
+        for c in range(nk + 2):
+            a = S[k, c] + lnq[k] if c <= nk else -np.inf
+            b = S[k, c - 1] + lnp[k] if c >= 1 else -np.inf
+            S[k - 1, c] = _logaddexp(a, b)
+    for k in range(K):
+        nk = K - 1 - k
+        acc = -np.inf
+        for c in range(nk, -1, -1):
+            acc = _logaddexp(acc, S[k, c])
+            Sc[k, c] = acc
+        Sc[k, 0] = 0.0  # P(count ≥ 0) = 1 exactly
+    # soft constraint ψ^β = e^{−β} + (1 − e^{−β}) ψ
+    if beta == np.inf:
+        lneb = -np.inf
+        ln1m = 0.0
+    else:
+        lneb = -beta
+        ln1m = math.log(-math.expm1(-beta))
+    lnZ = -np.inf
+    for c in range(h + 1, K + 1):
+        lnZ = _logaddexp(lnZ, L[K, c])
+    lnZ = _logaddexp(lneb, ln1m + lnZ)
+    for k in range(K):
+        nk = K - 1 - k
+        lnD = -np.inf
+        lnR = -np.inf
+        for j in range(k + 1):  # j = count among units < k
+            if L[k, j] == -np.inf:
+                continue
+            if 0 <= h - j <= nk:
+                lnD = _logaddexp(lnD, L[k, j] + S[k, h - j])
+            need = h + 1 - j
+            if need <= 0:
+                lnR = _logaddexp(lnR, L[k, j])
+            elif need <= nk:
+                lnR = _logaddexp(lnR, L[k, j] + Sc[k, need])
+        lnR = _logaddexp(lneb, ln1m + lnR)
+        lnD = ln1m + lnD
+        sV = math.sqrt(V[k])
+        if lnD == -np.inf:
+            g[k] = 0.0
+            Gam[k] = 0.0
+            continue
+        t = y * omega[k] / sV
+        lnphi = -0.5 * t * t - _HALF_LOG_2PI
+        G = math.exp(lnphi - _logaddexp(lnR - lnD, lnp[k]))
+        g[k] = y * G / sV
+        Gam[k] = G * (G + t) / V[k]
+    return lnZ
+
+
+@nb.njit(cache=True, parallel=True)
+def _output_channel_kernel(omega, V, y, beta, lnZ, g, Gam):
+    """Fill lnZ (P,), g (P,K), Gam (P,K) from omega, V (P,K) and labels y (P,) (§3.3–3.4)."""
+    P, K = omega.shape
+    for mu in nb.prange(P):
+        lnp = np.empty(K)
+        lnq = np.empty(K)
+        L = np.empty((K + 1, K + 1))
+        S = np.empty((K + 1, K + 1))
+        Sc = np.empty((K + 1, K + 1))
+        lnZ[mu] = _channel_row(omega[mu], V[mu], y[mu], beta, lnp, lnq, L, S, Sc, g[mu], Gam[mu])
+
+
+def _check_channel_inputs(omega, V, y, beta):
+    omega = np.asarray(omega, dtype=np.float64)
+    V = np.asarray(V, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if omega.ndim != 2:
+        raise BPError(f"omega must have shape (P, K), got {omega.shape}")
+    if V.shape != omega.shape:
+        raise BPError(f"V must have the shape of omega {omega.shape}, got {V.shape}")
+    if y.shape != (omega.shape[0],):
+        raise BPError(f"y must have shape ({omega.shape[0]},), got {y.shape}")
+    if omega.shape[1] % 2 != 1:
+        raise BPError(f"the number of hidden units K must be odd, got K={omega.shape[1]}")
+    if not np.all(np.isfinite(omega)):
+        raise BPError("omega contains NaN or inf")
+    if not (np.all(np.isfinite(V)) and np.all(V > 0)):
+        raise BPError("V must be finite and > 0")
+    if not np.all(np.abs(y) == 1):
+        raise BPError("labels y must be ±1")
+    beta = float(beta)
+    if not beta > 0:
+        raise BPError(f"beta must be > 0 (np.inf for the hard constraint), got {beta}")
+    return np.ascontiguousarray(omega), np.ascontiguousarray(V), np.ascontiguousarray(y), beta
+
+
+def output_channel(omega, V, y, beta=np.inf):
+    """ln Z_μ (P,), g (P,K), Γ (P,K) of the committee output factor (BP.md §3.3–3.4), compiled.
+
+    omega, V: (P,K) cavity means and variances of the pre-activations; y: (P,) labels ±1;
+    beta: np.inf for the hard constraint Θ(y Σ_k sign λ_k), finite for the soft one.
+    g = ∂_ω ln 𝒵_kμ and Γ = −∂²_ω ln 𝒵_kμ at ω_kμ; Γ may be negative for K > 1 (§3.4).
+    """
+    omega, V, y, beta = _check_channel_inputs(omega, V, y, beta)
+    P, K = omega.shape
+    lnZ = np.empty(P)
+    g = np.empty((P, K))
+    Gam = np.empty((P, K))
+    if P:
+        _output_channel_kernel(omega, V, y, beta, lnZ, g, Gam)
+    return lnZ, g, Gam
+
+
+def output_channel_numpy(omega, V, y, beta=np.inf, return_terms=False):
+    """Plain numpy/scipy oracle of `output_channel`: K separate count DPs (one per left-out unit).
+
+    With return_terms=True also returns ln R (P,K) and ln D (P,K) after the soft-constraint modification.
+    """
+    omega, V, y, beta = _check_channel_inputs(omega, V, y, beta)
+    P, K = omega.shape
+    h = (K - 1) // 2
+    t = y[:, None] * omega / np.sqrt(V)
+    lp = log_ndtr(t)
+    lq = log_ndtr(-t)
+
+    def count_dist(units):
+        dist = np.full((P, K + 1), -np.inf)
+        dist[:, 0] = 0.0
+        for k in units:
+            new = np.full_like(dist, -np.inf)
+            new[:, :] = dist + lq[:, k : k + 1]
+            new[:, 1:] = np.logaddexp(new[:, 1:], dist[:, :-1] + lp[:, k : k + 1])
+            dist = new
+        return dist
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lneb = -beta if np.isfinite(beta) else -np.inf
+        ln1m = np.log(-np.expm1(-beta)) if np.isfinite(beta) else 0.0
+        full = count_dist(range(K))
+        lnZ = np.logaddexp(lneb, ln1m + np.logaddexp.reduce(full[:, h + 1 :], axis=1))
+        lnR = np.empty((P, K))
+        lnD = np.empty((P, K))
+        for k in range(K):
+            others = count_dist([l for l in range(K) if l != k])
+            lnD[:, k] = ln1m + others[:, h]
+            lnR[:, k] = np.logaddexp(lneb, ln1m + np.logaddexp.reduce(others[:, h + 1 :], axis=1))
+        lnphi = -0.5 * t**2 - _HALF_LOG_2PI
+        G = np.exp(lnphi - np.logaddexp(lnR - lnD, lp))
+        G = np.where(lnD == -np.inf, 0.0, G)
+    g = y[:, None] * G / np.sqrt(V)
+    Gam = G * (G + t) / V
+    if return_terms:
+        return lnZ, g, Gam, lnR, lnD
+    return lnZ, g, Gam
