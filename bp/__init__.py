@@ -1,0 +1,1 @@
+"""Belief Propagation local entropy of committee-machine solutions (numpy, numba, scipy only)."""

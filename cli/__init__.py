@@ -1,0 +1,1 @@
+"""The `localentropy` command line: parses, validates, shows progress and calls the packages."""

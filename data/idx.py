@@ -1,0 +1,120 @@
+"""Reading and writing IDX files (the MNIST / Fashion-MNIST format), gzipped or plain.
+
+Format (LeCun et al.): two zero bytes, a type code, the number of dimensions n, then n big-endian
+uint32 sizes, then the data in row-major order, big-endian.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from data.errors import DataError
+
+_TYPES = {
+    0x08: np.dtype("u1"),
+    0x09: np.dtype("i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+_CODES = {dt.newbyteorder("="): code for code, dt in _TYPES.items()}
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _raw_bytes(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(2)
+            fh.seek(0)
+            if head == _GZIP_MAGIC:
+                with gzip.open(fh) as gz:
+                    return gz.read()
+            return fh.read()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except (OSError, EOFError) as exc:  # gzip raises these on truncated or corrupt streams
+        raise DataError(f"{path}: corrupt gzip stream ({exc})") from None
+
+
+def parse_idx(buf: bytes, name: str = "<bytes>") -> np.ndarray:
+    """Parse the bytes of an IDX file into an array in native byte order, validating every field."""
+    if len(buf) < 4:
+        raise DataError(f"{name}: too short to be an IDX file ({len(buf)} bytes)")
+    zero, code, ndim = struct.unpack(">HBB", buf[:4])
+    if zero != 0:
+        raise DataError(f"{name}: not an IDX file (magic starts {buf[:2].hex()}, expected 0000)")
+    if code not in _TYPES:
+        raise DataError(f"{name}: unknown IDX type code 0x{code:02x}")
+    if ndim == 0:
+        raise DataError(f"{name}: IDX header declares 0 dimensions")
+    header = 4 + 4 * ndim
+    if len(buf) < header:
+        raise DataError(f"{name}: truncated IDX header")
+    shape = struct.unpack(f">{ndim}I", buf[4:header])
+    dtype = _TYPES[code]
+    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    body = len(buf) - header
+    if body < expected:
+        raise DataError(f"{name}: truncated: header says {shape} ({expected} data bytes), file has {body}")
+    if body > expected:
+        raise DataError(f"{name}: {body - expected} trailing bytes after the {shape} array")
+    arr = np.frombuffer(buf, dtype=dtype, count=expected // dtype.itemsize, offset=header).reshape(shape)
+    return arr.astype(dtype.newbyteorder("="), copy=True)
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read an IDX file (gzipped or not, detected from its first bytes)."""
+    path = Path(path)
+    return parse_idx(_raw_bytes(path), str(path))
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """The IDX encoding of ``array`` (uint8, int8, int16, int32, float32 or float64)."""
+    array = np.asarray(array)
+    native = array.dtype.newbyteorder("=")
+    if native not in _CODES:
+        raise DataError(f"IDX cannot store dtype {array.dtype}")
+    if array.ndim == 0 or array.ndim > 255:
+        raise DataError(f"IDX needs 1 to 255 dimensions, got {array.ndim}")
+    code = _CODES[native]
+    head = struct.pack(">HBB", 0, code, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    return head + np.ascontiguousarray(array, dtype=_TYPES[code]).tobytes()
+
+
+def write_idx(path: str | os.PathLike, array: np.ndarray, compress: bool | None = None) -> None:
+    """Write ``array`` as IDX, gzipped if ``compress`` (default: if the name ends in .gz), atomically."""
+    path = Path(path)
+    compress = path.suffix == ".gz" if compress is None else compress
+    payload = idx_bytes(array)
+    if compress:
+        payload = gzip.compress(payload, mtime=0)
+    atomic_write_bytes(path, payload)
+
+
+def atomic_write_bytes(path: Path, payload: bytes) -> None:
+    """Write to a temporary file beside ``path`` and rename it into place: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
