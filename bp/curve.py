@@ -1,0 +1,249 @@
+"""Local-entropy curve of a reference w̃: scan of the prior width Δ and Legendre transform (BP.md §5).
+
+For each Δ on an increasing grid (warm-started from the previous fixed point, §3.6) BP gives φ_G(Δ)
+and δ(Δ); the shell local entropy follows parametrically (§5.2),
+
+    s(Δ) = φ_G(Δ) − ½ ln(2δ(Δ)/Δ) + δ(Δ)/Δ − ½,    plotted against d = n δ(Δ),
+
+and the ball version Φ_ball(δ) = max_{δ' ≤ δ} [s(δ') + ½ ln(δ'/δ)] (§5.4) is taken over the sampled
+points. Non-converged Δ are excluded (NaN) and reported; jumps of δ (first-order transitions, §5.2)
+are reported as gaps, never interpolated.
+
+Reference normalisation [CONVENTION, §1]: each hidden unit of w̃ is rescaled to ‖w̃_k‖² = N, so that
+Δ and δ are in units of the mean-square weight. The classifier is invariant under this rescaling.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bp.edge import make_problem
+from bp.errors import BPError
+from bp.free_entropy import METHODS, _normaliser, free_entropy
+
+DEFAULT_DELTAS = np.logspace(-4, 0, 25)
+
+
+def normalize_reference(center) -> np.ndarray:
+    """Rescale each hidden unit to ‖w̃_k‖² = N (BP.md §1): distances need a fixed normalisation."""
+    center = np.array(center, dtype=np.float64)
+    if center.ndim != 2:
+        raise BPError(f"center must have shape (K, N), got {center.shape}")
+    if not np.all(np.isfinite(center)):
+        raise BPError("center contains NaN or inf")
+    norms = np.linalg.norm(center, axis=1)
+    if np.any(norms == 0):
+        raise BPError(f"hidden unit(s) {np.flatnonzero(norms == 0).tolist()} of the reference are all zero")
+    return center * (np.sqrt(center.shape[1]) / norms)[:, None]
+
+
+def misclassified(center, X, y) -> np.ndarray:
+    """Boolean (P,) mask of the patterns the committee w̃ does not classify strictly correctly:
+    y Σ_k sign(λ̃_k) ≤ 0, a unit with λ̃_k = 0 casting no vote."""
+    lam = np.asarray(X, dtype=np.float64) @ np.asarray(center, dtype=np.float64).T
+    return np.asarray(y) * np.sign(lam).sum(axis=1) <= 0
+
+
+def shell_entropy(phi_G, delta, Delta):
+    """s = φ_G − ½ ln(2δ/Δ) + δ/Δ − ½ (§5.2), as φ_G − ½ log1p(r) + r/2 with r = 2δ/Δ − 1:
+    at small Δ, δ ≈ Δ/2 and the naive form loses the O(r²) remainder to cancellation."""
+    r = 2.0 * np.asarray(delta) / np.asarray(Delta) - 1.0
+    return np.asarray(phi_G) - 0.5 * np.log1p(r) + 0.5 * r
+
+
+def ball_entropy(delta, s):
+    """Φ_ball(δ_j) = max_{δ_i ≤ δ_j} [s_i + ½ ln(δ_i/δ_j)] over the finite sampled points (§5.4)."""
+    delta = np.asarray(delta, dtype=np.float64)
+    s = np.asarray(s, dtype=np.float64)
+    out = np.full_like(s, np.nan)
+    ok = np.isfinite(delta) & np.isfinite(s) & (delta > 0)
+    for j in np.flatnonzero(ok):
+        cand = ok & (delta <= delta[j])
+        out[j] = np.max(s[cand] + 0.5 * np.log(delta[cand] / delta[j]))
+    return out
+
+
+def find_gaps(prior_delta, delta, converged, gap_factor=3.0):
+    """Gaps of the parametric curve between consecutive converged points (§5.2): non-converged Δ in
+    between, δ decreasing with Δ (impossible at equilibrium: dδ/dΔ ∝ variance), or δ jumping faster than
+    (Δ ratio)^gap_factor (a first-order jump; on a smooth branch ln δ grows at most about as fast as ln Δ)."""
+    gaps = []
+    idx = np.flatnonzero(converged)
+    for a, b in zip(idx[:-1], idx[1:]):
+        reason = None
+        if b > a + 1:
+            reason = "not converged in between"
+        elif delta[b] < delta[a]:
+            reason = "delta decreased"
+        elif math.log(delta[b] / delta[a]) > gap_factor * math.log(prior_delta[b] / prior_delta[a]):
+            reason = "jump in delta"
+        if reason:
+            gaps.append({"prior_delta_low": float(prior_delta[a]), "prior_delta_high": float(prior_delta[b]),
+                         "delta_low": float(delta[a]), "delta_high": float(delta[b]), "reason": reason})
+    return gaps
+
+
+@dataclass(frozen=True)
+class LocalEntropyCurve:
+    """Result of `local_entropy_curve`, one entry per grid point Δ (prior_delta, increasing).
+
+    d = ½‖w − w̃‖² (absolute, n_weights·δ); delta = d/n; phi = shell local entropy s(d); phi_ball = ball
+    version; phi_G = Gaussian-prior free entropy; all per n (n = K·N, or N if normalize="input").
+    Entries of non-converged points are NaN and excluded from the curve; `reasons` says why.
+    gaps: list of dicts naming consecutive converged Δ between which the curve is not continuous.
+    """
+
+    prior_delta: np.ndarray
+    delta: np.ndarray
+    d: np.ndarray
+    phi: np.ndarray
+    phi_ball: np.ndarray
+    phi_G: np.ndarray
+    converged: np.ndarray
+    iterations: np.ndarray
+    damping: np.ndarray
+    n_blocks: np.ndarray
+    error: np.ndarray
+    reasons: tuple
+    gaps: tuple
+    method: str
+    normalize: str
+    n: int
+    K: int
+    N: int
+    P: int
+    beta: float
+    n_dropped: int
+    settings: dict = field(default_factory=dict)
+
+    _COLUMNS = ("prior_delta", "delta", "d", "phi", "phi_ball", "phi_G", "converged", "iterations", "damping",
+                "n_blocks", "error")
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (NaN → None) with every column, the gaps and the settings."""
+
+        def clean(v):
+            v = v.item() if isinstance(v, np.generic) else v
+            return None if isinstance(v, float) and not math.isfinite(v) else v
+
+        out = {c: [clean(v) for v in getattr(self, c).tolist()] for c in self._COLUMNS}
+        out["reasons"] = list(self.reasons)
+        out["gaps"] = [dict(g) for g in self.gaps]
+        for key in ("method", "normalize", "n", "K", "N", "P", "n_dropped"):
+            out[key] = getattr(self, key)
+        out["beta"] = clean(float(self.beta)) if math.isfinite(self.beta) else "inf"
+        out["weight_normalization"] = "each hidden unit of the reference rescaled to |w_k|^2 = N"
+        out["settings"] = json.loads(json.dumps(self.settings, default=str))
+        return out
+
+    def to_csv(self, path) -> None:
+        """Write one row per Δ (columns of _COLUMNS + reason) atomically: temp file, then os.replace."""
+        path = os.fspath(path)
+        folder = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".csv", dir=folder)
+        try:
+            with os.fdopen(fd, "w", newline="") as fh:
+                w = csv.writer(fh)
+                w.writerow(list(self._COLUMNS) + ["reason"])
+                for j in range(len(self.prior_delta)):
+                    row = [getattr(self, c)[j] for c in self._COLUMNS]
+                    w.writerow([repr(float(v)) if isinstance(v, (float, np.floating)) else
+                                (int(v) if isinstance(v, (np.integer, np.bool_, bool)) else v) for v in row]
+                               + [self.reasons[j]])
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+
+def local_entropy_curve(center, X, y, deltas=None, *, beta=np.inf, drop_misclassified=False, method="edge",
+                        schedule="block", n_blocks=10, damping=None, tol=1e-7, max_sweeps=1000, patience=200,
+                        max_failures=2, gap_factor=3.0, seed=0, normalize="weight",
+                        progress=None) -> LocalEntropyCurve:
+    """Local entropy s(d) of the committee machine around `center` (BP.md §5; Pittorino et al. App. B.1).
+
+    center: (K,N) reference, rescaled here to ‖w̃_k‖² = N per hidden unit (documented convention);
+    X: (P,N) patterns; y: (P,) labels ±1; deltas: increasing prior widths Δ (default logspace(−4, 0, 25);
+    large Δ may not converge, §3.6). A reference that misclassifies patterns raises BPError unless
+    beta is finite (soft constraint: local free entropy) or drop_misclassified=True (BP on the patterns it
+    classifies correctly: a lower bound, §6.6). Each Δ starts from the previous converged fixed point;
+    after max_failures consecutive non-converged Δ the rest of the grid is skipped. Other options as in
+    `free_entropy`. progress(dict) is called after each Δ with keys index, total, prior_delta, converged,
+    phi, phi_G, delta, iterations, damping, reason.
+    """
+    if method not in METHODS:
+        raise BPError(f"unknown method {method!r}; available: {', '.join(METHODS)}")
+    Wt = normalize_reference(center)
+    problem = make_problem(X, y, Wt)
+    P, K, N = problem.shape
+    n = _normaliser(normalize, K, N)
+    deltas = DEFAULT_DELTAS if deltas is None else np.asarray(deltas, dtype=np.float64).reshape(-1)
+    if deltas.size == 0 or not np.all(np.isfinite(deltas)) or np.any(deltas <= 0):
+        raise BPError("deltas must be a non-empty list of finite prior widths > 0")
+    if np.any(np.diff(deltas) <= 0):
+        raise BPError("deltas must be strictly increasing (the scan continues each fixed point to the next Δ)")
+    bad = misclassified(Wt, problem.X, problem.y)
+    n_bad = int(bad.sum())
+    Xs, ys = problem.X, problem.y
+    if n_bad:
+        if drop_misclassified:
+            Xs, ys = Xs[~bad], ys[~bad]
+        elif not math.isfinite(float(beta)):
+            raise BPError(f"the reference misclassifies {n_bad} of {P} patterns; pass a finite beta (soft "
+                          f"constraint) or drop_misclassified=True")
+    rng = np.random.default_rng(seed)
+    G = len(deltas)
+    phi_G = np.full(G, np.nan)
+    dl = np.full(G, np.nan)
+    conv = np.zeros(G, dtype=bool)
+    iters = np.zeros(G, dtype=np.int64)
+    damp = np.full(G, np.nan)
+    nblk = np.zeros(G, dtype=np.int64)
+    err = np.full(G, np.nan)
+    reasons = ["skipped"] * G
+    state = None
+    failures = 0
+    for j, D in enumerate(deltas):
+        if failures >= max_failures:
+            reasons[j] = f"skipped after {max_failures} consecutive non-converged prior widths"
+            continue
+        r = free_entropy(Xs, ys, K, Wt, D, beta, method=method, state=state, schedule=schedule, n_blocks=n_blocks,
+                         damping=damping, tol=tol, max_sweeps=max_sweeps, patience=patience, seed=rng,
+                         normalize="weight")
+        iters[j], damp[j], nblk[j], err[j], reasons[j] = r.iterations, r.damping, r.n_blocks, r.error, r.reason
+        if r.converged:
+            conv[j] = True
+            phi_G[j], dl[j] = r.phi, r.delta
+            state = r.state
+            failures = 0
+        else:
+            failures += 1
+        if progress is not None:
+            progress({"index": j, "total": G, "prior_delta": float(D), "converged": bool(r.converged),
+                      "phi_G": float(phi_G[j]), "delta": float(dl[j]),
+                      "phi": float(shell_entropy(phi_G[j], dl[j], D)), "iterations": int(r.iterations),
+                      "damping": float(r.damping), "reason": r.reason})
+    s = shell_entropy(phi_G, dl, deltas)
+    s_ball = ball_entropy(dl, s)
+    gaps = find_gaps(deltas, dl, conv, gap_factor)
+    scale = K * N / n  # per weight → per the chosen normaliser
+    settings = {"schedule": schedule, "n_blocks": n_blocks, "damping": damping, "tol": tol,
+                "max_sweeps": max_sweeps, "patience": patience, "max_failures": max_failures,
+                "gap_factor": gap_factor, "seed": seed if isinstance(seed, (int, type(None))) else "generator",
+                "drop_misclassified": drop_misclassified, "n_misclassified": n_bad}
+    for g in gaps:
+        g["delta_low"] *= scale
+        g["delta_high"] *= scale
+    return LocalEntropyCurve(prior_delta=deltas.copy(), delta=dl * scale, d=dl * K * N, phi=s * scale,
+                             phi_ball=s_ball * scale, phi_G=phi_G * scale, converged=conv, iterations=iters,
+                             damping=damp, n_blocks=nblk, error=err, reasons=tuple(reasons), gaps=tuple(gaps),
+                             method=method, normalize=normalize, n=n, K=K, N=N, P=int(len(ys)), beta=float(beta),
+                             n_dropped=n_bad if drop_misclassified else 0, settings=settings)
