@@ -2,5 +2,11 @@
 
 from entropic.errors import EntropicError
 from entropic.schedules import Constant, Cosine, Exponential, Schedule
+from entropic.local_energy import LocalEnergy, classification_error, local_energy
+from entropic.params import select_parameters
+from entropic.partial import PLA, PLEA
+from entropic.signal import LayerSignal, LayerStats
 
 __all__ = ["EntropicError", "Schedule", "Constant", "Exponential", "Cosine"]
+__all__ += ["PLA", "PLEA", "local_energy", "LocalEnergy", "classification_error", "LayerSignal", "LayerStats",
+            "select_parameters"]
