@@ -1,0 +1,453 @@
+"""The committee machine's trainers: SGD, Replicated-SGD and Entropy-SGD, batched over restarts.
+
+Paper 000, Sec. 4–5 and App. B.1. Every restart (and, for rSGD, every replica) is trained in one
+batched tensor computation on CPU or CUDA. Each restart r owns one CPU ``torch.Generator`` seeded
+from (seed, r) (``restart_seed``); its initial weights, mini-batch orders, dropout masks and SGLD
+noise are all drawn from it, in an order that does not depend on the other restarts. A restart that
+meets its stop rule is frozen (its weights stop changing, its generator stops being used) while the
+others continue. Hence restart r gives the same result trained alone (``restart_ids=[r]``) or in a
+batch of 50 (up to the rounding of batched matrix products).
+
+Conventions that paper 000 leaves open (documented in ``committee.presets`` too):
+
+- **Units.** Each hidden unit is trained as its direction u_h = w_h/√N, kept at unit norm, with
+  λ_h = u_h·ξ = w_h·ξ/√N (Eq. 7). Algorithms 1 and 2, their learning rates and the stop distances
+  act on u; saved weights are w = √N u (norm √N). Applying the paper's η to w itself with the
+  1/√N in λ makes every step N times smaller, and SGD fast (η = 2e-4) then barely leaves its random
+  start in 100 epochs on the Dress/Coat subset; in u units with a summed mini-batch loss it reaches
+  a few % training error in 40 epochs (measured while writing this module). This is a calibration
+  of the paper's units, not a quote.
+- **Loss.** The gradient is that of Σ_{μ∈batch} f(y^μ ŷ_β(ξ^μ), ω) (Eq. 8 per pattern, summed); the
+  loss in stop rules and reports is the mean over the training set (Eq. 8's expectation).
+- **Normalisation** (App. B.1, "after each weight update"): SGD: u after every step. rSGD: every
+  replica after every step (including the coupling step); the centre ū = mean of the replicas is
+  not normalised while training (it is the barycenter of Eq. 6), and is normalised when saved.
+  eSGD: w′ after every SGLD step and w after every outer step; μ is an average of normalised w′
+  and is not normalised (as in ``entropic.EntropySGD``'s ``project``).
+- **Stop rules** (App. B.1), checked at the end of every epoch with that epoch's β and ω: SGD fast,
+  zero training error of the sign network; SGD slow, mean loss < 1e-7; rSGD, max_a d(u_a, ū) < 1e-8;
+  eSGD, d(w, μ) < 1e-8 with w the reference before the last outer update. "Distance" is read as
+  the paper's d(w′, w) = ½‖w′ − w‖² (Eq. 2) in u units: the SGLD noise √η′ ε ≈ 7e-8 per weight
+  makes the plain norm ‖w − μ‖ over 7056 weights ~1e-6, so ‖·‖ < 1e-8 could never be met.
+- **Epoch.** ceil(P/B) updates of the trained variable: SGD steps; rSGD steps, each replica with
+  its own mini-batch (each replica sees the data once per epoch); eSGD outer iterations (each
+  consuming L mini-batches, so one eSGD epoch is L passes over the data). β, ω, γ follow
+  x(t) = x0 (1 + x1)^t with t the epoch index (entropic ``Exponential``).
+- **Replica coupling.** Algorithm 2: at the start of each step the barycenter ū is computed; every
+  ``coupling_period``-th step the coupling ``coupling_period``·γ·(u_a − ū) is added to the gradient.
+- **Dropout** (Figure 6): each input of the hidden layer is zeroed with probability p, one mask per
+  pattern shared by the K hidden units, surviving inputs scaled by 1/(1 − p); training only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from committee.errors import CommitteeError
+from committee.loss import margin_loss
+from committee.model import check_K
+from committee.presets import CommitteePreset
+from entropic.esgd import EntropySGD
+from entropic.schedules import Exponential
+
+CHECKPOINT_VERSION = 1
+
+
+def restart_seed(seed: int, restart: int) -> int:
+    """Seed of restart r's generator: a hash of (seed, r) (numpy SeedSequence), < 2**63."""
+    if int(seed) != seed or seed < 0:
+        raise CommitteeError(f"seed must be a non-negative integer, got {seed}")
+    state = np.random.SeedSequence([int(seed), int(restart)]).generate_state(1, dtype=np.uint64)[0]
+    return int(state >> np.uint64(1))
+
+
+def _unit(U: torch.Tensor) -> torch.Tensor:
+    """Each hidden unit (last axis) rescaled to unit norm."""
+    return U / torch.linalg.vector_norm(U, dim=-1, keepdim=True)
+
+
+def _unit_(U: torch.Tensor) -> None:
+    with torch.no_grad():
+        U.div_(torch.linalg.vector_norm(U, dim=-1, keepdim=True))
+
+
+def _surrogate(U: torch.Tensor, X: torch.Tensor, beta: float) -> torch.Tensor:
+    """(1/√K) Σ_h tanh(β u_h·ξ) (Eq. 7 with tanh(β·) for the hidden signs), shape (..., B)."""
+    K = U.shape[-2]
+    return torch.tanh(beta * torch.matmul(X, U.transpose(-1, -2))).sum(-1) / math.sqrt(K)
+
+
+def _sign_errors(U: torch.Tensor, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Training error of the exact sign network (Eq. 7; sign(0) = +1), shape U.shape[:-2]."""
+    lam = torch.matmul(X, U.transpose(-1, -2))
+    votes = torch.where(lam >= 0, 1.0, -1.0).to(U.dtype).sum(-1)
+    out = torch.where(votes >= 0, 1.0, -1.0).to(U.dtype)
+    return (out != y).to(U.dtype).mean(-1)
+
+
+def _half_sq(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """d(a, b) = ½‖a − b‖² over the last two axes (K·N weights), Eq. (2)."""
+    return 0.5 * (a - b).pow(2).sum((-1, -2))
+
+
+@dataclass
+class TrainResult:
+    """Outcome of a training run, one entry per restart (in ``restart_ids`` order)."""
+
+    preset: CommitteePreset
+    seed: int
+    restart_ids: list
+    weights: np.ndarray  # (R, K, N) float64, w = √N u (rSGD: normalised centre; eSGD: w)
+    epochs: np.ndarray  # (R,) epochs trained until stop (or max_epochs)
+    converged: np.ndarray  # (R,) bool
+    train_error: np.ndarray  # (R,) exact sign network
+    train_loss: np.ndarray  # (R,) mean f at the final β, ω
+    stop_value: np.ndarray  # (R,) the stop rule's quantity at the end
+    replicas: Optional[np.ndarray] = None  # rSGD: (y, R, K, N) float64 replicas, √N units
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def status(self) -> list:
+        return ["converged" if c else "not converged" for c in self.converged]
+
+    def metadata(self) -> dict:
+        """JSON-ready description: setting, every hyper-parameter, seed, per-restart outcome."""
+        return {
+            "setting": self.preset.name,
+            "algorithm": self.preset.algorithm,
+            "hyperparameters": self.preset.as_dict(),
+            "seed": int(self.seed),
+            "restart_ids": [int(r) for r in self.restart_ids],
+            "epochs": [int(e) for e in self.epochs],
+            "status": self.status,
+            "train_error": [float(e) for e in self.train_error],
+            "train_loss": [float(v) for v in self.train_loss],
+            "stop_rule": self.preset.stop,
+            "stop_value": [float(v) for v in self.stop_value],
+            "units": "w = sqrt(N) u; algorithms act on unit-norm u (committee/train.py)",
+            **self.extra,
+        }
+
+
+class _Run:
+    """Mutable state of one batched run; everything a resume needs is in ``state_dict``."""
+
+    def __init__(self, preset: CommitteePreset, X, y, restart_ids, seed, device, dtype):
+        self.p = preset
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.X = X
+        self.y = y
+        self.P, self.N = X.shape
+        self.R = len(restart_ids)
+        h = hashlib.sha256(X.detach().double().cpu().numpy().tobytes())
+        h.update(y.detach().double().cpu().numpy().tobytes())
+        self.patterns_digest = h.hexdigest()
+        self.seed = seed
+        self.restart_ids = list(restart_ids)
+        self.gens = [torch.Generator().manual_seed(restart_seed(seed, r)) for r in self.restart_ids]
+        self.nb = math.ceil(self.P / preset.batch_size)
+        self.beta = Exponential(preset.beta0, preset.beta1)
+        self.omega = Exponential(preset.omega0, preset.omega1)
+        self.gamma = Exponential(preset.gamma0, preset.gamma1)
+        K, N = preset.K, self.N
+        lead = (preset.replicas,) if preset.algorithm == "rsgd" else ()
+        inits = []
+        for g in self.gens:  # init: uniform in [-1, 1], then normalised (App. B.1)
+            inits.append(torch.rand(lead + (K, N), generator=g, dtype=torch.float64) * 2 - 1)
+        U = torch.stack(inits, dim=len(lead))  # (R, K, N) or (y, R, K, N)
+        self.U = _unit(U).to(device=self.device, dtype=dtype)
+        self.epoch = 0
+        self.active = np.ones(self.R, dtype=bool)
+        self.converged = np.zeros(self.R, dtype=bool)
+        self.epochs = np.zeros(self.R, dtype=np.int64)
+        self.stop_value = np.full(self.R, np.nan)
+        self.step_count = 0  # global rSGD step counter (coupling every coupling_period steps)
+
+    # --- random draws, per restart, on CPU --------------------------------------------------
+    def _perms(self, idx, copies: int) -> torch.Tensor:
+        """One permutation of the P patterns per copy (replica) for each active restart: (copies, A, P)."""
+        out = torch.empty((copies, len(idx), self.P), dtype=torch.long)
+        for j, i in enumerate(idx):
+            for c in range(copies):
+                out[c, j] = torch.randperm(self.P, generator=self.gens[i])
+        return out
+
+    def _dropout(self, idx, shape) -> Optional[torch.Tensor]:
+        """Inverted-dropout masks on the hidden layer's inputs, one (…, B, N) block per active restart."""
+        p = self.p.dropout
+        if p == 0.0:
+            return None
+        masks = [(torch.rand(shape, generator=self.gens[i], dtype=torch.float64) >= p) for i in idx]
+        m = torch.stack(masks, dim=len(shape) - 2) if len(shape) > 2 else torch.stack(masks)
+        return (m.to(self.dtype) / (1.0 - p)).to(self.device)
+
+    def _batch(self, perms, idx, b):
+        """Patterns and labels of mini-batch b for every active restart (and replica)."""
+        sel = perms[..., b * self.p.batch_size:(b + 1) * self.p.batch_size].to(self.device)
+        return self.X[sel], self.y[sel]
+
+    # --- loss ------------------------------------------------------------------------------
+    def _batch_loss(self, U, Xb, yb, beta, omega, mask):
+        """Σ over restarts (and replicas) of the mini-batch loss Σ_μ f(y^μ ŷ_β(ξ^μ), ω) (Eq. 8)."""
+        if mask is not None:
+            Xb = Xb * mask
+        return margin_loss(yb * _surrogate(U, Xb, beta), omega).sum()
+
+    def full_loss(self, U, beta, omega) -> torch.Tensor:
+        """Mean f over the training set per restart (Eq. 8), shape U.shape[:-2]."""
+        return margin_loss(self.y * _surrogate(U, self.X, beta), omega).mean(-1)
+
+    # --- one epoch per algorithm -----------------------------------------------------------
+    def epoch_sgd(self, idx):
+        t = self.epoch
+        beta, omega = self.beta(t), self.omega(t)
+        ii = torch.as_tensor(idx, device=self.device)
+        U = self.U[ii]
+        perms = self._perms(idx, 1)[0]
+        for b in range(self.nb):
+            Xb, yb = self._batch(perms, idx, b)
+            mask = self._dropout(idx, tuple(Xb.shape[1:]))
+            U = U.detach().requires_grad_(True)
+            (g,) = torch.autograd.grad(self._batch_loss(U, Xb, yb, beta, omega, mask), U)
+            with torch.no_grad():
+                U = _unit(U - self.p.eta * g)
+        self.U[ii] = U.detach()
+        return None
+
+    def epoch_rsgd(self, idx):
+        t = self.epoch
+        beta, omega, gamma = self.beta(t), self.omega(t), self.gamma(t)
+        y_ = self.p.replicas
+        ii = torch.as_tensor(idx, device=self.device)
+        U = self.U[:, ii]  # (y, A, K, N)
+        perms = self._perms(idx, y_)  # (y, A, P)
+        kc = self.p.coupling_period
+        for b in range(self.nb):
+            Xb, yb = self._batch(perms, idx, b)  # (y, A, B, N)
+            mask = self._dropout(idx, (y_,) + tuple(Xb.shape[2:])) if self.p.dropout else None
+            centre = U.mean(0, keepdim=True)  # line 2: barycenter ū
+            U = U.detach().requires_grad_(True)
+            (g,) = torch.autograd.grad(self._batch_loss(U, Xb, yb, beta, omega, mask), U)
+            with torch.no_grad():
+                if self.step_count % kc == 0:  # lines 6–7: coupling K·γ·(u_a − ū)
+                    g = g + (kc * gamma) * (U - centre)
+                U = _unit(U - self.p.eta * g)  # line 8, then each replica renormalised
+            self.step_count += 1
+        self.U[:, ii] = U.detach()
+        centre = self.U[:, ii].mean(0)
+        return _half_sq(self.U[:, ii], centre.unsqueeze(0)).amax(0)
+
+    def epoch_esgd(self, idx):
+        t = self.epoch
+        beta, omega, gamma = self.beta(t), self.omega(t), self.gamma(t)
+        ii = torch.as_tensor(idx, device=self.device)
+        param = self.U[ii].clone().requires_grad_(True)
+        gens = [self.gens[i] for i in idx]
+        dev, dt = self.device, self.dtype
+
+        def noise_fn(p):
+            return torch.stack([torch.randn(p.shape[1:], generator=g, dtype=torch.float64) for g in gens]).to(
+                device=dev, dtype=dt)
+
+        opt = EntropySGD([param], lr=self.p.eta, inner_lr=self.p.inner_lr, L=self.p.inner_steps, gamma=gamma,
+                         noise=self.p.noise, alpha=self.p.alpha, noise_fn=noise_fn, project=_unit_)
+        cursor = {"perms": None, "b": self.nb}
+
+        def closure():
+            if cursor["b"] == self.nb:  # a fresh pass over the data for every active restart
+                cursor["perms"], cursor["b"] = self._perms(idx, 1)[0], 0
+            Xb, yb = self._batch(cursor["perms"], idx, cursor["b"])
+            cursor["b"] += 1
+            mask = self._dropout(idx, tuple(Xb.shape[1:]))
+            loss = self._batch_loss(param, Xb, yb, beta, omega, mask)
+            loss.backward()
+            return loss
+
+        for _ in range(self.nb):
+            opt.step(closure)
+        st = opt.state[param]
+        self.U[ii] = param.detach()
+        return _half_sq(st["w"], st["mu"])  # d(w, μ) of the last outer iteration
+
+    # --- stop rules ------------------------------------------------------------------------
+    def check_stop(self, idx, dist):
+        """The stop rule's quantity per active restart and whether it is met (App. B.1)."""
+        rule, thr = self.p.stop, self.p.stop_threshold
+        ii = torch.as_tensor(idx, device=self.device)
+        if rule == "zero_error":
+            val = _sign_errors(self.centre()[ii], self.X, self.y)
+            met = val <= thr
+        elif rule == "loss":
+            val = self.full_loss(self.centre()[ii], self.beta(self.epoch), self.omega(self.epoch))
+            met = val < thr
+        else:
+            val = dist
+            met = val < thr
+        return val.double().cpu().numpy(), met.cpu().numpy()
+
+    def centre(self) -> torch.Tensor:
+        """The weights that are evaluated and saved, (R, K, N) unit-norm: u, or rSGD's normalised ū."""
+        if self.p.algorithm == "rsgd":
+            return _unit(self.U.mean(0))
+        return self.U
+
+    def run_epoch(self):
+        idx = [int(i) for i in np.flatnonzero(self.active)]
+        if not idx:
+            return
+        dist = {"sgd": self.epoch_sgd, "rsgd": self.epoch_rsgd, "esgd": self.epoch_esgd}[self.p.algorithm](idx)
+        val, met = self.check_stop(idx, dist)
+        self.epoch += 1
+        for j, i in enumerate(idx):
+            self.stop_value[i] = val[j]
+            if met[j]:
+                self.converged[i] = True
+                self.active[i] = False
+                self.epochs[i] = self.epoch
+        if self.epoch >= self.p.max_epochs:
+            for i in np.flatnonzero(self.active):
+                self.active[i] = False
+                self.epochs[i] = self.epoch
+
+    # --- checkpoints -----------------------------------------------------------------------
+    def identity(self) -> dict:
+        return {"version": CHECKPOINT_VERSION, "preset": self.p.as_dict(), "seed": int(self.seed),
+                "restart_ids": self.restart_ids, "P": self.P, "N": self.N, "dtype": str(self.dtype),
+                "patterns": self.patterns_digest}
+
+    def state_dict(self) -> dict:
+        return {"identity": self.identity(), "U": self.U.detach().cpu(), "epoch": self.epoch,
+                "active": self.active.copy(), "converged": self.converged.copy(), "epochs": self.epochs.copy(),
+                "stop_value": self.stop_value.copy(), "step_count": self.step_count,
+                "generators": [g.get_state() for g in self.gens]}
+
+    def load_state_dict(self, sd: dict, where: str):
+        if sd.get("identity") != self.identity():
+            raise CommitteeError(f"{where}: checkpoint belongs to a different run (setting, hyper-parameters, seed, "
+                                 "restarts or patterns differ); delete it or pass another --checkpoint")
+        self.U = sd["U"].to(device=self.device, dtype=self.dtype)
+        self.epoch = int(sd["epoch"])
+        self.active = np.array(sd["active"], dtype=bool)
+        self.converged = np.array(sd["converged"], dtype=bool)
+        self.epochs = np.array(sd["epochs"], dtype=np.int64)
+        self.stop_value = np.array(sd["stop_value"], dtype=np.float64)
+        self.step_count = int(sd["step_count"])
+        for g, s in zip(self.gens, sd["generators"]):
+            g.set_state(s)
+
+
+def _save_atomic(obj, path: Path):
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _as_patterns(X, y, device, dtype):
+    Xn, yn = np.asarray(X), np.asarray(y)
+    if Xn.ndim != 2 or yn.ndim != 1 or Xn.shape[0] != yn.shape[0] or Xn.shape[0] == 0:
+        raise CommitteeError(f"patterns must be X (P, N) and y (P,) with P ≥ 1, got {Xn.shape} and {yn.shape}")
+    if not (np.all(np.isfinite(Xn.astype(np.float64))) and np.all(np.isin(yn, (-1, 1)))):
+        raise CommitteeError("patterns must be finite and labels must be ±1")
+    return (torch.as_tensor(Xn.astype(np.float64), device=device).to(dtype),
+            torch.as_tensor(yn.astype(np.float64), device=device).to(dtype))
+
+
+def train_committee(
+    X,
+    y,
+    preset: CommitteePreset,
+    *,
+    restarts: int | None = None,
+    restart_ids: Sequence[int] | None = None,
+    seed: int = 0,
+    device="cpu",
+    dtype=torch.float64,
+    checkpoint=None,
+    checkpoint_every: int = 50,
+    progress: Optional[Callable[[int, int, int, int], None]] = None,
+    stop_after_epochs: Optional[int] = None,
+) -> Optional[TrainResult]:
+    """Train ``restarts`` committee machines (or the restarts ``restart_ids``) with ``preset``.
+
+    X (P, N) ±1 patterns, y (P,) ±1 labels. Returns a ``TrainResult`` with one entry per restart.
+    ``checkpoint``: a path; if it exists, training resumes from it (it must come from the same run);
+    it is rewritten atomically every ``checkpoint_every`` epochs and when training ends. The result
+    does not depend on whether or where the run was interrupted. ``progress(epoch, converged,
+    finished, R)`` is called after every epoch. ``stop_after_epochs`` (for tests and the CLI's
+    interruption handling) saves a checkpoint and returns None after that many epochs of this call.
+    """
+    if restart_ids is None:
+        if restarts is None or int(restarts) != restarts or restarts < 1:
+            raise CommitteeError(f"restarts must be a positive integer, got {restarts}")
+        restart_ids = list(range(int(restarts)))
+    restart_ids = [int(r) for r in restart_ids]
+    if not restart_ids or len(set(restart_ids)) != len(restart_ids) or min(restart_ids) < 0:
+        raise CommitteeError(f"restart_ids must be distinct non-negative integers, got {restart_ids}")
+    restart_seed(seed, 0)
+    check_K(preset.K)
+    if checkpoint_every < 1:
+        raise CommitteeError(f"checkpoint_every must be ≥ 1, got {checkpoint_every}")
+    try:
+        torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise CommitteeError(f"unknown device {device!r}") from exc
+    Xt, yt = _as_patterns(X, y, device, dtype)
+    run = _Run(preset, Xt, yt, restart_ids, int(seed), device, dtype)
+    ckpt = Path(checkpoint) if checkpoint is not None else None
+    if ckpt is not None and ckpt.exists():
+        try:
+            sd = torch.load(ckpt, map_location="cpu", weights_only=False)
+        except Exception as exc:  # a truncated or foreign file
+            raise CommitteeError(f"{ckpt}: cannot read checkpoint ({exc})") from exc
+        if not isinstance(sd, dict):
+            raise CommitteeError(f"{ckpt}: not a committee checkpoint")
+        run.load_state_dict(sd, str(ckpt))
+    done_here = 0
+    while run.active.any():
+        run.run_epoch()
+        done_here += 1
+        if progress is not None:
+            progress(run.epoch, int(run.converged.sum()), int((~run.active).sum()), run.R)
+        if ckpt is not None and (run.epoch % checkpoint_every == 0 or not run.active.any()):
+            _save_atomic(run.state_dict(), ckpt)
+        if stop_after_epochs is not None and done_here >= stop_after_epochs and run.active.any():
+            if ckpt is not None:
+                _save_atomic(run.state_dict(), ckpt)
+            return None
+    return _result(run)
+
+
+def _result(run: _Run) -> TrainResult:
+    sqrtN = math.sqrt(run.N)
+    C = run.centre()
+    with torch.no_grad():
+        err = _sign_errors(C, run.X, run.y)
+        # the loss at the β, ω of the last epoch each restart trained
+        losses = [run.full_loss(C[i], run.beta(max(e - 1, 0)), run.omega(max(e - 1, 0))).item()
+                  for i, e in enumerate(run.epochs)]
+    weights = (C.detach().double().cpu().numpy() * sqrtN)
+    # exact renormalisation in float64 so that saved files meet the √N norm to rounding
+    weights *= sqrtN / np.linalg.norm(weights, axis=-1, keepdims=True)
+    replicas = None
+    if run.p.algorithm == "rsgd":
+        replicas = run.U.detach().double().cpu().numpy() * sqrtN
+    return TrainResult(preset=run.p, seed=run.seed, restart_ids=run.restart_ids, weights=weights,
+                       epochs=run.epochs.copy(), converged=run.converged.copy(),
+                       train_error=err.double().cpu().numpy(), train_loss=np.array(losses),
+                       stop_value=run.stop_value.copy(), replicas=replicas)
