@@ -25,7 +25,7 @@ import math
 
 import numba as nb
 import numpy as np
-from scipy.special import log_ndtr
+from scipy.special import erfcx, log_ndtr
 
 from bp.errors import BPError
 
@@ -144,10 +144,36 @@ def _channel_row(omega, V, y, beta, lnp, lnq, L, S, Sc, g, Gam):
             continue
         t = y * omega[k] / sV
         lnphi = -0.5 * t * t - _HALF_LOG_2PI
-        G = math.exp(lnphi - _logaddexp(lnR - lnD, lnp[k]))
+        if t > _TAIL:
+            G = math.exp(lnphi - _logaddexp(lnR - lnD, lnp[k]))
+            GpT = G + t
+        else:
+            G, GpT = _tail_G(-t, lnR - lnD - lnphi)
         g[k] = y * G / sV
-        Gam[k] = G * (G + t) / V[k]
+        Gam[k] = G * GpT / V[k]
     return lnZ
+
+
+_TAIL = -5.0  # below this t, G and G + t come from the continued fraction (_tail_G)
+
+
+@nb.njit(cache=True)
+def _tail_G(x, lnrho):
+    """(G, G + t) at t = −x ≤ −5, with ρ = (R/D)/φ(t) given as ln ρ (may be −∞).
+
+    The direct forms cancel: G = φ/(r + Φ) ≈ x, so G + t ≈ 1/x loses ~2 log10(x) digits, and
+    ln φ − ln Φ ~ x²/2 loses more. With the Mills ratio M = Φ(−x)/φ(x) = 1/(x + T),
+    T = 1/(x + 2/(x + 3/(x + …))) (Laplace's continued fraction, fast for x ≥ 5):
+    G = 1/(ρ + M) and G + t = G (1 − x(ρ + M)) = G T M − x ρG, with no cancellation when ρ = 0.
+    """
+    f = 0.0
+    for j in range(80, 1, -1):
+        f = j / (x + f)
+    T = 1.0 / (x + f)
+    M = 1.0 / (x + T)
+    rho = math.exp(min(lnrho, 700.0)) if lnrho > -np.inf else 0.0
+    G = 1.0 / (rho + M)
+    return G, G * T * M - x * (rho * G)
 
 
 @nb.njit(cache=True, parallel=True)
@@ -239,9 +265,27 @@ def output_channel_numpy(omega, V, y, beta=np.inf, return_terms=False):
             lnR[:, k] = np.logaddexp(lneb, ln1m + np.logaddexp.reduce(others[:, h + 1 :], axis=1))
         lnphi = -0.5 * t**2 - _HALF_LOG_2PI
         G = np.exp(lnphi - np.logaddexp(lnR - lnD, lp))
-        G = np.where(lnD == -np.inf, 0.0, G)
+        GpT = G + t
+        # far tail t < −20: G = 1/(ρ + M), M = √(π/2) erfcx(x/√2) the Mills ratio, ρ = (R/D)/φ(t), and
+        # G + t = G (1 − xM − xρ) with 1 − xM = Σ_k (−1)^k (2k+1)!!/x^{2k+2} (asymptotic; cancels otherwise)
+        far = t < -20.0
+        if np.any(far):
+            x = -t[far]
+            M = np.sqrt(np.pi / 2) * erfcx(x / np.sqrt(2))
+            rho = np.exp(np.minimum((lnR - lnD - lnphi)[far], 700.0))
+            one_m_xM = np.zeros_like(x)
+            term = 1.0 / x**2
+            for j in range(12):
+                one_m_xM += term
+                term = -term * (2 * j + 3) / x**2
+            Gf = 1.0 / (rho + M)
+            G[far] = Gf
+            GpT[far] = Gf * one_m_xM - x * (rho * Gf)
+        dead = lnD == -np.inf
+        G = np.where(dead, 0.0, G)
+        GpT = np.where(dead, 0.0, GpT)
     g = y[:, None] * G / np.sqrt(V)
-    Gam = G * (G + t) / V
+    Gam = G * GpT / V
     if return_terms:
         return lnZ, g, Gam, lnR, lnD
     return lnZ, g, Gam
