@@ -269,16 +269,21 @@ def _perturbed(chosen, sigma, B, noise, generator):
     Drawing per draw (not one (B, ...) tensor) keeps the random stream independent of B, so the
     vmap and loop paths, and any batch_draws, see the same noise for a seed.
     """
-    zs = {n: [] for n in chosen}
-    for _ in range(B):
-        for n, p in chosen.items():
-            dev = generator.device if generator is not None else p.device
-            zs[n].append(torch.randn(p.shape, generator=generator, device=dev, dtype=p.dtype))
+    zs = {}
+    for n, p in chosen.items():
+        dev = generator.device if generator is not None else p.device
+        zs[n] = torch.empty((B, *p.shape), dtype=p.dtype, device=dev)
+    for b in range(B):
+        for n in chosen:
+            torch.randn(zs[n].shape[1:], generator=generator, out=zs[n][b])
     out = {}
     for n, p in chosen.items():
-        z = torch.stack(zs[n]).to(p.device)
+        z = zs[n].to(p.device)
         w = p.detach().unsqueeze(0)
-        out[n] = w + sigma * z * w if noise == "multiplicative" else w + sigma * z
+        if noise == "multiplicative":
+            out[n] = torch.addcmul(w, z, w, value=float(sigma))  # w + σ z ⊙ w
+        else:
+            out[n] = z.mul_(float(sigma)).add_(w)  # w + σ z
     return out
 
 

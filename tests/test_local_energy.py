@@ -213,3 +213,22 @@ def test_one_shot_iterator_data_is_refused():
     model, x, t = mlp_problem()
     with pytest.raises(EntropicError, match="re-iterable"):
         local_energy(model, iter([(x, t)]), [0.1], draws=2)
+
+
+def test_model_that_vmap_cannot_handle_falls_back_to_the_loop():
+    class DataDependent(nn.Module):  # .item() inside forward cannot be vmapped
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(10, 4).double()
+
+        def forward(self, x):
+            out = self.lin(x)
+            return out * (2.0 if out.sum().item() > 0 else 1.0)
+
+    torch.manual_seed(0)
+    model = DataDependent()
+    _, x, t = mlp_problem()
+    a = local_energy(model, (x, t), [0.3], draws=4, seed=0)
+    b = local_energy(model, (x, t), [0.3], draws=4, seed=0, vectorize=False)
+    assert a.method == "loop"
+    np.testing.assert_array_equal(a.losses, b.losses)
