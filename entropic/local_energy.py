@@ -301,7 +301,7 @@ def _evaluate_vmap(model, batches, device, stacked, B, err_fn, loss_fn):
     def per_copy(ps, args, targets):
         out = functional_call(model, ps, args)
         e = err_fn(out, targets)
-        l = loss_fn(out, targets) if loss_fn is not None else torch.zeros((), dtype=out.dtype)
+        l = loss_fn(out, targets) if loss_fn is not None else out.new_zeros(())
         return e, l
 
     f = vmap(per_copy, in_dims=(0, None, None), randomness="different")

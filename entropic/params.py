@@ -11,9 +11,9 @@ A selection ``params`` is one of
 - ``None``: every weight of the model (biases excluded unless ``include_biases``);
 - a string: a module name (``"fc1"``, ``"features.0"``) selecting every parameter under it, or a
   full parameter name (``"fc1.weight"``);
-- a list/tuple of strings: the union of what each selects;
 - a callable ``predicate(name, parameter) -> bool`` over ``model.named_parameters()``;
-- a list/tuple of the model's own ``nn.Parameter`` objects.
+- one of the model's submodules (``model.fc1``) or own ``nn.Parameter`` objects;
+- a list/tuple mixing any of the names, submodules and parameters above (their union).
 
 A parameter counts as a bias when the last component of its name contains ``"bias"``.
 """
@@ -55,31 +55,39 @@ def select_parameters(
 
     if params is None:
         chosen = [(n, p) for n, p in named]
-    elif isinstance(params, str):
-        chosen = _by_names(model, named, [params])
     elif callable(params) and not isinstance(params, nn.Module):
         chosen = [(n, p) for n, p in named if bool(params(n, p))]
     else:
-        try:
-            items = list(params)
-        except TypeError:
-            raise EntropicError(
-                f"params must be None, a name, a list of names or parameters, or a predicate; "
-                f"got {type(params).__name__}"
-            ) from None
+        if isinstance(params, (str, torch.Tensor, nn.Module)):
+            items = [params]
+        else:
+            try:
+                items = list(params)
+            except TypeError:
+                raise EntropicError(
+                    f"params must be None, a name, a submodule, a parameter, a list of these, or a "
+                    f"predicate; got {type(params).__name__}"
+                ) from None
         if not items:
             raise EntropicError("params is an empty list: select at least one parameter")
-        if all(isinstance(x, str) for x in items):
-            chosen = _by_names(model, named, items)
-        elif all(isinstance(x, torch.Tensor) for x in items):
-            ids = {id(x) for x in items}
-            chosen = [(n, p) for n, p in named if id(p) in ids]
-            if len(chosen) != len(ids):
+        keys = [x for x in items if isinstance(x, str)]
+        ids = set()
+        for x in items:
+            if isinstance(x, nn.Module):
+                ids.update(id(p) for p in x.parameters())
+            elif isinstance(x, torch.Tensor):
+                ids.add(id(x))
+            elif not isinstance(x, str):
                 raise EntropicError(
-                    f"params lists {len(ids) - len(chosen)} tensor(s) that are not parameters of the model"
+                    f"params list holds a {type(x).__name__}; use names, submodules or parameters"
                 )
-        else:
-            raise EntropicError("params list must hold only names (str) or only nn.Parameter objects")
+        by_name = {n for n, _ in _by_names(model, named, keys)} if keys else set()
+        own = {id(p) for _, p in named}
+        if ids - own:
+            raise EntropicError(
+                f"params lists {len(ids - own)} tensor(s) that are not parameters of {type(model).__name__}"
+            )
+        chosen = [(n, p) for n, p in named if n in by_name or id(p) in ids]
 
     dropped = [n for n, _ in chosen if is_bias(n)] if not include_biases else []
     chosen = [(n, p) for n, p in chosen if include_biases or not is_bias(n)]

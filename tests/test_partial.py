@@ -133,6 +133,10 @@ def test_predicate_and_bias_selection():
     assert list(select_parameters(model, include_biases=True)) == ["0.weight", "0.bias", "2.weight", "2.bias"]
     assert list(select_parameters(model, lambda n, p: p.shape[0] == 3)) == ["2.weight"]
     assert list(select_parameters(model, [model[0].weight])) == ["0.weight"]
+    assert list(select_parameters(model, model[2])) == ["2.weight"]
+    assert list(select_parameters(model, ["0", model[2].weight])) == ["0.weight", "2.weight"]
+    with pytest.raises(EntropicError, match="not parameters"):
+        select_parameters(model, [nn.Parameter(torch.zeros(2))])
 
 
 def test_pla_noise_is_uniform_in_the_cube_against_the_quadratic_closed_form():
