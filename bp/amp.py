@@ -1,0 +1,489 @@
+"""Node-level (AMP / TAP) form of the per-edge r-BP of bp.edge, with the Onsager correction (BP.md §3, §4).
+
+Derivation [DERIVED here; checked against bp.edge in tests/test_bp_amp.py]. At a fixed point of the
+per-edge equations (§3.1, §3.5), with A_{μ→ki} = x² Γ_kμ/N and B_{μ→ki} = x g_kμ/√N + A_{μ→ki} m_{ki→μ}:
+
+    m_{ki→μ} (Λ_ki − A_{μ→ki}) = Ξ_ki − B_{μ→ki}   ⇒   m_{ki→μ} = m_ki − v_ki x_μi g_kμ/√N      (exact)
+
+so every per-edge quantity is a function of node quantities (K,N) and pattern quantities (P,K):
+
+    a_ki = Σ_μ x² Γ_kμ/N,   b_ki = Σ_μ x g_kμ/√N,   c_ki = Σ_μ x³ Γ_kμ g_kμ/N^{3/2}
+    Λ_ki = 1/Δ + a_ki,  v_ki = 1/Λ_ki,  m_ki = w̃_ki + Δ (b_ki − v_ki c_ki)                          (exact)
+    ω_kμ = N^{-1/2} Σ_i x m_ki − g_kμ N^{-1} Σ_i x² v_ki            (Onsager reaction term)
+    V_kμ = N^{-1} Σ_i x² / (Λ_ki − x² Γ_kμ/N)                      (= 1/(Λ_k − Γ_kμ/N) for ±1 inputs)
+
+and (g, Γ) come from the same output channel (bp.output, §3.3–3.4) at (ω, V). These are the per-edge
+fixed-point equations rewritten, not an expansion: the AMP fixed point *is* the per-edge fixed point
+(to the convergence tolerance, not just O(1/N)), at O(PK + KN) memory and O(PKN) flops per sweep with
+no (P,K,N) array. The iteration dynamics differ from bp.edge (messages here are (g, Γ) only).
+
+Bethe free entropy at node level [DERIVED from §4 by substituting the messages above; u = x g/√N]:
+
+    F_{μ,ki} = ½ ln(1 − A v) + u m − ½ v u² + ½ A m² − A m v u + ½ A v² u²
+    Σ F_{μ,ki} = Σ_{μki} ½ ln(1 − A v) + Σ m b − ½ Σ v s + ½ Σ a m² − Σ m v c + ½ Σ v² e,
+    s_ki = Σ_μ x² g²/N,  e_ki = Σ_μ x⁴ Γ g²/N²;   Σ_μ B_{μ→ki} = b + a m − v c,   Σ_μ A_{μ→ki} = a,
+
+and F = Σ_μ ln Z_μ + Σ_ki F_ki − Σ F_{μ,ki} with F_ki of §4. At a fixed point this equals
+bp.edge.bethe_terms at the corresponding per-edge messages.
+
+Schedule, damping ladder, convergence and positivity checks are those of bp.edge (§3.6, §6.2).
+Numba kernels (serial, cache=True) are the default; `sweep_numpy` / `bethe_numpy` are the oracles.
+BP.md §8.3 warned that AMP might not converge on correlated images; measured on the real Dress/Coat
+training set it does with the block schedule (numbers in the module's tests and benchmarks/bench_bp.py).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numba as nb
+import numpy as np
+
+from bp.edge import EdgeState, Problem, check_delta_beta, damping_ladder, make_problem
+from bp.errors import BPError
+from bp.output import _channel_row, output_channel_numpy
+
+_V_FLOOR = 1e-300  # NaN guard only (§6.2)
+
+
+# ---------------------------------------------------------------------------------------------------
+# numba kernels: arrays and scalars only
+
+
+@nb.njit(cache=True)
+def _node_sums(X, X2, g, Gam, a, b, c):
+    """a = Σ_μ x² Γ/N, b = Σ_μ x g/√N, c = Σ_μ x³ Γ g/N^{3/2}, rebuilt from the pattern messages."""
+    P, N = X.shape
+    K = g.shape[1]
+    invN = 1.0 / N
+    isq = 1.0 / math.sqrt(N)
+    a[:, :] = 0.0
+    b[:, :] = 0.0
+    c[:, :] = 0.0
+    for mu in range(P):
+        for k in range(K):
+            A = Gam[mu, k] * invN
+            gs = g[mu, k] * isq
+            Ag = A * gs
+            for i in range(N):
+                x = X[mu, i]
+                x2 = X2[mu, i]
+                a[k, i] += x2 * A
+                b[k, i] += x * gs
+                c[k, i] += x2 * x * Ag
+
+
+@nb.njit(cache=True)
+def _marginals(center, Delta, a, b, c, Lam, m, v):
+    """Λ = 1/Δ + a, v = Δ/(1 + Δa), m = w̃ + Δ(b − v c): the exact node form of §3.1 (see module doc)."""
+    K, N = center.shape
+    for k in range(K):
+        for i in range(N):
+            Lam[k, i] = 1.0 / Delta + a[k, i]
+            vi = Delta / (1.0 + Delta * a[k, i])
+            v[k, i] = vi
+            m[k, i] = center[k, i] + Delta * (b[k, i] - vi * c[k, i])
+
+
+@nb.njit(cache=True)
+def _fields_channel(X, X2, pm1, idx, j0, j1, y, beta, m, v, Lam, g, Gam, omega, V, lnZ, gn, Gn):
+    """For patterns idx[j0:j1]: Onsager-corrected cavity fields ω, exact cavity variances V, then the
+    output channel (bp.output._channel_row) into lnZ[μ], gn[μ], Gn[μ]. Returns min cavity precision."""
+    N = X.shape[1]
+    K = m.shape[0]
+    sqN = math.sqrt(N)
+    lnp = np.empty(K)
+    lnq = np.empty(K)
+    L = np.empty((K + 1, K + 1))
+    S = np.empty((K + 1, K + 1))
+    Sc = np.empty((K + 1, K + 1))
+    minlc = np.inf
+    for jj in range(j0, j1):
+        mu = idx[jj]
+        for k in range(K):
+            A = Gam[mu, k] / N
+            om = 0.0
+            os = 0.0
+            if pm1:  # x² = 1: Λ_ki, v_ki do not depend on i (a_ki = Σ_μ Γ/N)
+                for i in range(N):
+                    om += X[mu, i] * m[k, i]
+                os = N * v[k, 0]
+                lc = Lam[k, 0] - A
+                Vk = 1.0 / lc
+            else:
+                vs = 0.0
+                lc = np.inf
+                for i in range(N):
+                    x2 = X2[mu, i]
+                    om += X[mu, i] * m[k, i]
+                    os += x2 * v[k, i]
+                    li = Lam[k, i] - x2 * A
+                    lc = min(lc, li)
+                    vs += x2 / li
+                Vk = vs / N
+            minlc = min(minlc, lc)
+            omega[mu, k] = om / sqN - g[mu, k] * os / N
+            V[mu, k] = max(Vk, _V_FLOOR)
+        lnZ[mu] = _channel_row(omega[mu], V[mu], y[mu], beta, lnp, lnq, L, S, Sc, gn[mu], Gn[mu])
+    return minlc
+
+
+@nb.njit(cache=True)
+def _fold_in(X, X2, idx, j0, j1, eta, g, Gam, gn, Gn, a, b, c):
+    """Damp the new messages of patterns idx[j0:j1] (g ← ηg + (1−η)g_new, same for Γ) and add the
+    change to the node sums a, b, c at once (block schedule, §3.6)."""
+    N = X.shape[1]
+    K = g.shape[1]
+    invN = 1.0 / N
+    isq = 1.0 / math.sqrt(N)
+    for jj in range(j0, j1):
+        mu = idx[jj]
+        for k in range(K):
+            g0 = g[mu, k]
+            G0 = Gam[mu, k]
+            gd = eta * g0 + (1.0 - eta) * gn[mu, k]
+            Gd = eta * G0 + (1.0 - eta) * Gn[mu, k]
+            dA = (Gd - G0) * invN
+            dg = (gd - g0) * isq
+            dAg = (Gd * gd - G0 * g0) * invN * isq
+            for i in range(N):
+                x = X[mu, i]
+                x2 = X2[mu, i]
+                a[k, i] += x2 * dA
+                b[k, i] += x * dg
+                c[k, i] += x2 * x * dAg
+            g[mu, k] = gd
+            Gam[mu, k] = Gd
+
+
+@nb.njit(cache=True)
+def _sweep_kernel(X, X2, pm1, y, beta, center, Delta, eta, perm, starts, g, Gam, a, b, c, Lam, m, v, omega, V,
+                  lnZ, gn, Gn):
+    """One AMP sweep: node sums rebuilt from (g, Γ) (no drift), then block by block (perm[starts[j]:
+    starts[j+1]]): marginals, fields + channel of the block, damped fold-in. Ends with the marginals
+    (m, v) of the new messages. Returns the smallest cavity precision met (must stay > 0, §6.2)."""
+    _node_sums(X, X2, g, Gam, a, b, c)
+    minlc = np.inf
+    for j in range(starts.shape[0] - 1):
+        _marginals(center, Delta, a, b, c, Lam, m, v)
+        ml = _fields_channel(X, X2, pm1, perm, starts[j], starts[j + 1], y, beta, m, v, Lam, g, Gam, omega, V,
+                             lnZ, gn, Gn)
+        minlc = min(minlc, ml)
+        _fold_in(X, X2, perm, starts[j], starts[j + 1], eta, g, Gam, gn, Gn, a, b, c)
+    _marginals(center, Delta, a, b, c, Lam, m, v)
+    return minlc
+
+
+@nb.njit(cache=True)
+def _edge_log_sum(X2, Gam, v):
+    """Σ_{μki} ½ ln(1 − A_{μ→ki} v_ki), A = x² Γ/N: the normalisation part of the edge terms (§4)."""
+    P, N = X2.shape
+    K = Gam.shape[1]
+    s = 0.0
+    for mu in range(P):
+        for k in range(K):
+            A = Gam[mu, k] / N
+            for i in range(N):
+                s += 0.5 * math.log1p(-X2[mu, i] * A * v[k, i])
+    return s
+
+
+# ---------------------------------------------------------------------------------------------------
+# state and numpy oracle
+
+
+@dataclass(frozen=True)
+class AMPState:
+    """Pattern messages of the node-level BP, for warm starts (continuation in Δ, §3.6).
+
+    g, Gam: (P,K) output-channel derivatives (the per-edge messages are A = x²Γ/N, B = x g/√N + A m_{ki→μ});
+    rung: index of the damping setting that converged last (the ladder of bp.edge.damping_ladder).
+    """
+
+    g: np.ndarray
+    Gam: np.ndarray
+    rung: int = 0
+
+    @staticmethod
+    def zeros(P: int, K: int) -> "AMPState":
+        """g = Γ = 0: marginals equal to the prior (the start at the smallest Δ, §3.6)."""
+        return AMPState(np.zeros((P, K)), np.zeros((P, K)), 0)
+
+    def copy(self) -> "AMPState":
+        return AMPState(self.g.copy(), self.Gam.copy(), self.rung)
+
+
+def node_quantities_numpy(X, Wt, Delta, g, Gam):
+    """(a, b, c, Λ, m, v) of the module docstring, in numpy."""
+    P, N = X.shape
+    X2 = X * X
+    A = Gam / N
+    a = A.T @ X2
+    b = (g.T @ X) / math.sqrt(N)
+    c = ((A * g).T @ (X2 * X)) / math.sqrt(N)
+    v = Delta / (1.0 + Delta * a)
+    return a, b, c, 1.0 / Delta + a, Wt + Delta * (b - v * c), v
+
+
+def fields_numpy(X, Delta, Wt, idx, g, Gam, a, b, c):
+    """Onsager-corrected ω, exact V and smallest cavity precision for the patterns idx (numpy)."""
+    N = X.shape[1]
+    X2 = X * X
+    v = Delta / (1.0 + Delta * a)
+    m = Wt + Delta * (b - v * c)
+    Lam = 1.0 / Delta + a
+    Lc = Lam[None] - X2[idx, None, :] * (Gam[idx] / N)[:, :, None]  # (b,K,N)
+    V = np.maximum(np.einsum("bkn,bn->bk", 1.0 / Lc, X2[idx]) / N, _V_FLOOR)
+    omega = X[idx] @ m.T / math.sqrt(N) - g[idx] * (X2[idx] @ v.T) / N
+    return omega, V, float(Lc.min()) if Lc.size else np.inf
+
+
+def sweep_numpy(X, y, Wt, Delta, beta, eta, blocks, g, Gam):
+    """Plain-numpy oracle of one AMP sweep, in place on (g, Γ) (P,K). Returns (m, v, min cavity precision)."""
+    X = np.asarray(X, dtype=np.float64)
+    N = X.shape[1]
+    X2 = X * X
+    a, b, c, _, m, v = node_quantities_numpy(X, Wt, Delta, g, Gam)
+    minlc = np.inf
+    for idx in blocks:
+        omega, V, ml = fields_numpy(X, Delta, Wt, idx, g, Gam, a, b, c)
+        minlc = min(minlc, ml)
+        _, gn, Gn = output_channel_numpy(omega, V, y[idx], beta)
+        gd = eta * g[idx] + (1 - eta) * gn
+        Gd = eta * Gam[idx] + (1 - eta) * Gn
+        a = a + ((Gd - Gam[idx]) / N).T @ X2[idx]
+        b = b + (gd - g[idx]).T @ X[idx] / math.sqrt(N)
+        c = c + ((Gd * gd - Gam[idx] * g[idx]) / N).T @ (X2[idx] * X[idx]) / math.sqrt(N)
+        g[idx] = gd
+        Gam[idx] = Gd
+    v = Delta / (1.0 + Delta * a)
+    return Wt + Delta * (b - v * c), v, minlc
+
+
+def bethe_numpy(X, y, Wt, Delta, beta, g, Gam):
+    """Node-level Bethe free entropy (module docstring) in numpy: (F, Σ_ki[(m−w̃)² + v], Σ_μ ln Z_μ)."""
+    X = np.asarray(X, dtype=np.float64)
+    P, N = X.shape
+    X2 = X * X
+    a, b, c, _, m, v = node_quantities_numpy(X, Wt, Delta, g, Gam)
+    if P:
+        omega, V, _ = fields_numpy(X, Delta, Wt, np.arange(P), g, Gam, a, b, c)
+        lnZ, _, _ = output_channel_numpy(omega, V, y, beta)
+    else:
+        lnZ = np.zeros(0)
+    A = Gam / N
+    s = (g**2).T @ X2 / N
+    e = (A * g**2).T @ (X2 * X2) / N
+    logs = 0.5 * np.sum(np.log1p(-X2[:, None, :] * A[:, :, None] * v[None]))
+    edge = logs + np.sum(m * b) - 0.5 * np.sum(v * s) + 0.5 * np.sum(a * m**2) - np.sum(m * v * c) \
+        + 0.5 * np.sum(v**2 * e)
+    return _assemble(Wt, Delta, float(np.sum(lnZ)), edge, a, b, c, m, v)
+
+
+def _assemble(Wt, Delta, lnZ_sum, edge_sum, a, b, c, m, v):
+    """F = Σ ln Z_μ + Σ F_ki − Σ F_{μ,ki}, with F_ki of §4 at Λ' = a, Ξ' = b + a m − v c (small quantities)."""
+    Xp = b + a * m - v * c
+    den = 1.0 + Delta * a
+    if np.any(den <= 0):
+        raise BPError("1 + Δ Σ_μ A ≤ 0: the marginal precision is not positive")
+    F_var = -0.5 * np.log1p(Delta * a) + (Xp * Wt - 0.5 * a * Wt**2 + 0.5 * Delta * Xp**2) / den
+    F = lnZ_sum + float(np.sum(F_var)) - edge_sum
+    dm = Delta * (b - v * c)  # m − w̃ without cancellation at small Δ
+    return F, float(np.sum(dm**2 + v)), lnZ_sum
+
+
+# ---------------------------------------------------------------------------------------------------
+# compiled driver
+
+
+class _Workspace:
+    def __init__(self, P, K, N):
+        self.a = np.zeros((K, N))
+        self.b = np.zeros((K, N))
+        self.c = np.zeros((K, N))
+        self.Lam = np.empty((K, N))
+        self.m = np.empty((K, N))
+        self.v = np.empty((K, N))
+        self.omega = np.zeros((P, K))
+        self.V = np.ones((P, K))
+        self.lnZ = np.zeros(P)
+        self.gn = np.zeros((P, K))
+        self.Gn = np.zeros((P, K))
+
+
+def _is_pm1(problem: Problem) -> bool:
+    return bool(np.all(problem.X2 == 1.0))
+
+
+def sweep(problem: Problem, Delta, beta, eta, blocks, state: AMPState, ws: _Workspace | None = None, pm1=None):
+    """One compiled AMP sweep in place on state.g, state.Gam, block by block in the given order (§3.6).
+
+    blocks: list of int arrays partitioning range(P). Returns (m (K,N), v (K,N), min cavity precision).
+    """
+    P, K, N = problem.shape
+    ws = ws or _Workspace(P, K, N)
+    pm1 = _is_pm1(problem) if pm1 is None else pm1
+    blocks = [np.asarray(bk, dtype=np.int64) for bk in blocks if len(bk)]
+    perm = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.int64)
+    starts = np.zeros(len(blocks) + 1, dtype=np.int64)
+    starts[1:] = np.cumsum([len(bk) for bk in blocks])
+    minlc = _sweep_kernel(problem.X, problem.X2, pm1, problem.y, float(beta), problem.center, float(Delta),
+                          float(eta), perm, starts, state.g, state.Gam, ws.a, ws.b, ws.c, ws.Lam, ws.m, ws.v,
+                          ws.omega, ws.V, ws.lnZ, ws.gn, ws.Gn)
+    return ws.m.copy(), ws.v.copy(), float(minlc)
+
+
+def bethe_terms(problem: Problem, Delta, beta, state: AMPState):
+    """Node-level Bethe free entropy at the messages `state` (compiled): (F, Σ_ki[(m−w̃)² + v], Σ_μ ln Z_μ)."""
+    Delta, beta = check_delta_beta(Delta, beta)
+    P, K, N = problem.shape
+    ws = _Workspace(P, K, N)
+    g, Gam = state.g, state.Gam
+    _node_sums(problem.X, problem.X2, g, Gam, ws.a, ws.b, ws.c)
+    _marginals(problem.center, Delta, ws.a, ws.b, ws.c, ws.Lam, ws.m, ws.v)
+    a, b, c, m, v = ws.a, ws.b, ws.c, ws.m, ws.v
+    if P:
+        idx = np.arange(P, dtype=np.int64)
+        ml = _fields_channel(problem.X, problem.X2, _is_pm1(problem), idx, 0, P, problem.y, beta, m, v, ws.Lam,
+                             g, Gam, ws.omega, ws.V, ws.lnZ, ws.gn, ws.Gn)
+        if ml <= 0:
+            raise BPError(f"cavity precision {ml:.3g} ≤ 0 at the messages given: not a BP fixed point")
+        lnZ_sum = float(np.sum(ws.lnZ))
+        X2 = problem.X2
+        A = Gam / N
+        s = (g**2).T @ X2 / N
+        e = (A * g**2).T @ (X2 * X2) / N
+        logs = _edge_log_sum(X2, Gam, v)
+        edge = logs + np.sum(m * b) - 0.5 * np.sum(v * s) + 0.5 * np.sum(a * m**2) - np.sum(m * v * c) \
+            + 0.5 * np.sum(v**2 * e)
+    else:
+        lnZ_sum, edge = 0.0, 0.0
+    return _assemble(problem.center, Delta, lnZ_sum, float(edge), a, b, c, m, v)
+
+
+@dataclass
+class AMPRun:
+    """Outcome of one Δ, as bp.edge.EdgeRun."""
+
+    state: AMPState | None
+    converged: bool
+    sweeps: int
+    total_sweeps: int
+    n_blocks: int
+    eta: float
+    error: float
+    reason: str
+
+
+def run_amp(problem: Problem, Delta, beta=np.inf, state: AMPState | None = None, *, schedule="block", n_blocks=10,
+            damping=None, tol=1e-7, max_sweeps=1000, patience=200, rng=None, progress=None) -> AMPRun:
+    """Iterate the node-level BP at one Δ to a fixed point, with the damping ladder and failure rules of
+    bp.edge.run_edge_bp (§3.6): non-finite marginals, a cavity precision ≤ 0, error 10³× above its best,
+    no halving in `patience` sweeps, or max_sweeps restart from `state` with the next setting."""
+    Delta, beta = check_delta_beta(Delta, beta)
+    P, K, N = problem.shape
+    if state is None:
+        state = AMPState.zeros(P, K)
+    if not isinstance(state, AMPState):
+        raise BPError(f"state must be an AMPState (the .state of a method='amp' result), got {type(state).__name__}")
+    if state.g.shape != (P, K) or state.Gam.shape != (P, K):
+        raise BPError(f"warm-start state has shapes {state.g.shape}, {state.Gam.shape}; expected {(P, K)}")
+    if not (np.all(np.isfinite(state.g)) and np.all(np.isfinite(state.Gam))):
+        raise BPError("warm-start state contains NaN or inf")
+    if not (tol > 0 and max_sweeps >= 1):
+        raise BPError(f"need tol > 0 and max_sweeps ≥ 1, got tol={tol}, max_sweeps={max_sweeps}")
+    rng = np.random.default_rng(rng)
+    ladder = damping_ladder(schedule, n_blocks, damping, P)
+    ws = _Workspace(P, K, N)
+    pm1 = _is_pm1(problem)
+    total = 0
+    best_fail = None
+    for rung in range(min(state.rung, len(ladder) - 1), len(ladder)):
+        nbk, eta = ladder[rung]
+        cur = state.copy()
+        m_prev = None
+        best, best_at, err = np.inf, 0, np.inf
+        reason = "max_sweeps"
+        it = 0
+        for it in range(1, max_sweeps + 1):
+            blocks = np.array_split(rng.permutation(P), nbk) if P else []
+            m, _, minlc = sweep(problem, Delta, beta, eta, blocks, cur, ws, pm1)
+            total += 1
+            if not np.all(np.isfinite(m)) or (P and not np.isfinite(minlc)):
+                reason = "non-finite marginals"
+                break
+            if P and minlc <= 0:
+                reason = f"cavity precision {minlc:.3g} ≤ 0"
+                break
+            if np.any(ws.Lam <= 0):
+                reason = "marginal precision ≤ 0"
+                break
+            if m_prev is None:
+                m_prev = m
+                if P == 0:
+                    return AMPRun(cur, True, it, total, nbk, eta, 0.0, "converged")
+                continue
+            err = float(np.max(np.abs(m - m_prev)))
+            m_prev = m
+            if progress is not None:
+                progress({"sweep": it, "error": err, "eta": eta, "n_blocks": nbk, "Delta": Delta, "method": "amp"})
+            if err < tol:
+                return AMPRun(AMPState(cur.g, cur.Gam, rung), True, it, total, nbk, eta, err, "converged")
+            if err < 0.5 * best:
+                best, best_at = err, it
+            elif err > 1e3 * best:
+                reason = "error grew 10³× above its best"
+                break
+            elif it - best_at > patience:
+                reason = f"stalled (error {err:.2g} has not halved in {patience} sweeps)"
+                break
+        ok = np.all(np.isfinite(cur.g)) and np.all(np.isfinite(cur.Gam))
+        if ok and np.isfinite(err) and (best_fail is None or best_fail.state is None or err < best_fail.error):
+            best_fail = AMPRun(AMPState(cur.g, cur.Gam, rung), False, it, total, nbk, eta, err, reason)
+        elif best_fail is None:
+            best_fail = AMPRun(None, False, it, total, nbk, eta, err, reason)
+    best_fail.total_sweeps = total
+    return best_fail
+
+
+def edge_state_from_amp(problem: Problem, Delta, state: AMPState) -> EdgeState:
+    """Per-edge messages implied by node messages: a = Γ/N, B = x g/√N + x²a m_{ki→μ}, m_{ki→μ} = m − v x g/√N.
+
+    Exact at a fixed point (module docstring); used to hand an AMP warm start to bp.edge (method="auto").
+    """
+    P, K, N = problem.shape
+    X, X2 = problem.X, problem.X2
+    _, _, _, _, m, v = node_quantities_numpy(X, problem.center, float(Delta), state.g, state.Gam)
+    a = state.Gam / N
+    u = X[:, None, :] * (state.g / math.sqrt(N))[:, :, None]  # (P,K,N)
+    B = u + X2[:, None, :] * a[:, :, None] * (m[None] - v[None] * u)
+    return EdgeState(np.ascontiguousarray(a), np.ascontiguousarray(B), 0)
+
+
+def amp_free_entropy(X, y, K, center, delta, beta=np.inf, *, state=None, schedule="block", n_blocks=10,
+                     damping=None, tol=1e-7, max_sweeps=1000, patience=200, seed=0, normalize="weight",
+                     progress=None):
+    """Bethe free entropy φ_G(Δ) and distance δ(Δ) by the node-level (AMP) BP; same arguments and result
+    type (bp.free_entropy.FreeEntropy, method="amp", state an AMPState) as bp.free_entropy."""
+    from bp.free_entropy import FreeEntropy, _normaliser
+
+    problem = make_problem(X, y, center)
+    P, Kc, N = problem.shape
+    if int(K) != Kc:
+        raise BPError(f"K={K} does not match center with {Kc} hidden units (shape {problem.center.shape})")
+    Delta, beta = check_delta_beta(delta, beta)
+    n = _normaliser(normalize, Kc, N)
+    run = run_amp(problem, Delta, beta, state, schedule=schedule, n_blocks=n_blocks, damping=damping, tol=tol,
+                  max_sweeps=max_sweeps, patience=patience, rng=seed, progress=progress)
+    F = sq = lnZ = np.nan
+    if run.state is not None:
+        try:
+            F, sq, lnZ = bethe_terms(problem, Delta, beta, run.state)
+        except BPError:
+            if run.converged:
+                raise
+    return FreeEntropy(phi=F / n, delta=sq / (2 * n), prior_delta=Delta, beta=beta, converged=run.converged,
+                       iterations=run.sweeps, total_iterations=run.total_sweeps, damping=run.eta,
+                       n_blocks=run.n_blocks, error=run.error, reason=run.reason, method="amp",
+                       normalize=normalize, n=n, F=F, lnZ_patterns=lnZ, state=run.state)
