@@ -1,7 +1,7 @@
 """Time local-energy draws (000, Eq. 4): vmap-batched draws against the per-draw loop, same run.
 
     .venv/bin/python benchmarks/bench_local_energy.py [--model mlp|conv|committee] [--draws 64]
-        [--batch-draws 64] [--samples 512] [--device cpu]
+        [--batch-draws 64] [--samples 512] [--hidden 100] [--threads N] [--repeat 3] [--device cpu]
 
 Both paths get the same seed and so the same noise; the script checks they agree, prints the
 minimum wall time of each over interleaved repeats (the machine may be shared) and the ratio
@@ -69,7 +69,10 @@ def main() -> int:
     ap.add_argument("--sigmas", type=str, default="0.1,0.5")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeat", type=int, default=3, help="interleaved repeats; the minimum time counts")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     a = ap.parse_args()
+    if a.threads > 0:
+        torch.set_num_threads(a.threads)
     model, x, t = build(a.model, a.samples, a.device, a.hidden)
     sigmas = [float(s) for s in a.sigmas.split(",")]
     kw = dict(draws=a.draws, seed=0)

@@ -13,6 +13,10 @@ chunk of ``batch_draws`` draws are stacked and run in one ``torch.func.vmap`` ov
 (and the benchmark's baseline). Noise is drawn draw by draw in the same order in both paths, so
 for one seed they give the same numbers. The model is put in eval mode (dropout off, BatchNorm on
 running statistics) and every submodule's mode is restored afterwards.
+
+Batching saves per-forward overhead (kernel launches, thread-pool wake-ups, Python), not
+arithmetic: on a GPU or a busy multi-threaded CPU it pays off for small models; on one quiet CPU
+thread, or for conv nets on CPU, it is roughly even with the loop (benchmarks/bench_local_energy.py).
 """
 
 from __future__ import annotations
