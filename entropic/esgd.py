@@ -47,6 +47,8 @@ def as_schedule(gamma, name: str = "gamma") -> Schedule:
     if isinstance(gamma, Schedule):
         sched = gamma
     elif isinstance(gamma, (int, float)) and not isinstance(gamma, bool):
+        if not (math.isfinite(float(gamma)) and gamma >= 0):
+            raise EntropicError(f"{name} must be finite and >= 0, got {gamma}")
         sched = Constant(float(gamma))
     else:
         raise EntropicError(f"{name} must be a float or an entropic Schedule, got {gamma!r}")
