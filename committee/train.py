@@ -326,7 +326,7 @@ class _Run:
                 "patterns": self.patterns_digest}
 
     def state_dict(self) -> dict:
-        return {"identity": self.identity(), "U": self.U.detach().cpu(), "epoch": self.epoch,
+        return {"identity": self.identity(), "U": self.U.detach().cpu().clone(), "epoch": self.epoch,
                 "active": self.active.copy(), "converged": self.converged.copy(), "epochs": self.epochs.copy(),
                 "stop_value": self.stop_value.copy(), "step_count": self.step_count,
                 "generators": [g.get_state() for g in self.gens]}
@@ -419,17 +419,28 @@ def train_committee(
             raise CommitteeError(f"{ckpt}: not a committee checkpoint")
         run.load_state_dict(sd, str(ckpt))
     done_here = 0
-    while run.active.any():
-        run.run_epoch()
-        done_here += 1
-        if progress is not None:
-            progress(run.epoch, int(run.converged.sum()), int((~run.active).sum()), run.R)
-        if ckpt is not None and (run.epoch % checkpoint_every == 0 or not run.active.any()):
-            _save_atomic(run.state_dict(), ckpt)
-        if stop_after_epochs is not None and done_here >= stop_after_epochs and run.active.any():
+    last_saved = run.epoch
+    last_state = run.state_dict() if ckpt is not None else None
+    try:
+        while run.active.any():
+            run.run_epoch()
+            done_here += 1
             if ckpt is not None:
-                _save_atomic(run.state_dict(), ckpt)
-            return None
+                last_state = run.state_dict()  # a consistent end-of-epoch state, for an interruption
+            if progress is not None:
+                progress(run.epoch, int(run.converged.sum()), int((~run.active).sum()), run.R)
+            if ckpt is not None and (run.epoch % checkpoint_every == 0 or not run.active.any()):
+                _save_atomic(last_state, ckpt)
+                last_saved = run.epoch
+            if stop_after_epochs is not None and done_here >= stop_after_epochs and run.active.any():
+                if ckpt is not None:
+                    _save_atomic(last_state, ckpt)
+                return None
+    except KeyboardInterrupt:
+        # an epoch cut in half has advanced the generators: save the last complete epoch instead
+        if ckpt is not None and last_state is not None and last_state["epoch"] > last_saved:
+            _save_atomic(last_state, ckpt)
+        raise
     return _result(run)
 
 
