@@ -130,48 +130,106 @@ def _fields_channel(X, X2, pm1, idx, j0, j1, y, beta, m, v, Lam, g, Gam, omega, 
 
 
 @nb.njit(cache=True)
-def _fold_in(X, X2, idx, j0, j1, eta, g, Gam, gn, Gn, a, b, c):
-    """Damp the new messages of patterns idx[j0:j1] (g ← ηg + (1−η)g_new, same for Γ) and add the
-    change to the node sums a, b, c at once (block schedule, §3.6)."""
-    N = X.shape[1]
+def _sweep_kernel(X, X2, X3, pm1, y, beta, center, Delta, eta, perm, starts, g, Gam, a, b, c, Lam, m, v):
+    """One AMP sweep, block by block over perm[starts[j]:starts[j+1]] (§3.6), in place on g, Γ (P,K).
+
+    Node sums a, b, c are rebuilt from (g, Γ) first (no drift). Per block: marginals (m, v); Onsager-
+    corrected fields ω = X_b m/√N − g (X²_b v)/N and exact V; the output channel; damping; fold-in of
+    the change into a, b, c. The pattern × weight products are BLAS matrix products (np.dot) on the
+    patterns gathered in sweep order, so no (P,K,N) array is ever formed. X3 = x³ (unused if pm1).
+    Ends with the marginals of the new messages in (Lam, m, v); returns the smallest cavity precision.
+    """
+    P, N = X.shape
     K = g.shape[1]
-    invN = 1.0 / N
-    isq = 1.0 / math.sqrt(N)
-    for jj in range(j0, j1):
-        mu = idx[jj]
+    sqN = math.sqrt(N)
+    Xp = np.ascontiguousarray(X[perm])
+    gp = np.ascontiguousarray(g[perm])
+    Gp = np.ascontiguousarray(Gam[perm])
+    yp = np.ascontiguousarray(y[perm])
+    if pm1:
+        X2p = Xp[:1]
+        X3p = Xp[:1]
+    else:
+        X2p = np.ascontiguousarray(X2[perm])
+        X3p = np.ascontiguousarray(X3[perm])
+    # node sums from scratch
+    Ag = (Gp * gp) / N
+    b[:, :] = np.dot(gp.T, Xp) / sqN
+    if pm1:
+        s = Gp.sum(axis=0) / N
         for k in range(K):
-            g0 = g[mu, k]
-            G0 = Gam[mu, k]
-            gd = eta * g0 + (1.0 - eta) * gn[mu, k]
-            Gd = eta * G0 + (1.0 - eta) * Gn[mu, k]
-            dA = (Gd - G0) * invN
-            dg = (gd - g0) * isq
-            dAg = (Gd * gd - G0 * g0) * invN * isq
-            for i in range(N):
-                x = X[mu, i]
-                x2 = X2[mu, i]
-                a[k, i] += x2 * dA
-                b[k, i] += x * dg
-                c[k, i] += x2 * x * dAg
-            g[mu, k] = gd
-            Gam[mu, k] = Gd
-
-
-@nb.njit(cache=True)
-def _sweep_kernel(X, X2, pm1, y, beta, center, Delta, eta, perm, starts, g, Gam, a, b, c, Lam, m, v, omega, V,
-                  lnZ, gn, Gn):
-    """One AMP sweep: node sums rebuilt from (g, Γ) (no drift), then block by block (perm[starts[j]:
-    starts[j+1]]): marginals, fields + channel of the block, damped fold-in. Ends with the marginals
-    (m, v) of the new messages. Returns the smallest cavity precision met (must stay > 0, §6.2)."""
-    _node_sums(X, X2, g, Gam, a, b, c)
+            a[k, :] = s[k]
+        c[:, :] = np.dot(Ag.T, Xp) / sqN
+    else:
+        a[:, :] = np.dot((Gp / N).T, X2p)
+        c[:, :] = np.dot(Ag.T, X3p) / sqN
+    lnp = np.empty(K)
+    lnq = np.empty(K)
+    L = np.empty((K + 1, K + 1))
+    S = np.empty((K + 1, K + 1))
+    Sc = np.empty((K + 1, K + 1))
     minlc = np.inf
     for j in range(starts.shape[0] - 1):
+        j0 = starts[j]
+        j1 = starts[j + 1]
+        nbk = j1 - j0
+        if nbk == 0:
+            continue
         _marginals(center, Delta, a, b, c, Lam, m, v)
-        ml = _fields_channel(X, X2, pm1, perm, starts[j], starts[j + 1], y, beta, m, v, Lam, g, Gam, omega, V,
-                             lnZ, gn, Gn)
-        minlc = min(minlc, ml)
-        _fold_in(X, X2, perm, starts[j], starts[j + 1], eta, g, Gam, gn, Gn, a, b, c)
+        Xb = Xp[j0:j1]
+        om = np.dot(Xb, m.T) / sqN  # (nbk, K)
+        Vb = np.empty((nbk, K))
+        if pm1:
+            for jj in range(nbk):
+                for k in range(K):
+                    om[jj, k] -= gp[j0 + jj, k] * v[k, 0]
+                    lc = Lam[k, 0] - Gp[j0 + jj, k] / N
+                    minlc = min(minlc, lc)
+                    Vb[jj, k] = max(1.0 / lc, _V_FLOOR)
+        else:
+            os = np.dot(X2p[j0:j1], v.T) / N
+            for jj in range(nbk):
+                for k in range(K):
+                    om[jj, k] -= gp[j0 + jj, k] * os[jj, k]
+                    A = Gp[j0 + jj, k] / N
+                    vs = 0.0
+                    for i in range(N):
+                        x2 = X2p[j0 + jj, i]
+                        li = Lam[k, i] - x2 * A
+                        minlc = min(minlc, li)
+                        vs += x2 / li
+                    Vb[jj, k] = max(vs / N, _V_FLOOR)
+        gn = np.empty((nbk, K))
+        Gn = np.empty((nbk, K))
+        dg = np.empty((nbk, K))
+        dAg = np.empty((nbk, K))
+        dA = np.empty((nbk, K))
+        for jj in range(nbk):
+            _channel_row(om[jj], Vb[jj], yp[j0 + jj], beta, lnp, lnq, L, S, Sc, gn[jj], Gn[jj])
+            for k in range(K):
+                g0 = gp[j0 + jj, k]
+                G0 = Gp[j0 + jj, k]
+                gd = eta * g0 + (1.0 - eta) * gn[jj, k]
+                Gd = eta * G0 + (1.0 - eta) * Gn[jj, k]
+                dg[jj, k] = (gd - g0) / sqN
+                dAg[jj, k] = (Gd * gd - G0 * g0) / (N * sqN)
+                dA[jj, k] = (Gd - G0) / N
+                gp[j0 + jj, k] = gd
+                Gp[j0 + jj, k] = Gd
+        b += np.dot(dg.T, Xb)
+        if pm1:
+            s = dA.sum(axis=0)
+            for k in range(K):
+                for i in range(N):
+                    a[k, i] += s[k]
+            c += np.dot(dAg.T, Xb)
+        else:
+            a += np.dot(dA.T, X2p[j0:j1])
+            c += np.dot(dAg.T, X3p[j0:j1])
     _marginals(center, Delta, a, b, c, Lam, m, v)
+    for jj in range(P):
+        g[perm[jj]] = gp[jj]
+        Gam[perm[jj]] = Gp[jj]
     return minlc
 
 
@@ -328,9 +386,9 @@ def sweep(problem: Problem, Delta, beta, eta, blocks, state: AMPState, ws: _Work
     perm = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.int64)
     starts = np.zeros(len(blocks) + 1, dtype=np.int64)
     starts[1:] = np.cumsum([len(bk) for bk in blocks])
-    minlc = _sweep_kernel(problem.X, problem.X2, pm1, problem.y, float(beta), problem.center, float(Delta),
-                          float(eta), perm, starts, state.g, state.Gam, ws.a, ws.b, ws.c, ws.Lam, ws.m, ws.v,
-                          ws.omega, ws.V, ws.lnZ, ws.gn, ws.Gn)
+    X3 = problem.X if pm1 else problem.X2 * problem.X
+    minlc = _sweep_kernel(problem.X, problem.X2, X3, pm1, problem.y, float(beta), problem.center, float(Delta),
+                          float(eta), perm, starts, state.g, state.Gam, ws.a, ws.b, ws.c, ws.Lam, ws.m, ws.v)
     return ws.m.copy(), ws.v.copy(), float(minlc)
 
 
