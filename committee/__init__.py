@@ -1,6 +1,32 @@
 """The binarised Fashion-MNIST committee machine of paper 000 (Eq. 7, 8) and its trainers."""
 
 from committee.errors import CommitteeError
+from committee.evaluate import EnergyProfiles, local_energy_profiles, solution_errors
+from committee.loss import margin_loss
+from committee.model import CommitteeNet, errors, normalise, sign_output, surrogate_output
+from committee.presets import PRESETS, CommitteePreset, get_preset, parse_overrides
 from committee.solutions import Solutions, load_solutions, save_solutions
+from committee.train import TrainResult, restart_seed, train_committee
 
-__all__ = ["CommitteeError", "Solutions", "load_solutions", "save_solutions"]
+__all__ = [
+    "CommitteeError",
+    "CommitteeNet",
+    "CommitteePreset",
+    "EnergyProfiles",
+    "PRESETS",
+    "Solutions",
+    "TrainResult",
+    "errors",
+    "get_preset",
+    "load_solutions",
+    "local_energy_profiles",
+    "margin_loss",
+    "normalise",
+    "parse_overrides",
+    "restart_seed",
+    "save_solutions",
+    "sign_output",
+    "solution_errors",
+    "surrogate_output",
+    "train_committee",
+]
