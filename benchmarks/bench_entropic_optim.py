@@ -33,7 +33,7 @@ def small_conv_net():
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=20, help="optimizer steps per timing")
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--replicas", type=int, default=3)
     ap.add_argument("--L", type=int, default=5)
@@ -95,8 +95,10 @@ def main(argv=None):
     for f in runners.values():  # warm-up
         f(args.L * y)
     best = {k: float("inf") for k in runners}
-    for _ in range(args.rounds):
-        for k, f in runners.items():
+    order = list(runners)
+    for r in range(args.rounds):
+        for k in order[r % len(order):] + order[:r % len(order)]:  # rotate: no method always first
+            f = runners[k]
             t0 = time.perf_counter()
             samples = f(args.steps * L * y // L)
             best[k] = min(best[k], (time.perf_counter() - t0) / samples)

@@ -285,23 +285,31 @@ class EntropySGD(torch.optim.Optimizer):
             if l == 0:
                 first_loss = loss
                 snapshot = [b.detach().clone() for b in self._buffers()]
-            # line 5: dw′ = ∇L(w′) + γ(w′ − w)
-            for _, p in self._params():
-                if p.grad is None:
-                    p.grad = torch.zeros_like(p)
-                if gamma != 0.0:
-                    p.grad.add_(p - self.state[p]["w"], alpha=gamma)
+            # line 5: dw′ = ∇L(w′) + γ(w′ − w)   (foreach: one kernel launch per group and op)
+            for g in self.param_groups:
+                ps = g["params"]
+                for p in ps:
+                    if p.grad is None:
+                        p.grad = torch.zeros_like(p)
+                if gamma != 0.0 and ps:
+                    diffs = torch._foreach_sub(ps, [self.state[p]["w"] for p in ps])
+                    torch._foreach_add_([p.grad for p in ps], diffs, alpha=gamma)
             # line 6: w′ ← w′ − η′ dw′ (torch SGD, momentum/wd) + √η′ ε N(0, I)
             self._inner.step()
-            for g, p in self._params():
+            for g in self.param_groups:
+                ps = g["params"]
+                if not ps:
+                    continue
                 scale = math.sqrt(g["inner_lr"]) * g["noise"]
                 if scale > 0:
-                    p.add_(self._noise(p), alpha=scale)
+                    torch._foreach_add_(ps, [self._noise(p) for p in ps], alpha=scale)
                 if self.project is not None:
-                    self.project(p)
-                # line 7
-                a = g["alpha"]
-                self.state[p]["mu"].mul_(a).add_(p, alpha=1.0 - a)
+                    for p in ps:
+                        self.project(p)
+                # line 7: μ ← αμ + (1 − α)w′
+                mus = [self.state[p]["mu"] for p in ps]
+                torch._foreach_mul_(mus, g["alpha"])
+                torch._foreach_add_(mus, ps, alpha=1.0 - g["alpha"])
         if snapshot is not None:
             for b, s in zip(self._buffers(), snapshot):
                 b.copy_(s)

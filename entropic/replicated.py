@@ -239,6 +239,10 @@ class Replicated:
     in forward, in-place writes into unbatched tensors, custom autograd Functions without vmap
     support). With dropout the batched run draws independent masks per replica (vmap
     randomness="different") from a different stream than the loop: same law, other samples.
+    Measured on CPU (benchmarks/bench_entropic_optim.py, LeNet-like conv net, 1 thread): vmap
+    turns convolutions into grouped convolutions, which are slower there; the loop was ~1.9×
+    faster at batch 32 and on par at batch 4. Prefer ``batched=False`` for conv nets on CPU;
+    vmap pays where per-call overhead dominates (GPU, small models such as the committee).
 
     ``step(inputs, targets)``: inputs (y, B, ...), targets (y, B, ...), replica a on its own
     batch; returns the y losses (detached). ``self.optimizer`` is the torch optimizer (attach LR
