@@ -57,6 +57,7 @@ from committee.loss import margin_loss
 from committee.model import check_K
 from committee.presets import CommitteePreset
 from entropic.esgd import EntropySGD
+from entropic.replicated import barycenter, coupling_grad, replica_distances
 from entropic.schedules import Exponential
 
 CHECKPOINT_VERSION = 1
@@ -235,17 +236,17 @@ class _Run:
         for b in range(self.nb):
             Xb, yb = self._batch(perms, idx, b)  # (y, A, B, N)
             mask = self._dropout(idx, (y_,) + tuple(Xb.shape[2:])) if self.p.dropout else None
-            centre = U.mean(0, keepdim=True)  # line 2: barycenter ū
+            centre = barycenter(U)  # line 2: barycenter ū
             U = U.detach().requires_grad_(True)
             (g,) = torch.autograd.grad(self._batch_loss(U, Xb, yb, beta, omega, mask), U)
             with torch.no_grad():
                 if self.step_count % kc == 0:  # lines 6–7: coupling K·γ·(u_a − ū)
-                    g = g + (kc * gamma) * (U - centre)
+                    g = g + coupling_grad(U, centre, kc * gamma)
                 U = _unit(U - self.p.eta * g)  # line 8, then each replica renormalised
             self.step_count += 1
         self.U[:, ii] = U.detach()
-        centre = self.U[:, ii].mean(0)
-        return _half_sq(self.U[:, ii], centre.unsqueeze(0)).amax(0)
+        U = self.U[:, ii]
+        return replica_distances(U, barycenter(U), keep_dims=2).amax(0)  # max_a d(u_a, ū) per restart
 
     def epoch_esgd(self, idx):
         t = self.epoch
@@ -298,7 +299,7 @@ class _Run:
     def centre(self) -> torch.Tensor:
         """The weights that are evaluated and saved, (R, K, N) unit-norm: u, or rSGD's normalised ū."""
         if self.p.algorithm == "rsgd":
-            return _unit(self.U.mean(0))
+            return _unit(barycenter(self.U))
         return self.U
 
     def run_epoch(self):
