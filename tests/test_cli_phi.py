@@ -1,0 +1,136 @@
+"""`localentropy phi`: curves from .npy / solutions .npz files, CSV and plot outputs, one-line errors (exit 2)."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import bp
+from cli.main import cli
+from committee.solutions import save_solutions
+from data import patterns_hash
+
+K, N, P = 3, 40, 30
+
+
+def run(*args):
+    return CliRunner().invoke(cli, ["--quiet", *map(str, args)])
+
+
+@pytest.fixture()
+def problem(tmp_path):
+    """Random ±1 patterns labelled by restart 0 of a (R=3, K, N) weight stack; files written for the CLI."""
+    rng = np.random.default_rng(0)
+    X = rng.choice([-1, 1], size=(P, N)).astype(np.int8)
+    W = rng.normal(size=(3, K, N))
+    y = np.sign(np.sign(X @ W[0].T).sum(axis=1)).astype(np.int8)
+    # restarts 1, 2: perturbations of restart 0 that still classify every pattern
+    for r in (1, 2):
+        while True:
+            cand = W[0] + 0.05 * rng.normal(size=(K, N))
+            if np.all(y * np.sign(X @ cand.T).sum(axis=1) > 0):
+                W[r] = cand
+                break
+    W = W * (math.sqrt(N) / np.linalg.norm(W, axis=2, keepdims=True))
+    np.savez(tmp_path / "pats.npz", X=X, y=y)
+    np.save(tmp_path / "w.npy", W)
+    return X, y, W, tmp_path
+
+
+def read_csv(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.mark.parametrize("method", ["edge", "amp", "auto"])
+def test_npy_curve_matches_the_library_and_is_written_with_every_column(problem, method):
+    from bp.free_entropy import METHODS
+
+    if method not in METHODS:
+        pytest.skip(f"method {method!r} not wired into bp.free_entropy yet (METHODS={METHODS})")
+    X, y, W, tmp = problem
+    out = tmp / "c.csv"
+    res = run("phi", tmp / "w.npy", "--data", tmp / "pats.npz", "--deltas", "1e-3,1e-2,0.05", "--restarts", "0,2",
+              "--method", method, "--jobs", 1, "--out", out)
+    assert res.exit_code == 0, res.output
+    rows = read_csv(out)
+    assert list(rows[0]) == ["restart", "prior_delta", "d", "delta", "phi", "phi_ball", "phi_G", "converged", "method"]
+    assert [int(r["restart"]) for r in rows] == [0, 0, 0, 2, 2, 2]
+    ref = bp.local_entropy_curve(W[2], X, y, [1e-3, 1e-2, 0.05], method="edge")
+    got = [r for r in rows if r["restart"] == "2"]
+    for j, r in enumerate(got):
+        assert r["converged"] == "1" and r["method"] in ("amp", "edge")
+        if method != "auto":
+            assert r["method"] == method
+        assert float(r["prior_delta"]) == pytest.approx([1e-3, 1e-2, 0.05][j])
+        assert float(r["phi"]) == pytest.approx(ref.phi[j], abs=1e-6)
+        assert float(r["d"]) == pytest.approx(ref.d[j], rel=1e-5)
+        assert float(r["phi"]) <= 0 and float(r["phi_ball"]) <= 0
+
+
+def test_solutions_npz_parallel_jobs_and_plot(problem):
+    X, y, W, tmp = problem
+    save_solutions(tmp / "s.npz", W, patterns_hash(X, y), {"setting": "test"})
+    res = run("phi", tmp / "s.npz", "--data", tmp / "pats.npz", "--deltas", "1e-3:1e-1:4", "--jobs", 2,
+              "--method", "edge", "--out", tmp / "c.csv", "--plot", tmp / "c.png")
+    assert res.exit_code == 0, res.output
+    rows = read_csv(tmp / "c.csv")
+    assert sorted({int(r["restart"]) for r in rows}) == [0, 1, 2] and len(rows) == 12
+    assert (tmp / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not [p for p in tmp.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def one_line_error(res, *words):
+    assert res.exit_code == 2, res.output
+    assert res.output.count("\n") == 1 and res.output.startswith("localentropy: error:"), res.output
+    for w in words:
+        assert w in res.output, res.output
+
+
+def test_bad_inputs_are_one_line_errors_with_exit_2(problem):
+    X, y, W, tmp = problem
+    data = ["--data", tmp / "pats.npz"]
+    out = ["--out", tmp / "c.csv"]
+    one_line_error(run("phi", tmp / "missing.npy", *data, *out), "missing.npy")
+    one_line_error(run("phi", tmp / "w.npy", "--data", tmp / "nope.npz", *out), "nope.npz")
+    one_line_error(run("phi", tmp / "w.npy", *data, "--deltas", "1:0.1:5", *out), "--deltas")
+    one_line_error(run("phi", tmp / "w.npy", *data, "--deltas", "0.1,0.01", *out), "increasing")
+    one_line_error(run("phi", tmp / "w.npy", *data, "--deltas", "a,b", *out), "--deltas")
+    one_line_error(run("phi", tmp / "w.npy", *data, "--restarts", "0,5", *out), "out of range")
+    one_line_error(run("phi", tmp / "w.npy", *data, "--beta", "-1", *out), "--beta")
+    bad = W.copy()
+    bad[1, 0, 0] = np.nan
+    np.save(tmp / "nan.npy", bad)
+    one_line_error(run("phi", tmp / "nan.npy", *data, *out), "NaN")
+    np.save(tmp / "flat.npy", W.reshape(-1))
+    one_line_error(run("phi", tmp / "flat.npy", *data, *out), "shape")
+    np.save(tmp / "wrongN.npy", W[:, :, :-1])
+    one_line_error(run("phi", tmp / "wrongN.npy", *data, *out), "N=39")
+    np.savez(tmp / "noy.npz", X=X)
+    one_line_error(run("phi", tmp / "w.npy", "--data", tmp / "noy.npz", *out), "missing y")
+    assert not (tmp / "c.csv").exists()
+
+
+def test_patterns_hash_mismatch_names_both(problem):
+    X, y, W, tmp = problem
+    save_solutions(tmp / "s.npz", W, "0123456789abcdef" * 4, {"setting": "test"})
+    res = run("phi", tmp / "s.npz", "--data", tmp / "pats.npz", "--out", tmp / "c.csv")
+    one_line_error(res, "0123456789abcdef", patterns_hash(X, y)[:16])
+
+
+def test_misclassifying_reference_is_an_error_unless_dropped(problem):
+    X, y, W, tmp = problem
+    y2 = y.copy()
+    y2[0] = -y2[0]
+    np.savez(tmp / "flip.npz", X=X, y=y2)
+    res = run("phi", tmp / "w.npy", "--data", tmp / "flip.npz", "--restarts", "0", "--deltas", "1e-3,1e-2",
+              "--method", "edge", "--out", tmp / "c.csv")
+    one_line_error(res, "restart 0", "misclassifies")
+    res = run("phi", tmp / "w.npy", "--data", tmp / "flip.npz", "--restarts", "0", "--deltas", "1e-3,1e-2",
+              "--method", "edge", "--drop-misclassified", "--out", tmp / "c.csv")
+    assert res.exit_code == 0, res.output
+    assert all(r["converged"] == "1" for r in read_csv(tmp / "c.csv"))
