@@ -223,6 +223,12 @@ def recompute_bn_stats(model: nn.Module, loader: Iterable) -> None:
         raise EntropicError("recompute_bn_stats: the loader yielded no batch")
 
 
+def _cpu_conv_net(model: nn.Module) -> bool:
+    """True for a model on CPU with convolutions, where vmap's grouped convolutions lose to a loop."""
+    on_cpu = all(p.device.type == "cpu" for p in model.parameters())
+    return on_cpu and any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
+
+
 class Replicated:
     """Replicated-SGD (paper 000, Algorithm 2) over y replicas of an ``nn.Module``, batched with vmap.
 
@@ -241,8 +247,8 @@ class Replicated:
     randomness="different") from a different stream than the loop: same law, other samples.
     Measured on CPU (benchmarks/bench_entropic_optim.py, LeNet-like conv net, 1 thread): vmap
     turns convolutions into grouped convolutions, which are slower there; the loop was ~1.9×
-    faster at batch 32 and on par at batch 4. Prefer ``batched=False`` for conv nets on CPU;
-    vmap pays where per-call overhead dominates (GPU, small models such as the committee).
+    faster at batch 32 and on par at batch 4. Hence the default ``batched="auto"``: the loop for
+    models with convolutions on CPU, vmap otherwise (GPU, MLPs, small models such as the committee).
 
     ``step(inputs, targets)``: inputs (y, B, ...), targets (y, B, ...), replica a on its own
     batch; returns the y losses (detached). ``self.optimizer`` is the torch optimizer (attach LR
@@ -263,7 +269,7 @@ class Replicated:
         auto_gamma0: bool = False,
         loss_fn: Callable = F.cross_entropy,
         optimizer: Optional[Callable[[list], torch.optim.Optimizer]] = None,
-        batched: bool = True,
+        batched: bool | str = "auto",
     ):
         models = list(models) if not isinstance(models, nn.Module) else None
         if not models or not all(isinstance(m, nn.Module) for m in models):
@@ -285,7 +291,11 @@ class Replicated:
         self.gamma_unit = gamma_unit
         self.auto_gamma0 = bool(auto_gamma0)
         self.loss_fn = loss_fn
-        self.batched = bool(batched)
+        if batched == "auto":
+            batched = not _cpu_conv_net(models[0])
+        elif not isinstance(batched, bool):
+            raise EntropicError(f"batched must be True, False or 'auto', got {batched!r}")
+        self.batched = batched
         params, buffers = stack_module_state(models)
         self.params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
         self.buffers = {k: v.detach().clone() for k, v in buffers.items()}

@@ -252,3 +252,13 @@ def test_rsgd_center_ends_in_wide_minimum_from_narrow_start():
     assert frac_rsgd >= 0.85
     assert frac_rsgd > frac_alone + 0.1
     assert float(rep.distances().max()) < 1e-2
+
+
+def test_auto_batching_uses_the_loop_for_conv_nets_on_cpu_and_vmap_otherwise():
+    conv = make_replicas(lambda: nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(8, 2)), 2, 0)
+    mlp = make_replicas(lambda: nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)), 2, 0)
+    assert Replicated(conv).batched is False
+    assert Replicated(mlp).batched is True
+    assert Replicated(conv, batched=True).batched is True
+    with pytest.raises(EntropicError, match="batched"):
+        Replicated(mlp, batched="yes")
