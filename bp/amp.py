@@ -129,116 +129,131 @@ def _fields_channel(X, X2, pm1, idx, j0, j1, y, beta, m, v, Lam, g, Gam, omega, 
     return minlc
 
 
+_FAST = {"reassoc", "contract"}  # lets LLVM vectorise the dot-product reductions; no nnan/ninf (checks need them)
+
+
+@nb.njit(cache=True, fastmath=_FAST)
+def _dot(x, y):
+    """Σ_i x_i y_i of two contiguous rows."""
+    s = 0.0
+    for i in range(x.shape[0]):
+        s += x[i] * y[i]
+    return s
+
+
+@nb.njit(cache=True)
+def _axpy(alpha, x, y):
+    """y += α x, rows of length N."""
+    for i in range(x.shape[0]):
+        y[i] += alpha * x[i]
+
+
 @nb.njit(cache=True)
 def _sweep_kernel(X, X2, X3, pm1, y, beta, center, Delta, eta, perm, starts, g, Gam, a, b, c, Lam, m, v):
     """One AMP sweep, block by block over perm[starts[j]:starts[j+1]] (§3.6), in place on g, Γ (P,K).
 
     Node sums a, b, c are rebuilt from (g, Γ) first (no drift). Per block: marginals (m, v); Onsager-
-    corrected fields ω = X_b m/√N − g (X²_b v)/N and exact V; the output channel; damping; fold-in of
-    the change into a, b, c. The pattern × weight products are BLAS matrix products (np.dot) on the
-    patterns gathered in sweep order, so no (P,K,N) array is ever formed. X3 = x³ (unused if pm1).
+    corrected fields ω = x·m/√N − g (x²·v)/N and exact V; the output channel; damping; fold-in of the
+    change into a, b, c. Row dot products and axpys only: no (P,K,N) array, no BLAS call (a threaded
+    BLAS on these small products is several times slower on a busy machine). X3 = x³ (unused if pm1).
     Ends with the marginals of the new messages in (Lam, m, v); returns the smallest cavity precision.
     """
     P, N = X.shape
     K = g.shape[1]
     sqN = math.sqrt(N)
-    Xp = np.ascontiguousarray(X[perm])
-    gp = np.ascontiguousarray(g[perm])
-    Gp = np.ascontiguousarray(Gam[perm])
-    yp = np.ascontiguousarray(y[perm])
-    if pm1:
-        X2p = Xp[:1]
-        X3p = Xp[:1]
-    else:
-        X2p = np.ascontiguousarray(X2[perm])
-        X3p = np.ascontiguousarray(X3[perm])
     # node sums from scratch
-    Ag = (Gp * gp) / N
-    b[:, :] = np.dot(gp.T, Xp) / sqN
-    if pm1:
-        s = Gp.sum(axis=0) / N
+    a[:, :] = 0.0
+    b[:, :] = 0.0
+    c[:, :] = 0.0
+    for mu in range(P):
         for k in range(K):
-            a[k, :] = s[k]
-        c[:, :] = np.dot(Ag.T, Xp) / sqN
-    else:
-        a[:, :] = np.dot((Gp / N).T, X2p)
-        c[:, :] = np.dot(Ag.T, X3p) / sqN
+            gs = g[mu, k] / sqN
+            Ags = Gam[mu, k] / N * gs
+            _axpy(gs, X[mu], b[k])
+            if pm1:
+                _axpy(Ags, X[mu], c[k])
+                a[k, 0] += Gam[mu, k] / N
+            else:
+                _axpy(Ags, X3[mu], c[k])
+                _axpy(Gam[mu, k] / N, X2[mu], a[k])
+    if pm1:
+        for k in range(K):
+            a[k, :] = a[k, 0]
     lnp = np.empty(K)
     lnq = np.empty(K)
     L = np.empty((K + 1, K + 1))
     S = np.empty((K + 1, K + 1))
     Sc = np.empty((K + 1, K + 1))
+    om = np.empty(K)
+    Vb = np.empty(K)
     minlc = np.inf
+    nmax = 0
+    for j in range(starts.shape[0] - 1):
+        nmax = max(nmax, starts[j + 1] - starts[j])
+    gn = np.empty((nmax, K))
+    Gn = np.empty((nmax, K))
     for j in range(starts.shape[0] - 1):
         j0 = starts[j]
         j1 = starts[j + 1]
-        nbk = j1 - j0
-        if nbk == 0:
+        if j1 == j0:
             continue
         _marginals(center, Delta, a, b, c, Lam, m, v)
-        Xb = Xp[j0:j1]
-        om = np.dot(Xb, m.T) / sqN  # (nbk, K)
-        Vb = np.empty((nbk, K))
-        if pm1:
-            for jj in range(nbk):
-                for k in range(K):
-                    om[jj, k] -= gp[j0 + jj, k] * v[k, 0]
-                    lc = Lam[k, 0] - Gp[j0 + jj, k] / N
+        for jj in range(j0, j1):
+            mu = perm[jj]
+            for k in range(K):
+                A = Gam[mu, k] / N
+                if pm1:
+                    om[k] = _dot(X[mu], m[k]) / sqN - g[mu, k] * v[k, 0]
+                    lc = Lam[k, 0] - A
                     minlc = min(minlc, lc)
-                    Vb[jj, k] = max(1.0 / lc, _V_FLOOR)
-        else:
-            os = np.dot(X2p[j0:j1], v.T) / N
-            for jj in range(nbk):
-                for k in range(K):
-                    om[jj, k] -= gp[j0 + jj, k] * os[jj, k]
-                    A = Gp[j0 + jj, k] / N
+                    Vb[k] = max(1.0 / lc, _V_FLOOR)
+                else:
+                    om[k] = _dot(X[mu], m[k]) / sqN - g[mu, k] * _dot(X2[mu], v[k]) / N
                     vs = 0.0
                     for i in range(N):
-                        x2 = X2p[j0 + jj, i]
+                        x2 = X2[mu, i]
                         li = Lam[k, i] - x2 * A
                         minlc = min(minlc, li)
                         vs += x2 / li
-                    Vb[jj, k] = max(vs / N, _V_FLOOR)
-        gn = np.empty((nbk, K))
-        Gn = np.empty((nbk, K))
-        dg = np.empty((nbk, K))
-        dAg = np.empty((nbk, K))
-        dA = np.empty((nbk, K))
-        for jj in range(nbk):
-            _channel_row(om[jj], Vb[jj], yp[j0 + jj], beta, lnp, lnq, L, S, Sc, gn[jj], Gn[jj])
+                    Vb[k] = max(vs / N, _V_FLOOR)
+            _channel_row(om, Vb, y[mu], beta, lnp, lnq, L, S, Sc, gn[jj - j0], Gn[jj - j0])
+        for jj in range(j0, j1):
+            mu = perm[jj]
             for k in range(K):
-                g0 = gp[j0 + jj, k]
-                G0 = Gp[j0 + jj, k]
-                gd = eta * g0 + (1.0 - eta) * gn[jj, k]
-                Gd = eta * G0 + (1.0 - eta) * Gn[jj, k]
-                dg[jj, k] = (gd - g0) / sqN
-                dAg[jj, k] = (Gd * gd - G0 * g0) / (N * sqN)
-                dA[jj, k] = (Gd - G0) / N
-                gp[j0 + jj, k] = gd
-                Gp[j0 + jj, k] = Gd
-        b += np.dot(dg.T, Xb)
+                g0 = g[mu, k]
+                G0 = Gam[mu, k]
+                gd = eta * g0 + (1.0 - eta) * gn[jj - j0, k]
+                Gd = eta * G0 + (1.0 - eta) * Gn[jj - j0, k]
+                dg = (gd - g0) / sqN
+                dAg = (Gd * gd - G0 * g0) / (N * sqN)
+                dA = (Gd - G0) / N
+                _axpy(dg, X[mu], b[k])
+                if pm1:  # a_ki = a_k for all i: keep it in a[k, 0], spread before the next marginals
+                    _axpy(dAg, X[mu], c[k])
+                    a[k, 0] += dA
+                else:
+                    _axpy(dAg, X3[mu], c[k])
+                    _axpy(dA, X2[mu], a[k])
+                g[mu, k] = gd
+                Gam[mu, k] = Gd
         if pm1:
-            s = dA.sum(axis=0)
             for k in range(K):
-                for i in range(N):
-                    a[k, i] += s[k]
-            c += np.dot(dAg.T, Xb)
-        else:
-            a += np.dot(dA.T, X2p[j0:j1])
-            c += np.dot(dAg.T, X3p[j0:j1])
+                a[k, 1:] = a[k, 0]
     _marginals(center, Delta, a, b, c, Lam, m, v)
-    for jj in range(P):
-        g[perm[jj]] = gp[jj]
-        Gam[perm[jj]] = Gp[jj]
     return minlc
 
 
 @nb.njit(cache=True)
-def _edge_log_sum(X2, Gam, v):
+def _edge_log_sum(X2, Gam, v, pm1):
     """Σ_{μki} ½ ln(1 − A_{μ→ki} v_ki), A = x² Γ/N: the normalisation part of the edge terms (§4)."""
     P, N = X2.shape
     K = Gam.shape[1]
     s = 0.0
+    if pm1:  # x² = 1, v_ki = v_k: N identical terms per (μ, k)
+        for mu in range(P):
+            for k in range(K):
+                s += 0.5 * N * math.log1p(-Gam[mu, k] / N * v[k, 0])
+        return s
     for mu in range(P):
         for k in range(K):
             A = Gam[mu, k] / N
@@ -412,7 +427,7 @@ def bethe_terms(problem: Problem, Delta, beta, state: AMPState):
         A = Gam / N
         s = (g**2).T @ X2 / N
         e = (A * g**2).T @ (X2 * X2) / N
-        logs = _edge_log_sum(X2, Gam, v)
+        logs = _edge_log_sum(X2, Gam, v, _is_pm1(problem))
         edge = logs + np.sum(m * b) - 0.5 * np.sum(v * s) + 0.5 * np.sum(a * m**2) - np.sum(m * v * c) \
             + 0.5 * np.sum(v**2 * e)
     else:
