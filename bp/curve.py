@@ -230,7 +230,7 @@ def local_entropy_curve(center, X, y, deltas=None, *, beta=np.inf, drop_misclass
             progress({"index": j, "total": G, "prior_delta": float(D), "converged": bool(r.converged),
                       "phi_G": float(phi_G[j]), "delta": float(dl[j]),
                       "phi": float(shell_entropy(phi_G[j], dl[j], D)), "iterations": int(r.iterations),
-                      "damping": float(r.damping), "reason": r.reason})
+                      "damping": float(r.damping), "reason": r.reason, "method": r.method})
     s = shell_entropy(phi_G, dl, deltas)
     s_ball = ball_entropy(dl, s)
     gaps = find_gaps(deltas, dl, conv, gap_factor)

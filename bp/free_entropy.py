@@ -14,7 +14,7 @@ import numpy as np
 from bp.edge import EdgeState, bethe_terms, check_delta_beta, make_problem, run_edge_bp
 from bp.errors import BPError
 
-METHODS = ("edge",)
+METHODS = ("edge", "amp", "auto")
 NORMALIZATIONS = ("weight", "input")
 
 
@@ -62,7 +62,10 @@ def free_entropy(X, y, K, center, delta, beta=np.inf, *, method="edge", state=No
     X: (P,N) patterns (±1, or any finite values: A_{μ→ki} = x_μi² Γ_kμ/N); y: (P,) labels ±1;
     K: number of hidden units (odd); center: (K,N) reference w̃, used as given (no normalisation);
     delta: prior variance Δ > 0; beta: np.inf for "all patterns correct", finite for the soft
-    constraint e^{−β} + (1 − e^{−β})Θ (§3.3, §6.6). method: "edge" (per-edge r-BP, bp.edge).
+    constraint e^{−β} + (1 − e^{−β})Θ (§3.3, §6.6). method: "edge" (per-edge r-BP, bp.edge), "amp"
+    (node-level form of the same equations, same fixed point, bp.amp) or "auto" (AMP; if it does not
+    converge, per-edge BP at this Δ, warm-started from the AMP messages; once a scan has fallen back,
+    an EdgeState warm start keeps it on per-edge BP). `.method` says which one produced the result.
     state: warm-start messages (a previous result's .state). schedule "block" (default) or "parallel";
     n_blocks, damping (None = adaptive ladder, a float or a list of η), tol, max_sweeps, patience: see
     bp.edge.run_edge_bp; seed: int or numpy Generator for the random blocks. progress(dict) per sweep.
@@ -75,8 +78,24 @@ def free_entropy(X, y, K, center, delta, beta=np.inf, *, method="edge", state=No
     n = _normaliser(normalize, Kc, N)
     if method not in METHODS:
         raise BPError(f"unknown method {method!r}; available: {', '.join(METHODS)}")
+    amp_sweeps = 0
+    if method in ("amp", "auto") and not isinstance(state, EdgeState):
+        from bp.amp import amp_free_entropy
+
+        r = amp_free_entropy(problem.X, problem.y, K, problem.center, Delta, beta, state=state, schedule=schedule,
+                             n_blocks=n_blocks, damping=damping, tol=tol, max_sweeps=max_sweeps, patience=patience,
+                             seed=seed, normalize=normalize, progress=progress)
+        if r.converged or method == "amp":
+            return r
+        amp_sweeps = r.total_iterations
+    elif method == "amp":
+        raise BPError(f"method='amp' needs the .state of a previous method='amp' result, got {type(state).__name__}")
     if state is not None and not isinstance(state, EdgeState):
-        raise BPError(f"state must be the .state of a previous method='edge' result, got {type(state).__name__}")
+        from bp.amp import AMPState, edge_state_from_amp
+
+        if not isinstance(state, AMPState):
+            raise BPError(f"state must be the .state of a previous free_entropy result, got {type(state).__name__}")
+        state = edge_state_from_amp(problem, Delta, state)
     run = run_edge_bp(problem, Delta, beta, state, schedule=schedule, n_blocks=n_blocks, damping=damping, tol=tol,
                       max_sweeps=max_sweeps, patience=patience, rng=seed, progress=progress)
     if run.state is None:
@@ -84,6 +103,6 @@ def free_entropy(X, y, K, center, delta, beta=np.inf, *, method="edge", state=No
     else:
         F, sq, lnZ = bethe_terms(problem, Delta, beta, run.state)
     return FreeEntropy(phi=F / n, delta=sq / (2 * n), prior_delta=Delta, beta=beta, converged=run.converged,
-                       iterations=run.sweeps, total_iterations=run.total_sweeps, damping=run.eta,
+                       iterations=run.sweeps, total_iterations=run.total_sweeps + amp_sweeps, damping=run.eta,
                        n_blocks=run.n_blocks, error=run.error, reason=run.reason, method="edge",
                        normalize=normalize, n=n, F=F, lnZ_patterns=lnZ, state=run.state)

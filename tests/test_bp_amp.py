@@ -191,3 +191,28 @@ def least_action(X, y, K, seed=0, max_epochs=1000):
         if errors == 0:
             return bp.normalize_reference(W)
     raise RuntimeError("least-action rule did not separate the patterns")
+
+
+def test_auto_uses_amp_and_falls_back_to_per_edge_when_amp_fails(monkeypatch):
+    import dataclasses
+
+    import bp.amp
+
+    X, y, Wt = planted(5, 3, 50, 60)
+    edge = bp.free_entropy(X, y, 3, Wt, 0.02, method="edge", tol=1e-10)
+    auto = bp.free_entropy(X, y, 3, Wt, 0.02, method="auto", tol=1e-10)
+    assert auto.method == "amp" and auto.converged
+    assert auto.phi == pytest.approx(edge.phi, abs=1e-9)
+    real = bp.amp.amp_free_entropy
+
+    def failing(*args, **kwargs):  # an AMP run that did not converge
+        return dataclasses.replace(real(*args, **kwargs), converged=False, reason="forced")
+
+    monkeypatch.setattr(bp.amp, "amp_free_entropy", failing)
+    fb = bp.free_entropy(X, y, 3, Wt, 0.02, method="auto", tol=1e-10, state=auto.state)
+    assert fb.method == "edge" and fb.converged and isinstance(fb.state, bp.EdgeState)
+    assert fb.phi == pytest.approx(edge.phi, abs=1e-9)
+    assert fb.iterations <= 3  # warm-started at the fixed point implied by the AMP messages
+    sticky = bp.free_entropy(X, y, 3, Wt, 0.021, method="auto", state=fb.state)
+    assert sticky.method == "edge"
+    assert bp.free_entropy(X, y, 3, Wt, 0.02, method="amp").method == "amp"
