@@ -57,7 +57,7 @@ def _exact_perturbed_error(wr, X, y, sigma):
 def test_local_energy_matches_exact_gaussian_field_enumeration():
     w, X, y = _problem(R=2, K=3, N=21, P=15)
     sigmas = [0.0, 0.3, 1.0]
-    prof = local_energy_profiles(w, X, y, sigmas, draws=400, seed=3)
+    prof = local_energy_profiles(w, X, y, sigmas, draws=200, seed=3)
     e0 = solution_errors(w, X, y)
     assert np.allclose(prof.error0, e0)
     assert np.all(prof.delta_error[:, 0] == 0)
