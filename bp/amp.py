@@ -45,6 +45,7 @@ from bp.errors import BPError
 from bp.output import _channel_row, output_channel_numpy
 
 _V_FLOOR = 1e-300  # NaN guard only (§6.2)
+_REBUILD_EVERY = 10  # sweeps between rebuilds of the node sums from the messages (rounding drift)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -149,10 +150,11 @@ def _axpy(alpha, x, y):
 
 
 @nb.njit(cache=True)
-def _sweep_kernel(X, X2, X3, pm1, y, beta, center, Delta, eta, perm, starts, g, Gam, a, b, c, Lam, m, v):
+def _sweep_kernel(X, X2, X3, pm1, y, beta, center, Delta, eta, perm, starts, g, Gam, a, b, c, Lam, m, v, rebuild):
     """One AMP sweep, block by block over perm[starts[j]:starts[j+1]] (§3.6), in place on g, Γ (P,K).
 
-    Node sums a, b, c are rebuilt from (g, Γ) first (no drift). Per block: marginals (m, v); Onsager-
+    If rebuild, node sums a, b, c are first rebuilt from (g, Γ) (else they carry over from the previous
+    sweep, whose fold-ins kept them current; periodic rebuilds stop rounding drift). Per block: marginals (m, v); Onsager-
     corrected fields ω = x·m/√N − g (x²·v)/N and exact V; the output channel; damping; fold-in of the
     change into a, b, c. Row dot products and axpys only: no (P,K,N) array, no BLAS call (a threaded
     BLAS on these small products is several times slower on a busy machine). X3 = x³ (unused if pm1).
@@ -162,10 +164,11 @@ def _sweep_kernel(X, X2, X3, pm1, y, beta, center, Delta, eta, perm, starts, g, 
     K = g.shape[1]
     sqN = math.sqrt(N)
     # node sums from scratch
-    a[:, :] = 0.0
-    b[:, :] = 0.0
-    c[:, :] = 0.0
-    for mu in range(P):
+    if rebuild:
+        a[:, :] = 0.0
+        b[:, :] = 0.0
+        c[:, :] = 0.0
+    for mu in range(P if rebuild else 0):
         for k in range(K):
             gs = g[mu, k] / sqN
             Ags = Gam[mu, k] / N * gs
@@ -176,7 +179,7 @@ def _sweep_kernel(X, X2, X3, pm1, y, beta, center, Delta, eta, perm, starts, g, 
             else:
                 _axpy(Ags, X3[mu], c[k])
                 _axpy(Gam[mu, k] / N, X2[mu], a[k])
-    if pm1:
+    if pm1 and rebuild:
         for k in range(K):
             a[k, :] = a[k, 0]
     lnp = np.empty(K)
@@ -389,10 +392,13 @@ def _is_pm1(problem: Problem) -> bool:
     return bool(np.all(problem.X2 == 1.0))
 
 
-def sweep(problem: Problem, Delta, beta, eta, blocks, state: AMPState, ws: _Workspace | None = None, pm1=None):
+def sweep(problem: Problem, Delta, beta, eta, blocks, state: AMPState, ws: _Workspace | None = None, pm1=None,
+          rebuild=True):
     """One compiled AMP sweep in place on state.g, state.Gam, block by block in the given order (§3.6).
 
-    blocks: list of int arrays partitioning range(P). Returns (m (K,N), v (K,N), min cavity precision).
+    blocks: list of int arrays partitioning range(P). rebuild=False reuses the node sums left in `ws` by
+    the previous sweep on the same state and Δ (they are current after its fold-ins).
+    Returns (m (K,N), v (K,N), min cavity precision).
     """
     P, K, N = problem.shape
     ws = ws or _Workspace(P, K, N)
@@ -403,7 +409,8 @@ def sweep(problem: Problem, Delta, beta, eta, blocks, state: AMPState, ws: _Work
     starts[1:] = np.cumsum([len(bk) for bk in blocks])
     X3 = problem.X if pm1 else problem.X2 * problem.X
     minlc = _sweep_kernel(problem.X, problem.X2, X3, pm1, problem.y, float(beta), problem.center, float(Delta),
-                          float(eta), perm, starts, state.g, state.Gam, ws.a, ws.b, ws.c, ws.Lam, ws.m, ws.v)
+                          float(eta), perm, starts, state.g, state.Gam, ws.a, ws.b, ws.c, ws.Lam, ws.m, ws.v,
+                          bool(rebuild))
     return ws.m.copy(), ws.v.copy(), float(minlc)
 
 
@@ -425,8 +432,12 @@ def bethe_terms(problem: Problem, Delta, beta, state: AMPState):
         lnZ_sum = float(np.sum(ws.lnZ))
         X2 = problem.X2
         A = Gam / N
-        s = (g**2).T @ X2 / N
-        e = (A * g**2).T @ (X2 * X2) / N
+        if _is_pm1(problem):  # x² = 1: per-unit sums broadcast over i (no threaded BLAS call)
+            s = np.broadcast_to((g**2).sum(axis=0)[:, None] / N, (K, N))
+            e = np.broadcast_to((A * g**2).sum(axis=0)[:, None] / N, (K, N))
+        else:
+            s = (g**2).T @ X2 / N
+            e = (A * g**2).T @ (X2 * X2) / N
         logs = _edge_log_sum(X2, Gam, v, _is_pm1(problem))
         edge = logs + np.sum(m * b) - 0.5 * np.sum(v * s) + 0.5 * np.sum(a * m**2) - np.sum(m * v * c) \
             + 0.5 * np.sum(v**2 * e)
@@ -481,7 +492,7 @@ def run_amp(problem: Problem, Delta, beta=np.inf, state: AMPState | None = None,
         it = 0
         for it in range(1, max_sweeps + 1):
             blocks = np.array_split(rng.permutation(P), nbk) if P else []
-            m, _, minlc = sweep(problem, Delta, beta, eta, blocks, cur, ws, pm1)
+            m, _, minlc = sweep(problem, Delta, beta, eta, blocks, cur, ws, pm1, rebuild=(it % _REBUILD_EVERY == 1))
             total += 1
             if not np.all(np.isfinite(m)) or (P and not np.isfinite(minlc)):
                 reason = "non-finite marginals"

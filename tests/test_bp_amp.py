@@ -216,3 +216,19 @@ def test_auto_uses_amp_and_falls_back_to_per_edge_when_amp_fails(monkeypatch):
     sticky = bp.free_entropy(X, y, 3, Wt, 0.021, method="auto", state=fb.state)
     assert sticky.method == "edge"
     assert bp.free_entropy(X, y, 3, Wt, 0.02, method="amp").method == "amp"
+
+
+def test_carried_node_sums_equal_rebuilt_ones():
+    """Skipping the rebuild (node sums carried from the previous sweep's fold-ins) changes nothing but rounding."""
+    X, y, Wt = planted(6, 3, 50, 70, "gaussian")
+    problem = make_problem(X, y, Wt)
+    s1, s2 = AMPState.zeros(70, 3), AMPState.zeros(70, 3)
+    from bp.amp import _Workspace
+
+    ws = _Workspace(70, 3, 50)
+    rng = np.random.default_rng(1)
+    for it in range(8):
+        blocks = np.array_split(rng.permutation(70), 5)
+        m1, _, _ = sweep(problem, 0.03, np.inf, 0.3, blocks, s1, ws, rebuild=(it == 0))
+        m2, _, _ = sweep(problem, 0.03, np.inf, 0.3, blocks, s2)
+        np.testing.assert_allclose(m1, m2, rtol=1e-11, atol=1e-13)
