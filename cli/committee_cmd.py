@@ -72,6 +72,10 @@ def train(ctx, setting, restarts, seed, out, device, max_epochs, overrides, drop
     ds = _load_data(data_path)
     out = Path(out)
     ckpt = Path(checkpoint) if checkpoint else out.with_name(out.name + ".ckpt")
+    for path in (out, ckpt):  # fail before hours of training, not after
+        folder = path.parent if str(path.parent) else Path(".")
+        if not folder.is_dir():
+            raise CommitteeError(f"{path}: folder {folder} does not exist")
     bar = None
     if not _quiet(ctx):
         from tqdm import tqdm

@@ -81,6 +81,7 @@ def test_rerun_resumes_from_checkpoint_with_the_uninterrupted_result(small_data,
     (["train", "--setting", "sgd-fast", "--out", "x.npz", "--set", "nope=1"], "unknown hyper-parameter"),
     (["train", "--setting", "sgd-fast", "--out", "x.npz", "--dropout", "1.5"], "dropout"),
     (["train", "--setting", "sgd-fast"], "--out"),
+    (["train", "--setting", "sgd-fast", "--out", "nowhere/x.npz"], "does not exist"),
     (["eval", "missing.npz"], "missing.npz"),
     (["energy", "missing.npz", "--out", "e.csv"], "missing.npz"),
 ])
