@@ -97,6 +97,7 @@ class LocalEntropyCurve:
     d = ½‖w − w̃‖² (absolute, n_weights·δ); delta = d/n; phi = shell local entropy s(d); phi_ball = ball
     version; phi_G = Gaussian-prior free entropy; all per n (n = K·N, or N if normalize="input").
     Entries of non-converged points are NaN and excluded from the curve; `reasons` says why.
+    methods: the solver that produced each point ("amp" or "edge"; "" where skipped); `method` is the one asked for.
     gaps: list of dicts naming consecutive converged Δ between which the curve is not continuous.
     """
 
@@ -112,6 +113,7 @@ class LocalEntropyCurve:
     n_blocks: np.ndarray
     error: np.ndarray
     reasons: tuple
+    methods: tuple
     gaps: tuple
     method: str
     normalize: str
@@ -135,6 +137,7 @@ class LocalEntropyCurve:
 
         out = {c: [clean(v) for v in getattr(self, c).tolist()] for c in self._COLUMNS}
         out["reasons"] = list(self.reasons)
+        out["methods"] = list(self.methods)
         out["gaps"] = [dict(g) for g in self.gaps]
         for key in ("method", "normalize", "n", "K", "N", "P", "n_dropped"):
             out[key] = getattr(self, key)
@@ -144,19 +147,19 @@ class LocalEntropyCurve:
         return out
 
     def to_csv(self, path) -> None:
-        """Write one row per Δ (columns of _COLUMNS + reason) atomically: temp file, then os.replace."""
+        """Write one row per Δ (columns of _COLUMNS + method + reason) atomically: temp file, then os.replace."""
         path = os.fspath(path)
         folder = os.path.dirname(os.path.abspath(path))
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".csv", dir=folder)
         try:
             with os.fdopen(fd, "w", newline="") as fh:
                 w = csv.writer(fh)
-                w.writerow(list(self._COLUMNS) + ["reason"])
+                w.writerow(list(self._COLUMNS) + ["method", "reason"])
                 for j in range(len(self.prior_delta)):
                     row = [getattr(self, c)[j] for c in self._COLUMNS]
                     w.writerow([repr(float(v)) if isinstance(v, (float, np.floating)) else
                                 (int(v) if isinstance(v, (np.integer, np.bool_, bool)) else v) for v in row]
-                               + [self.reasons[j]])
+                               + [self.methods[j], self.reasons[j]])
             os.replace(tmp, path)
         except BaseException:
             if os.path.exists(tmp):
@@ -209,6 +212,7 @@ def local_entropy_curve(center, X, y, deltas=None, *, beta=np.inf, drop_misclass
     nblk = np.zeros(G, dtype=np.int64)
     err = np.full(G, np.nan)
     reasons = ["skipped"] * G
+    methods = [""] * G
     state = None
     failures = 0
     for j, D in enumerate(deltas):
@@ -219,6 +223,7 @@ def local_entropy_curve(center, X, y, deltas=None, *, beta=np.inf, drop_misclass
                          damping=damping, tol=tol, max_sweeps=max_sweeps, patience=patience, seed=rng,
                          normalize="weight")
         iters[j], damp[j], nblk[j], err[j], reasons[j] = r.iterations, r.damping, r.n_blocks, r.error, r.reason
+        methods[j] = r.method
         if r.converged:
             conv[j] = True
             phi_G[j], dl[j] = r.phi, r.delta
@@ -244,6 +249,7 @@ def local_entropy_curve(center, X, y, deltas=None, *, beta=np.inf, drop_misclass
         g["delta_high"] *= scale
     return LocalEntropyCurve(prior_delta=deltas.copy(), delta=dl * scale, d=dl * K * N, phi=s * scale,
                              phi_ball=s_ball * scale, phi_G=phi_G * scale, converged=conv, iterations=iters,
-                             damping=damp, n_blocks=nblk, error=err, reasons=tuple(reasons), gaps=tuple(gaps),
+                             damping=damp, n_blocks=nblk, error=err, reasons=tuple(reasons), methods=tuple(methods),
+                             gaps=tuple(gaps),
                              method=method, normalize=normalize, n=n, K=K, N=N, P=int(len(ys)), beta=float(beta),
                              n_dropped=n_bad if drop_misclassified else 0, settings=settings)

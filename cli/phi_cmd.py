@@ -151,10 +151,7 @@ def _curve_worker(r, W, X, y, deltas, beta, method, drop_misclassified, seed, qu
     """BP curve of restart r; returns (r, rows, gaps, error message or None). Progress goes to `queue`."""
     import bp
 
-    methods = {}
-
     def progress(info):
-        methods[info["index"]] = info.get("method")
         if queue is not None:
             queue.put(1)
 
@@ -165,10 +162,9 @@ def _curve_worker(r, W, X, y, deltas, beta, method, drop_misclassified, seed, qu
         return r, None, None, f"restart {r}: {str(exc).strip().splitlines()[0]}"
     rows = []
     for j in range(len(curve.prior_delta)):
-        used = methods.get(j) or (curve.method if curve.converged[j] else "")
         rows.append({"restart": r, "prior_delta": float(curve.prior_delta[j]), "d": float(curve.d[j]),
                      "delta": float(curve.delta[j]), "phi": float(curve.phi[j]), "phi_ball": float(curve.phi_ball[j]),
-                     "phi_G": float(curve.phi_G[j]), "converged": bool(curve.converged[j]), "method": used})
+                     "phi_G": float(curve.phi_G[j]), "converged": bool(curve.converged[j]), "method": curve.methods[j]})
     return r, rows, [dict(g) for g in curve.gaps], None
 
 

@@ -232,3 +232,15 @@ def test_carried_node_sums_equal_rebuilt_ones():
         m1, _, _ = sweep(problem, 0.03, np.inf, 0.3, blocks, s1, ws, rebuild=(it == 0))
         m2, _, _ = sweep(problem, 0.03, np.inf, 0.3, blocks, s2)
         np.testing.assert_allclose(m1, m2, rtol=1e-11, atol=1e-13)
+
+
+def test_curve_records_which_solver_produced_each_point(tmp_path):
+    X, y, Wt = planted(6, 3, 50, 60)
+    curve = bp.local_entropy_curve(Wt, X, y, deltas=[1e-3, 1e-2], method="auto")
+    assert curve.methods == ("amp", "amp") and curve.method == "auto"
+    edge = bp.local_entropy_curve(Wt, X, y, deltas=[1e-3, 1e-2], method="edge")
+    assert edge.methods == ("edge", "edge")
+    np.testing.assert_allclose(curve.phi, edge.phi, atol=1e-8)
+    curve.to_csv(tmp_path / "c.csv")
+    header, first = (tmp_path / "c.csv").read_text().splitlines()[:2]
+    assert header.endswith(",method,reason") and ",amp," in first
