@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numba as nb
 import numpy as np
@@ -23,136 +24,256 @@ import numpy as np
 from bp.errors import BPError
 from bp.output import _channel_row, _logaddexp  # noqa: F401  (numba-callable pieces)
 
-_CHUNK = 128  # weights per parallel task in the (k, i) loops
 _V_FLOOR = 1e-300  # NaN guard only (§6.2)
 
 
 # ---------------------------------------------------------------------------------------------------
 # numba kernels: arrays and scalars only
+#
+# Cost model (P=500, K=9, N=784): one sweep touches each of the P·K·N edges a fixed number of times and is
+# bounded by moving B (P,K,N) (~28 MB) through memory. The sweep is one compiled call, pattern by
+# pattern: the fields of pattern μ read its slab B[μ] (K·N contiguous, stays in L2), the channel runs,
+# and the update rewrites the same slab at once; so B is read once and written once per sweep. The
+# cavity means m_{ki→μ} computed for the fields are kept in a per-chunk (K,N) scratch for the update
+# (one division per edge). Loops run over the contiguous N axis innermost; `_FAST` lets LLVM vectorise
+# the reductions (reassociation) and use FMAs. No nnan/ninf: the finiteness checks rely on NaN/inf.
+# error_model="numpy": x/0 gives inf/NaN instead of Python's ZeroDivisionError, whose per-element check
+# keeps LLVM from vectorising any loop that divides.
+
+_FAST = {"nsz", "arcp", "contract", "reassoc"}
+_TINY = 1e-300  # messages below this are stored as 0: subnormal numbers cost ~100 cycles per operation, and
+#                 far-tail channels (G ∝ e^{−t²/2}) produce them in bulk; the change is below 1e-300 absolute
+_CH = 16  # patterns per chunk: the unit of parallel work and of the per-chunk accumulators (fixed, so
+#           the summation order, hence the result, does not depend on the number of threads)
 
 
-@nb.njit(cache=True, parallel=True)
-def _message_sums(X2, a, B, SA, SB):
-    """SA[k,i] = Σ_μ x_μi² a_kμ,  SB[k,i] = Σ_μ B_{μ→ki}: the incoming precision and field (§3.1)."""
+@nb.njit(cache=True, fastmath=_FAST, error_model="numpy")
+def _fields_pm1(x, am, lam, xi, b, mc):
+    """x² = 1: Σ_i x_i m_{ki→μ} and Σ_i v_{ki→μ} for one (μ,k); m_{ki→μ} = (Ξ_ki − B)/(Λ_ki − a) into mc."""
+    om = 0.0
+    vs = 0.0
+    for i in range(x.shape[0]):
+        r = 1.0 / (lam[i] - am)
+        m = (xi[i] - b[i]) * r
+        mc[i] = m
+        om += x[i] * m
+        vs += r
+    return om, vs
+
+
+@nb.njit(cache=True, fastmath=_FAST, error_model="numpy")
+def _fields_gen(x, x2, am, lam, xi, b, mc):
+    """Any inputs: Σ_i x m_{ki→μ}, Σ_i x² v_{ki→μ}, and min_i Λ_{ki→μ} for one (μ,k); cavity means into mc."""
+    om = 0.0
+    vs = 0.0
+    for i in range(x.shape[0]):
+        r = 1.0 / (lam[i] - x2[i] * am)
+        m = (xi[i] - b[i]) * r
+        mc[i] = m
+        om += x[i] * m
+        vs += x2[i] * r
+    ml = np.inf
+    for i in range(x.shape[0]):
+        lc = lam[i] - x2[i] * am
+        if lc < ml:
+            ml = lc
+    return om, vs, ml
+
+
+@nb.njit(cache=True, fastmath=_FAST, error_model="numpy")
+def _update_pm1(x, gk, anew, eta, b, mc, dX):
+    """B_new = x g/√N + a_new m_{ki→μ} (§3.5, x² = 1), damped with η into b; dX += B_d − B_old."""
+    e1 = 1.0 - eta
+    for i in range(x.shape[0]):
+        bo = b[i]
+        bd = eta * bo + e1 * (x[i] * gk + anew * mc[i])
+        if abs(bd) < _TINY:
+            bd = 0.0
+        b[i] = bd
+        dX[i] += bd - bo
+
+
+@nb.njit(cache=True, fastmath=_FAST, error_model="numpy")
+def _update_gen(x, x2, gk, anew, da, eta, b, mc, dX, dL):
+    """Any inputs: B_new = x g/√N + x² a_new m_{ki→μ}, damped; dX += B_d − B_old, dL += x²(a_d − a_old)."""
+    e1 = 1.0 - eta
+    for i in range(x.shape[0]):
+        bo = b[i]
+        bd = eta * bo + e1 * (x[i] * gk + x2[i] * anew * mc[i])
+        if abs(bd) < _TINY:
+            bd = 0.0
+        b[i] = bd
+        dX[i] += bd - bo
+        dL[i] += x2[i] * da
+
+
+@nb.njit(cache=True, fastmath=_FAST, error_model="numpy")
+def _message_sums(X2, pm1, a, B, SA, SB):
+    """SA[k,i] = Σ_μ x_μi² a_kμ,  SB[k,i] = Σ_μ B_{μ→ki}: the incoming precision and field (§3.1).
+
+    Pattern by pattern over contiguous (K,N) slabs of B (one streaming read)."""
     P, K, N = B.shape
-    nch = (N + _CHUNK - 1) // _CHUNK
-    for task in nb.prange(K * nch):
-        k = task // nch
-        i0 = (task % nch) * _CHUNK
-        i1 = min(N, i0 + _CHUNK)
-        for i in range(i0, i1):
-            SA[k, i] = 0.0
-            SB[k, i] = 0.0
-        for mu in range(P):
-            am = a[mu, k]
-            for i in range(i0, i1):
-                SA[k, i] += X2[mu, i] * am
-                SB[k, i] += B[mu, k, i]
-
-
-@nb.njit(cache=True, parallel=True)
-def _fields_channel(X, X2, idx, y, beta, a, B, Lam, Xi, omega, V, lnZ, g, Gam, minlc):
-    """For each pattern μ in idx: cavity fields (§3.1–3.2) then the output channel (bp.output, §3.3–3.4).
-
-    ω_kμ = N^{-1/2} Σ_i x m_{ki→μ},  V_kμ = N^{-1} Σ_i x² v_{ki→μ}; fills lnZ[μ], g[μ], Gam[μ].
-    minlc[jj] receives the smallest cavity precision Λ_{ki→μ} met for the jj-th pattern of the block.
-    """
-    K, N = Lam.shape
-    sqN = math.sqrt(N)
-    for jj in nb.prange(idx.shape[0]):
-        mu = idx[jj]
-        ml = np.inf
+    SA[:, :] = 0.0
+    SB[:, :] = 0.0
+    for mu in range(P):
         for k in range(K):
             am = a[mu, k]
-            om = 0.0
-            vs = 0.0
+            b = B[mu, k]
+            sb = SB[k]
+            sa = SA[k]
             for i in range(N):
-                lc = Lam[k, i] - X2[mu, i] * am
-                if lc < ml:
-                    ml = lc
-                r = 1.0 / lc
-                om += X[mu, i] * (Xi[k, i] - B[mu, k, i]) * r
-                vs += X2[mu, i] * r
-            omega[mu, k] = om / sqN
-            V[mu, k] = max(vs / N, _V_FLOOR)
-        minlc[jj] = ml
+                sb[i] += b[i]
+            if pm1:
+                sa[0] += am
+            else:
+                x2 = X2[mu]
+                for i in range(N):
+                    sa[i] += x2[i] * am
+    if pm1:
+        for k in range(K):
+            SA[k, 1:] = SA[k, 0]
+
+
+@nb.njit(cache=True, parallel=True, fastmath=_FAST, error_model="numpy")
+def _sweep_kernel(X, X2, pm1, perm, starts, y, beta, eta, invD, WtD, a, B, SA, SB, Lam, Xi, omega, V, lnZ, g, Gam,
+                  mlp, mcb, dX, dL, dLk, chv, chm):
+    """One sweep (§3.6), block by block over perm[starts[j]:starts[j+1]], in place on (a, B, SA, SB).
+
+    SA, SB on entry: the message sums Σ_μ x² a, Σ_μ B; Λ = 1/Δ + SA, Ξ = w̃/Δ + SB (WtD = w̃/Δ, invD = 1/Δ).
+    Per block, chunks of _CH patterns in parallel; per pattern μ: cavity fields ω, V of every unit
+    (§3.1–3.2), the output channel (bp.output, §3.3–3.4), then the new damped messages (§3.5) written
+    over B[μ]. Each chunk accumulates Σ(B_d − B_old) and Σ x²(a_d − a_old) in its own buffer; at the end
+    of the block they are added to SB, SA (chunks in a fixed order) and Λ, Ξ rebuilt (the cavities of a
+    block all use the Λ, Ξ from before it). So SA, SB are kept in the small-quantity form (never
+    recovered from Λ − 1/Δ) and B is read and written once per sweep. mlp[j]: the smallest cavity
+    precision of pattern perm[j]. Workspaces: mcb, dX (nchunks,K,N); dL (nchunks,K,N), or empty when
+    pm1, and dLk (nchunks,K); chv (nchunks,2,K), chm (nchunks,3,K+1,K+1) for the channel.
+    """
+    P, K, N = B.shape
+    sqN = math.sqrt(N)
+    e1 = 1.0 - eta
+    nbl = starts.shape[0] - 1
+    minLam = np.empty(K)
+    for k in range(K):
+        for i in range(N):
+            Lam[k, i] = invD + SA[k, i]
+            Xi[k, i] = WtD[k, i] + SB[k, i]
+    for blk in range(nbl):
+        s0 = starts[blk]
+        s1 = starts[blk + 1]
+        nch = (s1 - s0 + _CH - 1) // _CH
+        if pm1:  # Λ_{ki→μ} = Λ_ki − a_kμ: its minimum over i is min_i Λ_ki − a_kμ (rounding is monotone)
+            for k in range(K):
+                lm = np.inf
+                for i in range(N):
+                    if Lam[k, i] < lm:
+                        lm = Lam[k, i]
+                minLam[k] = lm
+        for c in nb.prange(nch):
+            j0 = s0 + c * _CH
+            j1 = min(s1, j0 + _CH)
+            dX[c, :, :] = 0.0
+            dLk[c, :] = 0.0
+            if not pm1:
+                dL[c, :, :] = 0.0
+            for jj in range(j0, j1):
+                mu = perm[jj]
+                ml = np.inf
+                for k in range(K):
+                    am = a[mu, k]
+                    if pm1:
+                        om, vs = _fields_pm1(X[mu], am, Lam[k], Xi[k], B[mu, k], mcb[c, k])
+                        lc = minLam[k] - am
+                    else:
+                        om, vs, lc = _fields_gen(X[mu], X2[mu], am, Lam[k], Xi[k], B[mu, k], mcb[c, k])
+                    ml = min(ml, lc)
+                    omega[mu, k] = om / sqN
+                    V[mu, k] = max(vs / N, _V_FLOOR)
+                mlp[jj] = ml
+                lnZ[mu] = _channel_row(omega[mu], V[mu], y[mu], beta, chv[c, 0], chv[c, 1], chm[c, 0], chm[c, 1],
+                                       chm[c, 2], g[mu], Gam[mu])
+                for k in range(K):
+                    if abs(g[mu, k]) < _TINY:
+                        g[mu, k] = 0.0
+                    if abs(Gam[mu, k]) < _TINY:
+                        Gam[mu, k] = 0.0
+                    aold = a[mu, k]
+                    anew = Gam[mu, k] / N
+                    ad = eta * aold + e1 * anew
+                    if abs(ad) < _TINY:
+                        ad = 0.0
+                    gk = g[mu, k] / sqN
+                    if pm1:
+                        _update_pm1(X[mu], gk, anew, eta, B[mu, k], mcb[c, k], dX[c, k])
+                    else:
+                        _update_gen(X[mu], X2[mu], gk, anew, ad - aold, eta, B[mu, k], mcb[c, k], dX[c, k], dL[c, k])
+                    dLk[c, k] += ad - aold
+                    a[mu, k] = ad
+        # fold the block's changes into the sums (chunks in a fixed order), then Λ, Ξ
+        for k in range(K):
+            sb = SB[k]
+            sa = SA[k]
+            for c in range(nch):
+                dr = dX[c, k]
+                for i in range(N):
+                    sb[i] += dr[i]
+                if pm1:
+                    dk = dLk[c, k]
+                    for i in range(N):
+                        sa[i] += dk
+                else:
+                    dl = dL[c, k]
+                    for i in range(N):
+                        sa[i] += dl[i]
+            for i in range(N):
+                Lam[k, i] = invD + sa[i]
+                Xi[k, i] = WtD[k, i] + sb[i]
+
+
+@nb.njit(cache=True, fastmath=_FAST, error_model="numpy")
+def _edge_row(x2, pm1, am, lam, xi, b):
+    """Σ_i F_{μ,ki} for one (μ,k): the edge terms of the Bethe free entropy (§4), in the stable closed form
+
+    F_{μ,ki} = −½ ln(1 + A v) + [B m − ½ A m² + ½ v B²]/(1 + A v),  (m, v) the cavity moments, A = x² a.
+    """
+    s = 0.0
+    for i in range(lam.shape[0]):
+        A = am if pm1 else x2[i] * am
+        v = 1.0 / (lam[i] - A)
+        bi = b[i]
+        mc = (xi[i] - bi) * v
+        av = A * v
+        s += -0.5 * math.log1p(av) + (bi * mc - 0.5 * A * mc * mc + 0.5 * v * bi * bi) / (1.0 + av)
+    return s
+
+
+@nb.njit(cache=True, parallel=True, fastmath=_FAST, error_model="numpy")
+def _bethe_kernel(X, X2, pm1, y, beta, a, B, Lam, Xi, omega, V, lnZ, g, Gam, mlp, edge):
+    """For every pattern μ: cavity fields, output channel (lnZ[μ], g, Γ) and edge[μ] = Σ_ki F_{μ,ki} (§4) at
+    the messages (a, B), with Λ, Ξ built from them; mlp[μ]: smallest cavity precision of pattern μ."""
+    P, K, N = B.shape
+    sqN = math.sqrt(N)
+    nch = (P + _CH - 1) // _CH
+    for c in nb.prange(nch):
+        mc = np.empty(N)
         lnp = np.empty(K)
         lnq = np.empty(K)
         L = np.empty((K + 1, K + 1))
         S = np.empty((K + 1, K + 1))
         Sc = np.empty((K + 1, K + 1))
-        lnZ[mu] = _channel_row(omega[mu], V[mu], y[mu], beta, lnp, lnq, L, S, Sc, g[mu], Gam[mu])
-
-
-@nb.njit(cache=True, parallel=True)
-def _update_block(X, X2, idx, eta, a, B, Lam, Xi, g, Gam):
-    """New messages of the patterns idx (§3.5), damped with η, folded into Λ, Ξ (§3.6); a is updated last.
-
-    A_new = x² Γ/N,  B_new = x g/√N + A_new m_{ki→μ}, with the cavity mean taken from the Λ, Ξ
-    *before* this block; then Λ += Σ_block (A_d − A_old), Ξ += Σ_block (B_d − B_old).
-    """
-    K, N = Lam.shape
-    nb_ = idx.shape[0]
-    sqN = math.sqrt(N)
-    nch = (N + _CHUNK - 1) // _CHUNK
-    for task in nb.prange(K * nch):
-        k = task // nch
-        i0 = (task % nch) * _CHUNK
-        i1 = min(N, i0 + _CHUNK)
-        w = i1 - i0
-        L0 = np.empty(w)
-        X0 = np.empty(w)
-        dL = np.zeros(w)
-        dX = np.zeros(w)
-        for ii in range(w):
-            L0[ii] = Lam[k, i0 + ii]
-            X0[ii] = Xi[k, i0 + ii]
-        for jj in range(nb_):
-            mu = idx[jj]
-            aold = a[mu, k]
-            anew = Gam[mu, k] / N
-            ad = eta * aold + (1.0 - eta) * anew
-            gk = g[mu, k] / sqN
-            for ii in range(w):
-                i = i0 + ii
-                x2 = X2[mu, i]
-                bold = B[mu, k, i]
-                lc = L0[ii] - x2 * aold
-                mc = (X0[ii] - bold) / lc
-                bnew = X[mu, i] * gk + x2 * anew * mc
-                bd = eta * bold + (1.0 - eta) * bnew
-                B[mu, k, i] = bd
-                dX[ii] += bd - bold
-                dL[ii] += x2 * (ad - aold)
-        for ii in range(w):
-            Lam[k, i0 + ii] = L0[ii] + dL[ii]
-            Xi[k, i0 + ii] = X0[ii] + dX[ii]
-    for jj in range(nb_):
-        mu = idx[jj]
-        for k in range(K):
-            a[mu, k] = eta * a[mu, k] + (1.0 - eta) * Gam[mu, k] / N
-
-
-@nb.njit(cache=True, parallel=True)
-def _edge_terms(X2, a, B, Lam, Xi, out):
-    """out[μ] = Σ_ki F_{μ,ki}, the edge terms of the Bethe free entropy (§4), in the stable closed form
-
-    F_{μ,ki} = −½ ln(1 + A v) + [B m − ½ A m² + ½ v B²]/(1 + A v),  (m, v) the cavity moments.
-    """
-    P, K, N = B.shape
-    for mu in nb.prange(P):
-        s = 0.0
-        for k in range(K):
-            am = a[mu, k]
-            for i in range(N):
-                A = X2[mu, i] * am
-                lc = Lam[k, i] - A
-                v = 1.0 / lc
-                mc = (Xi[k, i] - B[mu, k, i]) * v
-                b = B[mu, k, i]
-                av = A * v
-                s += -0.5 * math.log1p(av) + (b * mc - 0.5 * A * mc * mc + 0.5 * v * b * b) / (1.0 + av)
-        out[mu] = s
+        for mu in range(c * _CH, min(P, (c + 1) * _CH)):
+            ml = np.inf
+            s = 0.0
+            for k in range(K):
+                am = a[mu, k]
+                om, vs, lc = _fields_gen(X[mu], X2[mu], am, Lam[k], Xi[k], B[mu, k], mc)
+                ml = min(ml, lc)
+                omega[mu, k] = om / sqN
+                V[mu, k] = max(vs / N, _V_FLOOR)
+                s += _edge_row(X2[mu], pm1, am, Lam[k], Xi[k], B[mu, k])
+            mlp[mu] = ml
+            edge[mu] = s
+            lnZ[mu] = _channel_row(omega[mu], V[mu], y[mu], beta, lnp, lnq, L, S, Sc, g[mu], Gam[mu])
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -191,6 +312,11 @@ class Problem:
     @property
     def shape(self):
         return self.X.shape[0], self.center.shape[0], self.center.shape[1]
+
+    @cached_property
+    def pm1(self) -> bool:
+        """x² = 1 everywhere (±1 inputs): A_{μ→ki} = a_kμ does not depend on i and the kernels skip X²."""
+        return bool(np.all(self.X2 == 1.0))
 
 
 def make_problem(X, y, center) -> Problem:
@@ -272,6 +398,8 @@ class EdgeRun:
 
 
 class _Workspace:
+    """Buffers reused across the sweeps of one run, and the message sums carried from one sweep to the next."""
+
     def __init__(self, P, K, N):
         self.Lam = np.empty((K, N))
         self.Xi = np.empty((K, N))
@@ -282,9 +410,23 @@ class _Workspace:
         self.lnZ = np.zeros(P)
         self.g = np.zeros((P, K))
         self.Gam = np.zeros((P, K))
+        self.mlp = np.empty(P)
+        self.sums_of = None  # (problem, B) whose message sums SA, SB hold, if any
+        self._nch = -1
+
+    def chunks(self, nch, K, N, pm1):
+        """Per-chunk buffers of the sweep kernel for up to nch chunks."""
+        if nch != self._nch or pm1 != self._pm1:
+            self._nch, self._pm1 = nch, pm1
+            self.mcb = np.empty((nch, K, N))
+            self.dX = np.empty((nch, K, N))
+            self.dL = np.empty((0 if pm1 else nch, K, N))
+            self.dLk = np.empty((nch, K))
+            self.chv = np.empty((nch, 2, K))
+            self.chm = np.empty((nch, 3, K + 1, K + 1))
 
 
-_PARALLEL_MIN_WORK = 200_000  # edges per kernel call below which one thread is faster than a parallel launch
+_PARALLEL_MIN_WORK = 200_000  # edges per parallel region below which one thread is faster than a parallel launch
 
 
 class _threads:
@@ -308,29 +450,40 @@ def sweep(problem: Problem, Delta, beta, eta, blocks, state: EdgeState, ws: _Wor
     """One in-place BP sweep of the messages in `state`, block by block in the given order (§3.6).
 
     blocks: list of int arrays partitioning range(P) (one block = the parallel schedule). Λ, Ξ are
-    rebuilt from the messages first (no drift across sweeps), then for each block: cavity fields and
-    output channel of its patterns, new damped messages, and Λ, Ξ updated at once.
+    built from the message sums (no drift across sweeps), then for each block: cavity fields and output
+    channel of its patterns, new damped messages, and Λ, Ξ updated at once. The sums are recomputed
+    from the messages unless `ws` holds those the previous sweep on this same (problem, state.B)
+    accumulated from the messages it wrote (then B is read and written once per sweep).
     Returns (marginal means m (K,N), smallest cavity precision met, which must stay > 0, §6.2).
     """
     P, K, N = problem.shape
     ws = ws or _Workspace(P, K, N)
-    X, X2, y = problem.X, problem.X2, problem.y
-    with _threads() as threads:
-        threads(P * K * N)
-        _message_sums(X2, state.a, state.B, ws.SA, ws.SB)
+    X, X2, y, pm1 = problem.X, problem.X2, problem.y, problem.pm1
+    blocks = [np.asarray(bk, dtype=np.int64) for bk in blocks if len(bk)]
+    sizes = [len(bk) for bk in blocks]
+    if sum(sizes) != P or (P and not np.array_equal(np.sort(np.concatenate(blocks)), np.arange(P))):
+        raise BPError("blocks must partition range(P): every pattern exactly once per sweep")
+    if P == 0:
+        ws.SA[:] = 0.0
+        ws.SB[:] = 0.0
         np.add(1.0 / Delta, ws.SA, out=ws.Lam)
         np.add(problem.center / Delta, ws.SB, out=ws.Xi)
-        minlc = np.inf
-        for idx in blocks:
-            idx = np.ascontiguousarray(idx, dtype=np.int64)
-            ml = np.empty(len(idx))
-            threads(len(idx) * K * N)
-            _fields_channel(X, X2, idx, y, beta, state.a, state.B, ws.Lam, ws.Xi, ws.omega, ws.V, ws.lnZ,
-                            ws.g, ws.Gam, ml)
-            _update_block(X, X2, idx, eta, state.a, state.B, ws.Lam, ws.Xi, ws.g, ws.Gam)
-            if len(ml):
-                minlc = min(minlc, float(ml.min()))
-    return ws.Xi / ws.Lam, minlc
+        return ws.Xi / ws.Lam, np.inf
+    perm = np.concatenate(blocks)
+    starts = np.zeros(len(blocks) + 1, dtype=np.int64)
+    starts[1:] = np.cumsum(sizes)
+    with _threads() as threads:
+        if not (ws.sums_of is not None and ws.sums_of[0] is problem and ws.sums_of[1] is state.B):
+            threads(0)
+            _message_sums(X2, pm1, state.a, state.B, ws.SA, ws.SB)
+        ws.sums_of = None
+        ws.chunks((max(sizes) + _CH - 1) // _CH, K, N, pm1)
+        threads(max(sizes) * K * N)
+        _sweep_kernel(X, X2, pm1, perm, starts, y, float(beta), float(eta), 1.0 / Delta, problem.center / Delta,
+                      state.a, state.B, ws.SA, ws.SB, ws.Lam, ws.Xi, ws.omega, ws.V, ws.lnZ, ws.g, ws.Gam, ws.mlp,
+                      ws.mcb, ws.dX, ws.dL, ws.dLk, ws.chv, ws.chm)
+        ws.sums_of = (problem, state.B)
+    return ws.Xi / ws.Lam, float(ws.mlp.min())
 
 
 def _blocks(rng, P, n_blocks):
@@ -429,21 +582,17 @@ def bethe_terms(problem: Problem, Delta, beta, state: EdgeState):
         edge_sum = 0.0
     else:
         with _threads() as threads:
-            threads(P * K * N)
-            _message_sums(problem.X2, state.a, state.B, ws.SA, ws.SB)
-        SA, SB = ws.SA, ws.SB
-        Lam = 1.0 / Delta + SA
-        Xi = Wt / Delta + SB
-        idx = np.arange(P, dtype=np.int64)
-        ml = np.empty(P)
-        with _threads() as threads:
-            threads(P * K * N)
-            _fields_channel(problem.X, problem.X2, idx, problem.y, beta, state.a, state.B, Lam, Xi, ws.omega,
-                            ws.V, ws.lnZ, ws.g, ws.Gam, ml)
+            threads(0)
+            _message_sums(problem.X2, problem.pm1, state.a, state.B, ws.SA, ws.SB)
+            SA, SB = ws.SA, ws.SB
+            Lam = 1.0 / Delta + SA
+            Xi = Wt / Delta + SB
             out = np.empty(P)
-            _edge_terms(problem.X2, state.a, state.B, Lam, Xi, out)
-        if ml.min() <= 0:
-            raise BPError(f"cavity precision {ml.min():.3g} ≤ 0 at the messages given: not a BP fixed point")
+            threads(P * K * N)
+            _bethe_kernel(problem.X, problem.X2, problem.pm1, problem.y, beta, state.a, state.B, Lam, Xi, ws.omega,
+                          ws.V, ws.lnZ, ws.g, ws.Gam, ws.mlp, out)
+        if ws.mlp.min() <= 0:
+            raise BPError(f"cavity precision {ws.mlp.min():.3g} ≤ 0 at the messages given: not a BP fixed point")
         lnZ_sum = float(np.sum(ws.lnZ))
         edge_sum = float(np.sum(out))
     den = 1.0 + Delta * SA

@@ -37,13 +37,20 @@ _NEG_INF = -np.inf
 @nb.njit(cache=True, inline="always")
 def _logaddexp(a, b):
     """ln(e^a + e^b) without overflow; exact when one side is −∞ (the naive form gives NaN for −∞ − −∞)."""
-    if a == -np.inf:
-        return b
-    if b == -np.inf:
-        return a
     if a > b:
-        return a + math.log1p(math.exp(b - a))
-    return b + math.log1p(math.exp(a - b))
+        hi = a
+        d = b - a
+    else:
+        hi = b
+        d = a - b
+    if not d > -745.2:  # e^d underflows to 0, or one side is −∞
+        if d == d or a == b:  # d = −∞, or −∞ − −∞ = NaN with a = b = −∞
+            return hi
+        return d  # a NaN input stays NaN
+    e = math.exp(d)
+    if d < -37.0:  # log1p(e) rounds to e for e < 1e-16: skip the log
+        return hi + e
+    return hi + math.log1p(e)
 
 
 @nb.njit(cache=True)
@@ -166,8 +173,10 @@ def _tail_G(x, lnrho):
     T = 1/(x + 2/(x + 3/(x + …))) (Laplace's continued fraction, fast for x ≥ 5):
     G = 1/(ρ + M) and G + t = G (1 − x(ρ + M)) = G T M − x ρG, with no cancellation when ρ = 0.
     """
+    # terms for ~1e-17 relative accuracy (measured against 400 terms: 27 at x = 5, 17 at 8, 12 at 12, 10 at 20)
+    n = 40 if x < 8.0 else (24 if x < 12.0 else (16 if x < 20.0 else 12))
     f = 0.0
-    for j in range(80, 1, -1):
+    for j in range(n, 1, -1):
         f = j / (x + f)
     T = 1.0 / (x + f)
     M = 1.0 / (x + T)
