@@ -14,9 +14,25 @@ $(BIN)/localentropy: setup.cfg pyproject.toml
 
 setup: $(BIN)/localentropy
 
-run: setup
-	$(BIN)/localentropy data info
-	$(BIN)/localentropy data prepare --out out/dresscoat.npz
+LE = $(BIN)/localentropy
+
+run: setup out/dresscoat.npz out/sgd-fast-phi.csv out/sgd-fast-energy.csv
+	$(LE) data info
+	$(LE) eval out/sgd-fast.npz
+	@echo "results in out/: sgd-fast.npz, sgd-fast-phi.csv/.png, sgd-fast-energy.csv"
+
+out/dresscoat.npz: | setup
+	$(LE) data prepare --out $@
+
+out/sgd-fast.npz: | setup
+	mkdir -p out
+	$(LE) train --setting sgd-fast --restarts 4 --seed 0 --out $@
+
+out/sgd-fast-phi.csv: out/sgd-fast.npz
+	$(LE) phi out/sgd-fast.npz --out $@ --plot out/sgd-fast-phi.png
+
+out/sgd-fast-energy.csv: out/sgd-fast.npz
+	$(LE) energy out/sgd-fast.npz --draws 200 --out $@
 
 test: setup
 	$(BIN)/pytest -m "not slow" -q
