@@ -61,6 +61,11 @@ from entropic.replicated import barycenter, coupling_grad, replica_distances
 from entropic.schedules import Exponential
 
 CHECKPOINT_VERSION = 1
+# Patterns gathered per chunk of networks in a gradient evaluation (see ``_Run._grad``): on CPU a
+# chunk small enough to stay in cache between the gather and the two products; on CUDA large
+# enough to fill the device.
+CHUNK_BYTES_CPU = 16 << 20
+CHUNK_BYTES_CUDA = 1 << 30
 
 
 def restart_seed(seed: int, restart: int) -> int:
@@ -81,15 +86,41 @@ def _unit_(U: torch.Tensor) -> None:
         U.div_(torch.linalg.vector_norm(U, dim=-1, keepdim=True))
 
 
-def _surrogate(U: torch.Tensor, X: torch.Tensor, beta: float) -> torch.Tensor:
-    """(1/√K) Σ_h tanh(β u_h·ξ) (Eq. 7 with tanh(β·) for the hidden signs), shape (..., B)."""
-    K = U.shape[-2]
-    return torch.tanh(beta * torch.matmul(X, U.transpose(-1, -2))).sum(-1) / math.sqrt(K)
+def _loss_grad(U: torch.Tensor, Xb: torch.Tensor, yb: torch.Tensor, beta: float, omega: float,
+               out: torch.Tensor, need_loss: bool = False) -> Optional[torch.Tensor]:
+    """Mini-batch loss Σ_μ f(y^μ ŷ_β(ξ^μ), ω) (Eq. 8 with the tanh surrogate of Eq. 7) and its
+    gradient with respect to U, in closed form; the gradient is written into ``out``.
+
+    U (M, K, N) unit directions, Xb (M, B, N) each network's mini-batch, yb (M, B). With
+    λ_hμ = u_h·ξ^μ, t_hμ = tanh(β λ_hμ) and the margin m_μ = y^μ (1/√K) Σ_h t_hμ,
+    ∂/∂u_h Σ_μ f(m_μ) = Σ_μ f′(m_μ) y^μ (β/√K) (1 − t_hμ²) ξ^μ, with f′(m) = −σ(−2ωm)
+    (``committee.loss.margin_loss_grad``). Two batched products and a few elementwise passes
+    over (M, B, K): no autograd graph, no copy of the (M, B, N) patterns. Returns the loss
+    (summed over all M networks) if ``need_loss``, else None.
+    """
+    c = 1.0 / math.sqrt(U.shape[-2])
+    t = torch.bmm(Xb, U.transpose(1, 2)).mul_(beta).tanh_()  # (M, B, K): tanh(β λ)
+    m = t.sum(-1).mul_(yb).mul_(c)  # margins y ŷ_β, (M, B)
+    loss = margin_loss(m, omega).sum() if need_loss else None
+    # f′(m) y β/√K with f′(m) = −σ(−2ωm) = −1/(1 + e^(2ωm)) (overflow gives the limit 0). Written
+    # with exp rather than torch.sigmoid: torch's vectorised and scalar-tail sigmoid differ in the
+    # last bit, which would make a restart's result depend on its position in the batch.
+    d = torch.exp(m.mul_(2.0 * omega)).add_(1.0).reciprocal_().mul_(yb).mul_(-beta * c)
+    coef = t.square_().neg_().add_(1.0).mul_(d.unsqueeze(-1))  # (M, B, K)
+    torch.bmm(coef.transpose(1, 2), Xb, out=out)
+    return loss
+
+
+def _fields(U: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
+    """λ = u_h·ξ for every pattern as one matrix product, shape U.shape[:-2] + (P, K)."""
+    lead, (K, N) = U.shape[:-2], U.shape[-2:]
+    lam = X @ U.reshape(-1, N).T  # (P, M·K): one wide GEMM instead of M narrow ones
+    return lam.view(X.shape[0], -1, K).transpose(0, 1).reshape(lead + (X.shape[0], K))
 
 
 def _sign_errors(U: torch.Tensor, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Training error of the exact sign network (Eq. 7; sign(0) = +1), shape U.shape[:-2]."""
-    lam = torch.matmul(X, U.transpose(-1, -2))
+    lam = _fields(U, X)
     votes = torch.where(lam >= 0, 1.0, -1.0).to(U.dtype).sum(-1)
     out = torch.where(votes >= 0, 1.0, -1.0).to(U.dtype)
     return (out != y).to(U.dtype).mean(-1)
@@ -173,6 +204,8 @@ class _Run:
         self.epochs = np.zeros(self.R, dtype=np.int64)
         self.stop_value = np.full(self.R, np.nan)
         self.step_count = 0  # global rSGD step counter (coupling every coupling_period steps)
+        self._xbuf = None
+        self.chunk_bytes = CHUNK_BYTES_CUDA if self.device.type == "cuda" else CHUNK_BYTES_CPU
 
     # --- random draws, per restart, on CPU --------------------------------------------------
     def _perms(self, idx, copies: int) -> torch.Tensor:
@@ -192,37 +225,62 @@ class _Run:
         m = torch.stack(masks, dim=len(shape) - 2) if len(shape) > 2 else torch.stack(masks)
         return (m.to(self.dtype) / (1.0 - p)).to(self.device)
 
-    def _batch(self, perms, idx, b):
-        """Patterns and labels of mini-batch b for every active restart (and replica)."""
-        sel = perms[..., b * self.p.batch_size:(b + 1) * self.p.batch_size].to(self.device)
-        return self.X[sel], self.y[sel]
+    def _gather_buffer(self, numel: int) -> torch.Tensor:
+        """A flat buffer reused for the gathered mini-batch patterns (no allocation per step)."""
+        if self._xbuf is None or self._xbuf.numel() < numel:
+            self._xbuf = torch.empty(numel, dtype=self.dtype, device=self.device)
+        return self._xbuf[:numel]
 
-    # --- loss ------------------------------------------------------------------------------
-    def _batch_loss(self, U, Xb, yb, beta, omega, mask):
-        """Σ over restarts (and replicas) of the mini-batch loss Σ_μ f(y^μ ŷ_β(ξ^μ), ω) (Eq. 8)."""
-        if mask is not None:
-            Xb = Xb * mask
-        return margin_loss(yb * _surrogate(U, Xb, beta), omega).sum()
+    def _grad(self, U, sel, beta, omega, mask=None, out=None, need_loss=False):
+        """Gradient of Σ_μ f(y^μ ŷ_β(ξ^μ), ω) over each network's own mini-batch (Eq. 8), closed form.
+
+        U (M, K, N); sel (M, b) pattern indices on the device; mask (M, b, N) or None. The
+        patterns are gathered (index_select into a reused buffer) a chunk of networks at a time,
+        ``chunk_bytes`` of patterns per chunk, so that they are still in cache for the two
+        products and memory stays bounded for any number of restarts. Returns (gradient, loss).
+        """
+        M, b = sel.shape
+        N = self.N
+        g = torch.empty_like(U) if out is None else out
+        per = max(1, min(M, self.chunk_bytes // (b * N * self.X.element_size())))
+        buf = self._gather_buffer(per * b * N)
+        loss = 0.0 if need_loss else None
+        for s in range(0, M, per):
+            e = min(M, s + per)
+            n = (e - s) * b
+            rows = sel[s:e].reshape(-1)
+            Xb = torch.index_select(self.X, 0, rows, out=buf[:n * N].view(n, N)).view(e - s, b, N)
+            if mask is not None:
+                Xb.mul_(mask[s:e])  # inverted dropout on the hidden units' inputs
+            part = _loss_grad(U[s:e], Xb, self.y[rows].view(e - s, b), beta, omega, g[s:e], need_loss)
+            if need_loss:
+                loss = loss + part
+        return g, loss
+
+    def _sel(self, perms, b):
+        """Pattern indices of mini-batch b, shape perms.shape[:-1] + (batch,)."""
+        return perms[..., b * self.p.batch_size:(b + 1) * self.p.batch_size]
 
     def full_loss(self, U, beta, omega) -> torch.Tensor:
         """Mean f over the training set per restart (Eq. 8), shape U.shape[:-2]."""
-        return margin_loss(self.y * _surrogate(U, self.X, beta), omega).mean(-1)
+        s = torch.tanh(beta * _fields(U, self.X)).sum(-1) / math.sqrt(U.shape[-2])
+        return margin_loss(self.y * s, omega).mean(-1)
 
     # --- one epoch per algorithm -----------------------------------------------------------
     def epoch_sgd(self, idx):
         t = self.epoch
         beta, omega = self.beta(t), self.omega(t)
         ii = torch.as_tensor(idx, device=self.device)
-        U = self.U[ii]
-        perms = self._perms(idx, 1)[0]
+        U = self.U[ii]  # a copy, updated in place
+        perms = self._perms(idx, 1)[0].to(self.device)
+        g = torch.empty_like(U)
         for b in range(self.nb):
-            Xb, yb = self._batch(perms, idx, b)
-            mask = self._dropout(idx, tuple(Xb.shape[1:]))
-            U = U.detach().requires_grad_(True)
-            (g,) = torch.autograd.grad(self._batch_loss(U, Xb, yb, beta, omega, mask), U)
-            with torch.no_grad():
-                U = _unit(U - self.p.eta * g)
-        self.U[ii] = U.detach()
+            sel = self._sel(perms, b)
+            mask = self._dropout(idx, (sel.shape[-1], self.N))
+            self._grad(U, sel, beta, omega, mask, out=g)
+            U.sub_(g.mul_(self.p.eta))  # u − η ∇, then each hidden unit renormalised
+            _unit_(U)
+        self.U[ii] = U
         return None
 
     def epoch_rsgd(self, idx):
@@ -230,22 +288,26 @@ class _Run:
         beta, omega, gamma = self.beta(t), self.omega(t), self.gamma(t)
         y_ = self.p.replicas
         ii = torch.as_tensor(idx, device=self.device)
-        U = self.U[:, ii]  # (y, A, K, N)
-        perms = self._perms(idx, y_)  # (y, A, P)
+        U = self.U[:, ii]  # (y, A, K, N), a contiguous copy updated in place
+        shape = U.shape
+        flat = U.view((-1,) + shape[2:])  # replica a of restart j is network a·A + j
+        perms = self._perms(idx, y_).to(self.device)  # (y, A, P)
         kc = self.p.coupling_period
+        g = torch.empty_like(U)
+        gflat = g.view(flat.shape)
         for b in range(self.nb):
-            Xb, yb = self._batch(perms, idx, b)  # (y, A, B, N)
-            mask = self._dropout(idx, (y_,) + tuple(Xb.shape[2:])) if self.p.dropout else None
+            sel = self._sel(perms, b)  # (y, A, b)
+            mask = self._dropout(idx, (y_, sel.shape[-1], self.N)) if self.p.dropout else None
+            if mask is not None:
+                mask = mask.reshape((-1,) + mask.shape[2:])
             centre = barycenter(U)  # line 2: barycenter ū
-            U = U.detach().requires_grad_(True)
-            (g,) = torch.autograd.grad(self._batch_loss(U, Xb, yb, beta, omega, mask), U)
-            with torch.no_grad():
-                if self.step_count % kc == 0:  # lines 6–7: coupling K·γ·(u_a − ū)
-                    g = g + coupling_grad(U, centre, kc * gamma)
-                U = _unit(U - self.p.eta * g)  # line 8, then each replica renormalised
+            self._grad(flat, sel.reshape(-1, sel.shape[-1]), beta, omega, mask, out=gflat)
+            if self.step_count % kc == 0:  # lines 6–7: coupling K·γ·(u_a − ū)
+                g.add_(coupling_grad(U, centre, kc * gamma))
+            U.sub_(g.mul_(self.p.eta))  # line 8, then each replica renormalised
+            _unit_(U)
             self.step_count += 1
-        self.U[:, ii] = U.detach()
-        U = self.U[:, ii]
+        self.U[:, ii] = U
         return replica_distances(U, barycenter(U), keep_dims=2).amax(0)  # max_a d(u_a, ū) per restart
 
     def epoch_esgd(self, idx):
@@ -253,12 +315,15 @@ class _Run:
         beta, omega, gamma = self.beta(t), self.omega(t), self.gamma(t)
         ii = torch.as_tensor(idx, device=self.device)
         param = self.U[ii].clone().requires_grad_(True)
+        grad = torch.empty_like(param)
         gens = [self.gens[i] for i in idx]
-        dev, dt = self.device, self.dtype
+        K, N = param.shape[1:]
+        z = torch.empty((len(idx), K, N), dtype=torch.float64)  # the SGLD noise, drawn on CPU per restart
 
         def noise_fn(p):
-            return torch.stack([torch.randn(p.shape[1:], generator=g, dtype=torch.float64) for g in gens]).to(
-                device=dev, dtype=dt)
+            for j, g in enumerate(gens):
+                torch.randn((K, N), generator=g, dtype=torch.float64, out=z[j])
+            return z.to(device=self.device, dtype=self.dtype)
 
         opt = EntropySGD([param], lr=self.p.eta, inner_lr=self.p.inner_lr, L=self.p.inner_steps, gamma=gamma,
                          noise=self.p.noise, alpha=self.p.alpha, noise_fn=noise_fn, project=_unit_)
@@ -266,12 +331,12 @@ class _Run:
 
         def closure():
             if cursor["b"] == self.nb:  # a fresh pass over the data for every active restart
-                cursor["perms"], cursor["b"] = self._perms(idx, 1)[0], 0
-            Xb, yb = self._batch(cursor["perms"], idx, cursor["b"])
+                cursor["perms"], cursor["b"] = self._perms(idx, 1)[0].to(self.device), 0
+            sel = self._sel(cursor["perms"], cursor["b"])
             cursor["b"] += 1
-            mask = self._dropout(idx, tuple(Xb.shape[1:]))
-            loss = self._batch_loss(param, Xb, yb, beta, omega, mask)
-            loss.backward()
+            mask = self._dropout(idx, (sel.shape[-1], self.N))
+            _, loss = self._grad(param.detach(), sel, beta, omega, mask, out=grad, need_loss=True)
+            param.grad = grad
             return loss
 
         for _ in range(self.nb):
@@ -451,8 +516,12 @@ def _result(run: _Run) -> TrainResult:
     with torch.no_grad():
         err = _sign_errors(C, run.X, run.y)
         # the loss at the β, ω of the last epoch each restart trained
-        losses = [run.full_loss(C[i], run.beta(max(e - 1, 0)), run.omega(max(e - 1, 0))).item()
-                  for i, e in enumerate(run.epochs)]
+        losses = np.empty(run.R)
+        for e in np.unique(run.epochs):  # one evaluation per distinct final epoch
+            which = np.flatnonzero(run.epochs == e)
+            t = max(int(e) - 1, 0)
+            val = run.full_loss(C[torch.as_tensor(which, device=run.device)], run.beta(t), run.omega(t))
+            losses[which] = val.double().cpu().numpy()
     weights = (C.detach().double().cpu().numpy() * sqrtN)
     # exact renormalisation in float64 so that saved files meet the √N norm to rounding
     weights *= sqrtN / np.linalg.norm(weights, axis=-1, keepdims=True)
@@ -461,5 +530,5 @@ def _result(run: _Run) -> TrainResult:
         replicas = run.U.detach().double().cpu().numpy() * sqrtN
     return TrainResult(preset=run.p, seed=run.seed, restart_ids=run.restart_ids, weights=weights,
                        epochs=run.epochs.copy(), converged=run.converged.copy(),
-                       train_error=err.double().cpu().numpy(), train_loss=np.array(losses),
+                       train_error=err.double().cpu().numpy(), train_loss=losses,
                        stop_value=run.stop_value.copy(), replicas=replicas)
