@@ -82,14 +82,117 @@ def _channel_row(omega, V, y, beta, lnp, lnq, L, S, Sc, g, Gam):
     omega, V: (K,) cavity means/variances of the pre-activations; y = ±1; beta > 0 or inf.
     lnp, lnq: (K,) workspaces; L, S, Sc: (K+1, K+1) workspaces for the prefix table L[k, c]
     (count among units < k), suffix table S[k, c] (count among units > k) and its upper tail
-    Sc[k, c] = ln P(count among units > k ≥ c). Out-of-range counts are −∞.
+    Sc[k, c] = P(count among units > k ≥ c).
+
+    The count DP runs in linear scale (`_channel_linear`: each unit's two probabilities divided by the
+    larger one, so the most likely configuration weighs 1) when every quantity it returns is far above
+    the underflow range, which then costs nothing in accuracy (sums of positive terms); otherwise, and for
+    K = 1, in logs (`_channel_log`: exact at any |t|, ~10× slower).
     """
     K = omega.shape[0]
-    h = (K - 1) // 2
     for k in range(K):
         t = y * omega[k] / math.sqrt(V[k])
         lnp[k] = log_ndtr_nb(t)
         lnq[k] = log_ndtr_nb(-t)
+    # soft constraint ψ^β = e^{−β} + (1 − e^{−β}) ψ
+    if beta == np.inf:
+        lneb = -np.inf
+        ln1m = 0.0
+    else:
+        lneb = -beta
+        ln1m = math.log(-math.expm1(-beta))
+    if K >= 3:
+        lnZ = _channel_linear(omega, V, y, lneb, ln1m, lnp, lnq, L, S, Sc, g, Gam)
+        if lnZ == lnZ:
+            return lnZ
+    return _channel_log(omega, V, y, lneb, ln1m, lnp, lnq, L, S, Sc, g, Gam)
+
+
+_LIN_MIN = 1e-290  # scaled D, R, Z at or above this are exact to ~K·eps in linear scale (the underflowed parts
+#                    of the sums are below ~1e-321 absolute); anything smaller goes to the log-domain DP
+
+
+@nb.njit(cache=True)
+def _channel_linear(omega, V, y, lneb, ln1m, lnp, lnq, L, S, Sc, g, Gam):
+    """Count DP of `_channel_row` in linear scale; returns NaN (nothing usable) when some D_k, R_k or Z is
+    below _LIN_MIN in scaled units. Unit k's probabilities are stored as p'_k = e^{ln p_k − s_k},
+    q'_k = e^{ln q_k − s_k}, s_k = max(ln p_k, ln q_k) ∈ [ln ½, 0], in the spare rows S[K], Sc[K]."""
+    K = omega.shape[0]
+    h = (K - 1) // 2
+    pp = S[K]
+    qq = Sc[K]
+    stot = 0.0
+    for k in range(K):
+        s = max(lnp[k], lnq[k])
+        pp[k] = math.exp(lnp[k] - s)
+        qq[k] = math.exp(lnq[k] - s)
+        stot += s
+    for k in range(K + 1):
+        for c in range(K + 1):
+            L[k, c] = 0.0
+    for k in range(K):
+        for c in range(K + 1):
+            S[k, c] = 0.0
+            Sc[k, c] = 0.0
+    # prefix: L[k, c] ∝ P(c of units 0..k-1 vote y)
+    L[0, 0] = 1.0
+    for k in range(K):
+        L[k + 1, 0] = L[k, 0] * qq[k]
+        for c in range(1, k + 2):
+            L[k + 1, c] = L[k, c] * qq[k] + L[k, c - 1] * pp[k]
+    # suffix: S[k, c] ∝ P(c of units k+1..K-1 vote y); Sc its upper tail
+    S[K - 1, 0] = 1.0
+    for k in range(K - 1, 0, -1):
+        nk = K - 1 - k
+        S[k - 1, 0] = S[k, 0] * qq[k]
+        for c in range(1, nk + 2):
+            S[k - 1, c] = S[k, c] * qq[k] + S[k, c - 1] * pp[k]
+    for k in range(K):
+        acc = 0.0
+        for c in range(K - 1 - k, -1, -1):
+            acc += S[k, c]
+            Sc[k, c] = acc
+    Z = 0.0
+    F = 0.0  # the failing configurations
+    for c in range(K + 1):
+        if c > h:
+            Z += L[K, c]
+        else:
+            F += L[K, c]
+    if not Z >= _LIN_MIN:
+        return np.nan
+    lnF = math.log(F) + stot if F > 0.0 else -np.inf
+    if lnF < -0.6931471805599453:  # Z > ½: ln Z = ln(1 − F) keeps its relative accuracy when Z → 1
+        lnZ = math.log1p(-math.exp(lnF))
+    else:
+        lnZ = math.log(Z) + stot
+    lnZ = _logaddexp(lneb, ln1m + lnZ)
+    for k in range(K):
+        nk = K - 1 - k
+        D = 0.0
+        R = 0.0
+        for j in range(k + 1):  # j = count among units < k
+            if 0 <= h - j <= nk:
+                D += L[k, j] * S[k, h - j]
+            need = h + 1 - j
+            if need <= 0:
+                R += L[k, j] * Sc[k, 0]
+            elif need <= nk:
+                R += L[k, j] * Sc[k, need]
+        if not (D >= _LIN_MIN and R >= _LIN_MIN):
+            return np.nan
+        sk = stot - max(lnp[k], lnq[k])  # scale of the distribution of the other units
+        lnD = ln1m + math.log(D) + sk
+        lnR = _logaddexp(lneb, ln1m + math.log(R) + sk)
+        _unit_derivatives(k, omega[k], V[k], y, lnR, lnD, lnp[k], g, Gam)
+    return lnZ
+
+
+@nb.njit(cache=True)
+def _channel_log(omega, V, y, lneb, ln1m, lnp, lnq, L, S, Sc, g, Gam):
+    """Count DP of `_channel_row` in logs: L, S, Sc hold log-probabilities (out-of-range counts −∞)."""
+    K = omega.shape[0]
+    h = (K - 1) // 2
     # prefix: L[k, c] = ln P(c of units 0..k-1 vote y)
     for k in range(K + 1):
         for c in range(K + 1):
@@ -117,13 +220,6 @@ def _channel_row(omega, V, y, beta, lnp, lnq, L, S, Sc, g, Gam):
             acc = _logaddexp(acc, S[k, c])
             Sc[k, c] = acc
         Sc[k, 0] = 0.0  # P(count ≥ 0) = 1 exactly
-    # soft constraint ψ^β = e^{−β} + (1 − e^{−β}) ψ
-    if beta == np.inf:
-        lneb = -np.inf
-        ln1m = 0.0
-    else:
-        lneb = -beta
-        ln1m = math.log(-math.expm1(-beta))
     lnZ = -np.inf
     for c in range(h + 1, K + 1):
         lnZ = _logaddexp(lnZ, L[K, c])
@@ -144,21 +240,27 @@ def _channel_row(omega, V, y, beta, lnp, lnq, L, S, Sc, g, Gam):
                 lnR = _logaddexp(lnR, L[k, j] + Sc[k, need])
         lnR = _logaddexp(lneb, ln1m + lnR)
         lnD = ln1m + lnD
-        sV = math.sqrt(V[k])
-        if lnD == -np.inf:
-            g[k] = 0.0
-            Gam[k] = 0.0
-            continue
-        t = y * omega[k] / sV
-        lnphi = -0.5 * t * t - _HALF_LOG_2PI
-        if t > _TAIL:
-            G = math.exp(lnphi - _logaddexp(lnR - lnD, lnp[k]))
-            GpT = G + t
-        else:
-            G, GpT = _tail_G(-t, lnR - lnD - lnphi)
-        g[k] = y * G / sV
-        Gam[k] = G * GpT / V[k]
+        _unit_derivatives(k, omega[k], V[k], y, lnR, lnD, lnp[k], g, Gam)
     return lnZ
+
+
+@nb.njit(cache=True)
+def _unit_derivatives(k, omega, V, y, lnR, lnD, lnp, g, Gam):
+    """g[k], Gam[k] from ln R_kμ, ln D_kμ (soft-β included) and ln Φ(t) (§3.4); G = 0 if D = 0."""
+    if lnD == -np.inf:
+        g[k] = 0.0
+        Gam[k] = 0.0
+        return
+    sV = math.sqrt(V)
+    t = y * omega / sV
+    lnphi = -0.5 * t * t - _HALF_LOG_2PI
+    if t > _TAIL:
+        G = math.exp(lnphi - _logaddexp(lnR - lnD, lnp))
+        GpT = G + t
+    else:
+        G, GpT = _tail_G(-t, lnR - lnD - lnphi)
+    g[k] = y * G / sV
+    Gam[k] = G * GpT / V
 
 
 _TAIL = -5.0  # below this t, G and G + t come from the continued fraction (_tail_G)
