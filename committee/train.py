@@ -45,6 +45,7 @@ import hashlib
 import math
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -57,7 +58,7 @@ from committee.loss import margin_loss
 from committee.model import check_K
 from committee.presets import CommitteePreset
 from entropic.esgd import EntropySGD
-from entropic.replicated import barycenter, coupling_grad, replica_distances
+from entropic.replicated import barycenter, replica_distances
 from entropic.schedules import Exponential
 
 CHECKPOINT_VERSION = 1
@@ -295,6 +296,7 @@ class _Run:
         kc = self.p.coupling_period
         g = torch.empty_like(U)
         gflat = g.view(flat.shape)
+        pull = torch.empty_like(U)
         for b in range(self.nb):
             sel = self._sel(perms, b)  # (y, A, b)
             mask = self._dropout(idx, (y_, sel.shape[-1], self.N)) if self.p.dropout else None
@@ -302,13 +304,38 @@ class _Run:
                 mask = mask.reshape((-1,) + mask.shape[2:])
             centre = barycenter(U)  # line 2: barycenter ū
             self._grad(flat, sel.reshape(-1, sel.shape[-1]), beta, omega, mask, out=gflat)
-            if self.step_count % kc == 0:  # lines 6–7: coupling K·γ·(u_a − ū)
-                g.add_(coupling_grad(U, centre, kc * gamma))
+            if self.step_count % kc == 0:  # lines 6–7: coupling K·γ·(u_a − ū) (entropic.coupling_grad, in place)
+                g.add_(torch.sub(U, centre, out=pull).mul_(kc * gamma))
             U.sub_(g.mul_(self.p.eta))  # line 8, then each replica renormalised
             _unit_(U)
             self.step_count += 1
         self.U[:, ii] = U
         return replica_distances(U, barycenter(U), keep_dims=2).amax(0)  # max_a d(u_a, ū) per restart
+
+    def _esgd_draws(self, gens, o, z, masks, perms):
+        """Every random number of eSGD outer step o, per restart, in the order the algorithm uses them.
+
+        For inner step k = o·L + l (counted from the start of the epoch): a fresh permutation when
+        a pass over the data starts (k % nb == 0), then the dropout mask, then the SGLD noise
+        N(0, I) (Alg. 1, line 6), all from the restart's own generator. Writes ``perms[pass, j]``,
+        ``masks[l]`` (when dropout is on) and ``z[l, j]`` (when the noise is on). Runs on a worker
+        thread while the previous outer step computes: it touches only these generators and buffers.
+        """
+        L, nb, B, P, N = self.p.inner_steps, self.nb, self.p.batch_size, self.P, self.N
+        if masks is not None:
+            for l in range(L):
+                b = (o * L + l) % nb
+                masks[l] = torch.empty((len(gens), min(B, P - b * B), N), dtype=torch.bool)
+        for j, g in enumerate(gens):
+            for l in range(L):
+                k = o * L + l
+                if k % nb == 0:
+                    perms[k // nb, j] = torch.randperm(P, generator=g)
+                if masks is not None:
+                    torch.ge(torch.rand(masks[l].shape[1:], generator=g, dtype=torch.float64), self.p.dropout,
+                             out=masks[l][j])
+                if z is not None:
+                    torch.randn(z.shape[2:], generator=g, dtype=torch.float64, out=z[l, j])
 
     def epoch_esgd(self, idx):
         t = self.epoch
@@ -317,30 +344,46 @@ class _Run:
         param = self.U[ii].clone().requires_grad_(True)
         grad = torch.empty_like(param)
         gens = [self.gens[i] for i in idx]
-        K, N = param.shape[1:]
-        z = torch.empty((len(idx), K, N), dtype=torch.float64)  # the SGLD noise, drawn on CPU per restart
+        A, (K, N) = len(idx), param.shape[1:]
+        L, nb, p = self.p.inner_steps, self.nb, self.p
+        noisy = math.sqrt(p.inner_lr) * p.noise > 0  # EntropySGD draws noise only then
+        perms = torch.empty((L, A, self.P), dtype=torch.long)  # one epoch = nb·L mini-batches = L passes
+        # two sets of buffers: the worker fills one outer step's draws while the other is consumed
+        slots = [(torch.empty((L, A, K, N), dtype=torch.float64) if noisy else None,
+                  [None] * L if p.dropout else None) for _ in range(2)]
+        cur = {"z": None, "masks": None, "k": 0, "l": 0}
 
-        def noise_fn(p):
-            for j, g in enumerate(gens):
-                torch.randn((K, N), generator=g, dtype=torch.float64, out=z[j])
-            return z.to(device=self.device, dtype=self.dtype)
-
-        opt = EntropySGD([param], lr=self.p.eta, inner_lr=self.p.inner_lr, L=self.p.inner_steps, gamma=gamma,
-                         noise=self.p.noise, alpha=self.p.alpha, noise_fn=noise_fn, project=_unit_)
-        cursor = {"perms": None, "b": self.nb}
+        def noise_fn(_):
+            return cur["z"][cur["l"]]
 
         def closure():
-            if cursor["b"] == self.nb:  # a fresh pass over the data for every active restart
-                cursor["perms"], cursor["b"] = self._perms(idx, 1)[0].to(self.device), 0
-            sel = self._sel(cursor["perms"], cursor["b"])
-            cursor["b"] += 1
-            mask = self._dropout(idx, (sel.shape[-1], self.N))
+            k, l = cur["k"], cur["k"] % L
+            cur["k"], cur["l"] = k + 1, l
+            b = k % nb
+            sel = self._sel(self._perms_dev[k // nb], b)
+            mask = None
+            if cur["masks"] is not None:
+                mask = (cur["masks"][l].to(self.dtype) / (1.0 - p.dropout)).to(self.device)
             _, loss = self._grad(param.detach(), sel, beta, omega, mask, out=grad, need_loss=True)
             param.grad = grad
             return loss
 
-        for _ in range(self.nb):
-            opt.step(closure)
+        opt = EntropySGD([param], lr=p.eta, inner_lr=p.inner_lr, L=L, gamma=gamma, noise=p.noise, alpha=p.alpha,
+                         noise_fn=noise_fn if noisy else None, project=_unit_)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(self._esgd_draws, gens, 0, *slots[0], perms)
+            try:
+                for o in range(nb):
+                    pending.result()
+                    z, masks = slots[o % 2]
+                    self._perms_dev = perms.to(self.device)
+                    if o + 1 < nb:
+                        pending = pool.submit(self._esgd_draws, gens, o + 1, *slots[(o + 1) % 2], perms)
+                    cur["z"] = None if z is None else z.to(device=self.device, dtype=self.dtype)
+                    cur["masks"] = masks
+                    opt.step(closure)
+            finally:
+                pending.cancel()  # an interrupted epoch: the checkpoint holds the generators before it
         st = opt.state[param]
         self.U[ii] = param.detach()
         return _half_sq(st["w"], st["mu"])  # d(w, μ) of the last outer iteration
@@ -448,6 +491,7 @@ def train_committee(
     checkpoint_every: int = 50,
     progress: Optional[Callable[[int, int, int, int], None]] = None,
     stop_after_epochs: Optional[int] = None,
+    num_threads: Optional[int] = None,
 ) -> Optional[TrainResult]:
     """Train ``restarts`` committee machines (or the restarts ``restart_ids``) with ``preset``.
 
@@ -457,7 +501,27 @@ def train_committee(
     does not depend on whether or where the run was interrupted. ``progress(epoch, converged,
     finished, R)`` is called after every epoch. ``stop_after_epochs`` (for tests and the CLI's
     interruption handling) saves a checkpoint and returns None after that many epochs of this call.
+    ``num_threads``: torch's intra-op CPU threads while training (restored afterwards); None keeps
+    the current setting. The tensors here are small (a few MB), so on a CPU shared with other
+    work one thread is often fastest (benchmarks/bench_committee.py measures both); the result
+    does not depend on it beyond rounding.
     """
+    if num_threads is not None and (not isinstance(num_threads, int) or isinstance(num_threads, bool)
+                                    or num_threads < 1):
+        raise CommitteeError(f"num_threads must be a positive integer, got {num_threads}")
+    before = torch.get_num_threads()
+    if num_threads is not None:
+        torch.set_num_threads(int(num_threads))
+    try:
+        return _train(X, y, preset, restarts, restart_ids, seed, device, dtype, checkpoint, checkpoint_every,
+                      progress, stop_after_epochs)
+    finally:
+        if num_threads is not None:
+            torch.set_num_threads(before)
+
+
+def _train(X, y, preset, restarts, restart_ids, seed, device, dtype, checkpoint, checkpoint_every, progress,
+           stop_after_epochs):
     if restart_ids is None:
         if restarts is None or int(restarts) != restarts or restarts < 1:
             raise CommitteeError(f"restarts must be a positive integer, got {restarts}")
