@@ -485,10 +485,12 @@ def sweep(problem: Problem, Delta, beta, eta, blocks, state: EdgeState, ws: _Wor
     """One in-place BP sweep of the messages in `state`, block by block in the given order (§3.6).
 
     blocks: list of int arrays partitioning range(P) (one block = the parallel schedule). Λ, Ξ are
-    built from the message sums (no drift across sweeps), then for each block: cavity fields and output
-    channel of its patterns, new damped messages, and Λ, Ξ updated at once. The sums are recomputed
-    from the messages unless `ws` holds those the previous sweep on this same (problem, state.B)
-    accumulated from the messages it wrote (then B is read and written once per sweep).
+    built from the message sums Σ_μ x²a, Σ_μ B, then for each block: cavity fields and output channel of
+    its patterns, new damped messages, and the sums (hence Λ, Ξ) updated at once. The sums are summed
+    afresh from the messages (one extra read of B) unless `ws` holds the ones the previous sweep on this
+    same (problem, state.B) left: within a run they are carried from sweep to sweep, updated by the
+    message changes (rounding drift ~1e-16 relative per sweep, on the small quantities, not on Λ, Ξ),
+    and B is read and written once per sweep; every run_edge_bp setting starts from fresh sums.
     Returns (marginal means m (K,N), smallest cavity precision met, which must stay > 0, §6.2).
     """
     P, K, N = problem.shape
