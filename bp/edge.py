@@ -33,9 +33,10 @@ _V_FLOOR = 1e-300  # NaN guard only (§6.2)
 # Cost model (P=500, K=9, N=784): one sweep touches each of the P·K·N edges a fixed number of times and is
 # bounded by moving B (P,K,N) (~28 MB) through memory. The sweep is one compiled call, pattern by
 # pattern: the fields of pattern μ read its slab B[μ] (K·N contiguous, stays in L2), the channel runs,
-# and the update rewrites the same slab at once; so B is read once and written once per sweep. The
-# cavity means m_{ki→μ} computed for the fields are kept in a per-chunk (K,N) scratch for the update
-# (one division per edge). Loops run over the contiguous N axis innermost; `_FAST` lets LLVM vectorise
+# and the update rewrites the same slab at once; so B is read once and written once per sweep. For ±1
+# inputs (pm1) the cavity precision Λ_k − a_kμ does not depend on i, so there is no division per edge;
+# for other inputs the cavity means m_{ki→μ} (one division per edge) are kept in a per-chunk (K,N)
+# scratch between fields and update. Loops run over the contiguous N axis innermost; `_FAST` lets LLVM vectorise
 # the reductions (reassociation) and use FMAs. No nnan/ninf: the finiteness checks rely on NaN/inf.
 # error_model="numpy": x/0 gives inf/NaN instead of Python's ZeroDivisionError, whose per-element check
 # keeps LLVM from vectorising any loop that divides.
@@ -44,24 +45,18 @@ _FAST = {"nsz", "arcp", "contract", "reassoc"}
 _TINY = 1e-300  # g, Γ, a below this are set to 0: subnormal numbers cost ~100 cycles per operation, and far-tail
 #                 channels (G ∝ e^{−t²/2}) produce them in bulk (a third of B was subnormal on the real data);
 #                 the change is below 1e-300 absolute. B = x g/√N + a m then stays normal (or 0).
-_SERIES_U = 1e-3  # |a_kμ|/min_i Λ_ki below which the Bethe edge terms use series instead of log1p per edge (on
-#                    the real data |a|/Λ ≤ 1.2e-3 at every Δ, usually far below; larger ratios take the exact path)
 _CH = 16  # patterns per chunk: the unit of parallel work and of the per-chunk accumulators (fixed, so
 #           the summation order, hence the result, does not depend on the number of threads)
 
 
 @nb.njit(cache=True, fastmath=_FAST, error_model="numpy")
-def _fields_pm1(x, am, lam, xi, b, mc):
-    """x² = 1: Σ_i x_i m_{ki→μ} and Σ_i v_{ki→μ} for one (μ,k); m_{ki→μ} = (Ξ_ki − B)/(Λ_ki − a) into mc."""
-    om = 0.0
-    vs = 0.0
+def _fields_pm1(x, xi, b):
+    """x² = 1: Σ_i x_i (Ξ_ki − B_{μ→ki}) for one (μ,k). The cavity precision Λ_k − a_kμ does not depend on i
+    here, so ω_kμ = N^{-1/2} v Σ_i x (Ξ − B) and V_kμ = v with v = 1/(Λ_k − a_kμ): no division per edge."""
+    s = 0.0
     for i in range(x.shape[0]):
-        r = 1.0 / (lam[i] - am)
-        m = (xi[i] - b[i]) * r
-        mc[i] = m
-        om += x[i] * m
-        vs += r
-    return om, vs
+        s += x[i] * (xi[i] - b[i])
+    return s
 
 
 @nb.njit(cache=True, fastmath=_FAST, error_model="numpy")
@@ -84,12 +79,13 @@ def _fields_gen(x, x2, am, lam, xi, b, mc):
 
 
 @nb.njit(cache=True, fastmath=_FAST, error_model="numpy")
-def _update_pm1(x, gk, anew, eta, b, mc, dX):
-    """B_new = x g/√N + a_new m_{ki→μ} (§3.5, x² = 1), damped with η into b; dX += B_d − B_old."""
+def _update_pm1(x, xi, v, gk, anew, eta, b, dX):
+    """B_new = x g/√N + a_new m_{ki→μ} (§3.5, x² = 1), m_{ki→μ} = (Ξ_ki − B_old) v, damped with η into b;
+    dX += B_d − B_old."""
     e1 = 1.0 - eta
     for i in range(x.shape[0]):
         bo = b[i]
-        bd = eta * bo + e1 * (x[i] * gk + anew * mc[i])
+        bd = eta * bo + e1 * (x[i] * gk + anew * ((xi[i] - bo) * v))
         b[i] = bd
         dX[i] += bd - bo
 
@@ -133,19 +129,6 @@ def _message_sums(X2, pm1, a, B, SA, SB):
             SA[k, 1:] = SA[k, 0]
 
 
-@nb.njit(cache=True, fastmath=_FAST, error_model="numpy")
-def _row_min(Lam, minLam):
-    """minLam[k] = min_i Λ_ki. For x² = 1, Λ_{ki→μ} = Λ_ki − a_kμ, so its minimum over i is min_i Λ_ki − a_kμ
-    exactly (rounding is monotone): the cavity-precision check costs nothing per edge."""
-    K, N = Lam.shape
-    for k in range(K):
-        lm = np.inf
-        for i in range(N):
-            if Lam[k, i] < lm:
-                lm = Lam[k, i]
-        minLam[k] = lm
-
-
 @nb.njit(cache=True, parallel=True, fastmath=_FAST, error_model="numpy")
 def _sweep_kernel(X, X2, pm1, perm, starts, y, beta, eta, invD, WtD, a, B, SA, SB, Lam, Xi, omega, V, lnZ, g, Gam,
                   mlp, mcb, dX, dL, dLk, chv, chm):
@@ -158,14 +141,13 @@ def _sweep_kernel(X, X2, pm1, perm, starts, y, beta, eta, invD, WtD, a, B, SA, S
     of the block they are added to SB, SA (chunks in a fixed order) and Λ, Ξ rebuilt (the cavities of a
     block all use the Λ, Ξ from before it). So SA, SB are kept in the small-quantity form (never
     recovered from Λ − 1/Δ) and B is read and written once per sweep. mlp[j]: the smallest cavity
-    precision of pattern perm[j]. Workspaces: mcb, dX (nchunks,K,N); dL (nchunks,K,N), or empty when
-    pm1, and dLk (nchunks,K); chv (nchunks,2,K), chm (nchunks,3,K+1,K+1) for the channel.
+    precision of pattern perm[j]. Workspaces: dX (nchunks,K,N); mcb (cavity means) and dL (nchunks,K,N),
+    empty when pm1; dLk (nchunks,K); chv (nchunks,2,K), chm (nchunks,3,K+1,K+1) for the channel.
     """
     P, K, N = B.shape
     sqN = math.sqrt(N)
     e1 = 1.0 - eta
     nbl = starts.shape[0] - 1
-    minLam = np.empty(K)
     for k in range(K):
         for i in range(N):
             Lam[k, i] = invD + SA[k, i]
@@ -174,8 +156,6 @@ def _sweep_kernel(X, X2, pm1, perm, starts, y, beta, eta, invD, WtD, a, B, SA, S
         s0 = starts[blk]
         s1 = starts[blk + 1]
         nch = (s1 - s0 + _CH - 1) // _CH  # chunks of ≤ _CH patterns, sizes differing by at most one
-        if pm1:
-            _row_min(Lam, minLam)
         for c in nb.prange(nch):
             j0 = s0 + ((s1 - s0) * c) // nch
             j1 = s0 + ((s1 - s0) * (c + 1)) // nch
@@ -188,9 +168,11 @@ def _sweep_kernel(X, X2, pm1, perm, starts, y, beta, eta, invD, WtD, a, B, SA, S
                 ml = np.inf
                 for k in range(K):
                     am = a[mu, k]
-                    if pm1:
-                        om, vs = _fields_pm1(X[mu], am, Lam[k], Xi[k], B[mu, k], mcb[c, k])
-                        lc = minLam[k] - am
+                    if pm1:  # Λ_ki = Λ_k0 for every i (SA[k] is one value broadcast)
+                        lc = Lam[k, 0] - am
+                        vk = 1.0 / lc
+                        om = vk * _fields_pm1(X[mu], Xi[k], B[mu, k])
+                        vs = N * vk
                     else:
                         om, vs, lc = _fields_gen(X[mu], X2[mu], am, Lam[k], Xi[k], B[mu, k], mcb[c, k])
                     ml = min(ml, lc)
@@ -211,7 +193,7 @@ def _sweep_kernel(X, X2, pm1, perm, starts, y, beta, eta, invD, WtD, a, B, SA, S
                         ad = 0.0
                     gk = g[mu, k] / sqN
                     if pm1:
-                        _update_pm1(X[mu], gk, anew, eta, B[mu, k], mcb[c, k], dX[c, k])
+                        _update_pm1(X[mu], Xi[k], 1.0 / (Lam[k, 0] - aold), gk, anew, eta, B[mu, k], dX[c, k])
                     else:
                         _update_gen(X[mu], X2[mu], gk, anew, ad - aold, eta, B[mu, k], mcb[c, k], dX[c, k], dL[c, k])
                     dLk[c, k] += ad - aold
@@ -255,20 +237,16 @@ def _edge_row(x2, pm1, am, lam, xi, b):
 
 
 @nb.njit(cache=True, fastmath=_FAST, error_model="numpy")
-def _edge_row_series(am, ilam, xi, b):
-    """_edge_row for x² = 1 and |a| ≤ _SERIES_U min_i Λ_ki, vectorisable (no log, no division per edge):
-    with u = a/Λ, 1 + A v = 1/(1 − u), ln(1 + A v) = Σ_{j=1..7} u^j/j (error |u|⁷/7 relative to u),
-    v = (1/Λ) Σ_{j=0..5} u^j."""
+def _edge_row_pm1(am, v, xi, b):
+    """_edge_row for x² = 1, where A = a and the cavity variance v = 1/(Λ_k − a) do not depend on i:
+    Σ_i F = −½ N ln(1 + a v) + Σ_i [B m − ½ a m² + ½ v B²]/(1 + a v), one logarithm per (μ,k)."""
     s = 0.0
-    for i in range(ilam.shape[0]):
-        il = ilam[i]
-        u = am * il
-        v = il * (1.0 + u * (1.0 + u * (1.0 + u * (1.0 + u * (1.0 + u)))))
-        lg = u * (1.0 + u * (0.5 + u * (1.0 / 3.0 + u * (0.25 + u * (0.2 + u * (1.0 / 6.0 + u / 7.0))))))
+    for i in range(xi.shape[0]):
         bi = b[i]
         mc = (xi[i] - bi) * v
-        s += -0.5 * lg + (bi * mc - 0.5 * am * mc * mc + 0.5 * v * bi * bi) * (1.0 - u)
-    return s
+        s += bi * mc - 0.5 * am * mc * mc + 0.5 * v * bi * bi
+    av = am * v
+    return -0.5 * xi.shape[0] * math.log1p(av) + s / (1.0 + av)
 
 
 @nb.njit(cache=True, parallel=True, fastmath=_FAST, error_model="numpy")
@@ -278,9 +256,6 @@ def _bethe_kernel(X, X2, pm1, y, beta, a, B, Lam, Xi, omega, V, lnZ, g, Gam, mlp
     P, K, N = B.shape
     sqN = math.sqrt(N)
     nch = (P + _CH - 1) // _CH
-    minLam = np.empty(K)
-    _row_min(Lam, minLam)
-    ilam = 1.0 / Lam
     for c in nb.prange(nch):
         mc = np.empty(N)
         lnp = np.empty(K)
@@ -294,12 +269,11 @@ def _bethe_kernel(X, X2, pm1, y, beta, a, B, Lam, Xi, omega, V, lnZ, g, Gam, mlp
             for k in range(K):
                 am = a[mu, k]
                 if pm1:
-                    lc = minLam[k] - am
-                    om, vs = _fields_pm1(X[mu], am, Lam[k], Xi[k], B[mu, k], mc)
-                    if abs(am) <= _SERIES_U * minLam[k]:
-                        s += _edge_row_series(am, ilam[k], Xi[k], B[mu, k])
-                    else:
-                        s += _edge_row(X2[mu], pm1, am, Lam[k], Xi[k], B[mu, k])
+                    lc = Lam[k, 0] - am
+                    vk = 1.0 / lc
+                    om = vk * _fields_pm1(X[mu], Xi[k], B[mu, k])
+                    vs = N * vk
+                    s += _edge_row_pm1(am, vk, Xi[k], B[mu, k])
                 else:
                     om, vs, lc = _fields_gen(X[mu], X2[mu], am, Lam[k], Xi[k], B[mu, k], mc)
                     s += _edge_row(X2[mu], pm1, am, Lam[k], Xi[k], B[mu, k])
@@ -453,7 +427,7 @@ class _Workspace:
         """Per-chunk buffers of the sweep kernel for up to nch chunks."""
         if nch != self._nch or pm1 != self._pm1:
             self._nch, self._pm1 = nch, pm1
-            self.mcb = np.empty((nch, K, N))
+            self.mcb = np.empty((0 if pm1 else nch, K, N))
             self.dX = np.empty((nch, K, N))
             self.dL = np.empty((0 if pm1 else nch, K, N))
             self.dLk = np.empty((nch, K))
