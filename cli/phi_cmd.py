@@ -79,8 +79,8 @@ def parse_restarts(text: str | None, R: int) -> list[int]:
     return idx
 
 
-def load_weights(path) -> tuple[np.ndarray, str | None]:
-    """Weights (R, K, N) and the patterns hash (None for a bare .npy) of a solutions .npz or a .npy file."""
+def load_weights(path) -> tuple[np.ndarray, str | None, list | None]:
+    """Weights (R, K, N), the patterns hash and the per-restart status (both None for a bare .npy)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such solutions file")
@@ -88,7 +88,8 @@ def load_weights(path) -> tuple[np.ndarray, str | None]:
         from committee.solutions import load_solutions
 
         sol = load_solutions(path)
-        return sol.weights, sol.patterns_hash
+        status = sol.metadata.get("status")
+        return sol.weights, sol.patterns_hash, list(status) if isinstance(status, list) else None
     try:
         w = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
@@ -109,7 +110,7 @@ def load_weights(path) -> tuple[np.ndarray, str | None]:
         raise BPError(f"{path}: weights contain NaN or infinite values")
     if np.any(np.linalg.norm(w, axis=2) == 0):
         raise BPError(f"{path}: a hidden unit has all-zero weights")
-    return w, None
+    return w, None, None
 
 
 def load_patterns(path) -> tuple[np.ndarray, np.ndarray, str]:
@@ -341,7 +342,7 @@ def phi(ctx, solutions, data_path, deltas, restarts, method, beta, drop_misclass
         raise click.UsageError("--out is required", ctx=ctx)
     grid = parse_deltas(deltas)
     beta_v = parse_beta(beta)
-    weights, sol_hash = load_weights(solutions)
+    weights, sol_hash, status = load_weights(solutions)
     X, y, source = load_patterns(data_path)
     if weights.shape[2] != X.shape[1]:
         raise BPError(f"{solutions}: weights have N={weights.shape[2]} inputs but the patterns ({source}) have "
@@ -354,6 +355,22 @@ def phi(ctx, solutions, data_path, deltas, restarts, method, beta, drop_misclass
             raise BPError(f"{solutions}: patterns hash {sol_hash[:16]} does not match the patterns ({source}) "
                           f"hash {got[:16]}")
     selected = parse_restarts(restarts, weights.shape[0])
+    if restarts is None and status is not None and len(status) == len(selected):
+        skipped = [r for r in selected if status[r] != "converged"]
+        selected = [r for r in selected if status[r] == "converged"]
+        if not selected:
+            raise BPError(f"{solutions}: no restart converged; name restarts with --restarts to use them anyway")
+        if skipped and not quiet:
+            click.echo(f"skipping restart(s) {', '.join(map(str, skipped))}: not converged "
+                       f"(name them with --restarts to include them)", err=True)
+    if not math.isfinite(beta_v) and not drop_misclassified:
+        from bp.curve import misclassified
+
+        for r in selected:  # fail before any curve is computed, not after
+            n_bad = int(misclassified(weights[r], X, y).sum())
+            if n_bad:
+                raise BPError(f"restart {r} misclassifies {n_bad} of {len(y)} patterns; pass a finite --beta "
+                              f"(soft constraint) or --drop-misclassified")
     if jobs is not None and jobs < 1:
         raise BPError(f"--jobs must be ≥ 1, got {jobs}")
     jobs = jobs or max(1, min(len(selected), os.cpu_count() or 1))

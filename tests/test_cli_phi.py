@@ -134,3 +134,20 @@ def test_misclassifying_reference_is_an_error_unless_dropped(problem):
               "--method", "edge", "--drop-misclassified", "--out", tmp / "c.csv")
     assert res.exit_code == 0, res.output
     assert all(r["converged"] == "1" for r in read_csv(tmp / "c.csv"))
+
+
+def test_restarts_that_did_not_converge_are_skipped_unless_named(problem):
+    X, y, W, tmp = problem
+    bad = W.copy()
+    bad[1] = -W[0]  # misclassifies every pattern
+    sols = tmp / "s.npz"
+    save_solutions(sols, bad, patterns_hash(X, y), {"status": ["converged", "not converged", "converged"]})
+    out = tmp / "c.csv"
+    res = CliRunner().invoke(cli, ["phi", str(sols), "--data", str(tmp / "pats.npz"), "--deltas", "1e-3,1e-2",
+                                   "--jobs", "1", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "skipping restart(s) 1: not converged" in res.output
+    assert sorted({row["restart"] for row in read_csv(out)}) == ["0", "2"]
+    named = run("phi", sols, "--data", tmp / "pats.npz", "--deltas", "1e-3", "--restarts", "1", "--out", tmp / "d.csv")
+    assert named.exit_code == 2
+    assert f"restart 1 misclassifies {P} of {P} patterns" in named.output and not (tmp / "d.csv").exists()
