@@ -65,7 +65,7 @@ CHECKPOINT_VERSION = 1
 # Patterns gathered per chunk of networks in a gradient evaluation (see ``_Run._grad``): on CPU a
 # chunk small enough to stay in cache between the gather and the two products; on CUDA large
 # enough to fill the device.
-CHUNK_BYTES_CPU = 16 << 20
+CHUNK_BYTES_CPU = 4 << 20
 CHUNK_BYTES_CUDA = 1 << 30
 
 
@@ -205,8 +205,9 @@ class _Run:
         self.epochs = np.zeros(self.R, dtype=np.int64)
         self.stop_value = np.full(self.R, np.nan)
         self.step_count = 0  # global rSGD step counter (coupling every coupling_period steps)
-        self._xbuf = None
+        self._xbufs = {}
         self.chunk_bytes = CHUNK_BYTES_CUDA if self.device.type == "cuda" else CHUNK_BYTES_CPU
+        self.workers, self.pool = 1, None  # set by train_committee
 
     # --- random draws, per restart, on CPU --------------------------------------------------
     def _perms(self, idx, copies: int) -> torch.Tensor:
@@ -226,11 +227,12 @@ class _Run:
         m = torch.stack(masks, dim=len(shape) - 2) if len(shape) > 2 else torch.stack(masks)
         return (m.to(self.dtype) / (1.0 - p)).to(self.device)
 
-    def _gather_buffer(self, numel: int) -> torch.Tensor:
-        """A flat buffer reused for the gathered mini-batch patterns (no allocation per step)."""
-        if self._xbuf is None or self._xbuf.numel() < numel:
-            self._xbuf = torch.empty(numel, dtype=self.dtype, device=self.device)
-        return self._xbuf[:numel]
+    def _gather_buffer(self, worker: int, numel: int) -> torch.Tensor:
+        """A flat buffer per worker, reused for the gathered mini-batch patterns (no allocation per step)."""
+        buf = self._xbufs.get(worker)
+        if buf is None or buf.numel() < numel:
+            buf = self._xbufs[worker] = torch.empty(numel, dtype=self.dtype, device=self.device)
+        return buf[:numel]
 
     def _grad(self, U, sel, beta, omega, mask=None, out=None, need_loss=False):
         """Gradient of Σ_μ f(y^μ ŷ_β(ξ^μ), ω) over each network's own mini-batch (Eq. 8), closed form.
@@ -238,25 +240,42 @@ class _Run:
         U (M, K, N); sel (M, b) pattern indices on the device; mask (M, b, N) or None. The
         patterns are gathered (index_select into a reused buffer) a chunk of networks at a time,
         ``chunk_bytes`` of patterns per chunk, so that they are still in cache for the two
-        products and memory stays bounded for any number of restarts. Returns (gradient, loss).
+        products and memory stays bounded for any number of restarts. With a worker pool the
+        chunks are shared out among the workers (each network's arithmetic is the same whichever
+        worker runs it). Returns (gradient, loss).
         """
         M, b = sel.shape
-        N = self.N
         g = torch.empty_like(U) if out is None else out
-        per = max(1, min(M, self.chunk_bytes // (b * N * self.X.element_size())))
-        buf = self._gather_buffer(per * b * N)
-        loss = 0.0 if need_loss else None
-        for s in range(0, M, per):
-            e = min(M, s + per)
+        per = max(1, min(M, self.chunk_bytes // (b * self.N * self.X.element_size())))
+        chunks = [(s, min(M, s + per)) for s in range(0, M, per)]
+        W = min(self.workers, len(chunks))
+        if W <= 1:
+            losses = self._grad_chunks(0, chunks, U, sel, beta, omega, mask, g, need_loss)
+        else:  # worker w takes a contiguous run of chunks
+            runs = [chunks[len(chunks) * w // W:len(chunks) * (w + 1) // W] for w in range(W)]
+            futures = [self.pool.submit(self._grad_chunks, w, run, U, sel, beta, omega, mask, g, need_loss)
+                       for w, run in enumerate(runs)]
+            losses = [part for f in futures for part in f.result()]
+        loss = None
+        if need_loss:
+            loss = 0.0
+            for part in losses:  # summed in chunk order, whatever the worker count
+                loss = loss + part
+        return g, loss
+
+    def _grad_chunks(self, worker, chunks, U, sel, beta, omega, mask, g, need_loss):
+        """``_grad`` for the networks of ``chunks`` [(start, stop), …]; returns their losses."""
+        b, N = sel.shape[1], self.N
+        buf = self._gather_buffer(worker, max(e - s for s, e in chunks) * b * N)
+        losses = []
+        for s, e in chunks:
             n = (e - s) * b
             rows = sel[s:e].reshape(-1)
             Xb = torch.index_select(self.X, 0, rows, out=buf[:n * N].view(n, N)).view(e - s, b, N)
             if mask is not None:
                 Xb.mul_(mask[s:e])  # inverted dropout on the hidden units' inputs
-            part = _loss_grad(U[s:e], Xb, self.y[rows].view(e - s, b), beta, omega, g[s:e], need_loss)
-            if need_loss:
-                loss = loss + part
-        return g, loss
+            losses.append(_loss_grad(U[s:e], Xb, self.y[rows].view(e - s, b), beta, omega, g[s:e], need_loss))
+        return losses
 
     def _sel(self, perms, b):
         """Pattern indices of mini-batch b, shape perms.shape[:-1] + (batch,)."""
@@ -509,19 +528,27 @@ def train_committee(
     if num_threads is not None and (not isinstance(num_threads, int) or isinstance(num_threads, bool)
                                     or num_threads < 1):
         raise CommitteeError(f"num_threads must be a positive integer, got {num_threads}")
+    try:
+        cpu = torch.device(device).type == "cpu"
+    except (RuntimeError, TypeError) as exc:
+        raise CommitteeError(f"unknown device {device!r}") from exc
+    workers = (num_threads or 1) if cpu else 1
     before = torch.get_num_threads()
-    if num_threads is not None:
-        torch.set_num_threads(int(num_threads))
+    pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
+    if cpu:
+        torch.set_num_threads(1)
     try:
         return _train(X, y, preset, restarts, restart_ids, seed, device, dtype, checkpoint, checkpoint_every,
-                      progress, stop_after_epochs)
+                      progress, stop_after_epochs, workers, pool)
     finally:
-        if num_threads is not None:
+        if cpu:
             torch.set_num_threads(before)
+        if pool is not None:
+            pool.shutdown()
 
 
 def _train(X, y, preset, restarts, restart_ids, seed, device, dtype, checkpoint, checkpoint_every, progress,
-           stop_after_epochs):
+           stop_after_epochs, workers, pool):
     if restart_ids is None:
         if restarts is None or int(restarts) != restarts or restarts < 1:
             raise CommitteeError(f"restarts must be a positive integer, got {restarts}")
@@ -539,6 +566,7 @@ def _train(X, y, preset, restarts, restart_ids, seed, device, dtype, checkpoint,
         raise CommitteeError(f"unknown device {device!r}") from exc
     Xt, yt = _as_patterns(X, y, device, dtype)
     run = _Run(preset, Xt, yt, restart_ids, int(seed), device, dtype)
+    run.workers, run.pool = workers, pool
     ckpt = Path(checkpoint) if checkpoint is not None else None
     if ckpt is not None and ckpt.exists():
         try:
