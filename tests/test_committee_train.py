@@ -285,3 +285,48 @@ def test_overrides_are_coerced_and_validated():
             get_preset("rsgd-slow", **bad)
     with pytest.raises(CommitteeError, match="unknown setting"):
         get_preset("adam")
+
+
+# ---- the fast paths: closed-form gradient, chunks, worker threads --------------------------------
+
+def test_closed_form_minibatch_gradient_equals_autograd_of_the_objective():
+    """The trainer's ∇ of Σ_μ f(y^μ ŷ_β(ξ^μ), ω) (Eq. 7 surrogate, Eq. 8) against torch autograd,
+    for several networks with their own mini-batches, large margins included (f′ → 0 and → −1)."""
+    from committee.loss import margin_loss
+    from committee.model import surrogate_output
+    from committee.train import _loss_grad
+
+    rng = np.random.default_rng(3)
+    M, B = 4, 7
+    U = torch.tensor(_unit(rng.normal(size=(M, K, N))))
+    Xb = torch.tensor(rng.choice([-1.0, 1.0], size=(M, B, N)))
+    yb = torch.tensor(rng.choice([-1.0, 1.0], size=(M, B)))
+    for beta, omega in [(1.0, 0.5), (2.0, 5.0), (40.0, 300.0)]:
+        Ug = U.clone().requires_grad_(True)
+        # surrogate_output uses λ = w·ξ/√N; with w = √N u it is the trainer's λ = u·ξ
+        obj = margin_loss(yb * surrogate_output(Ug * math.sqrt(N), Xb, beta), omega).sum()
+        (auto,) = torch.autograd.grad(obj, Ug)
+        g = torch.empty_like(U)
+        loss = _loss_grad(U, Xb, yb, beta, omega, g, need_loss=True)
+        assert torch.allclose(g, auto, rtol=1e-12, atol=1e-12 * float(auto.abs().max())), (beta, omega)
+        assert float(loss) == pytest.approx(float(obj.detach()), rel=1e-12)
+
+
+@pytest.mark.parametrize("name", ["sgd-fast", "rsgd-fast", "esgd"])
+def test_chunks_and_worker_threads_do_not_change_the_result(problem, monkeypatch, name):
+    """Networks gathered a few at a time and shared among 2 worker threads: bitwise the same
+    weights as one chunk on one thread."""
+    import committee.train as T
+
+    X, y = problem
+    p = get_preset(name, **{**SMALL[name], "max_epochs": 4, "dropout": 0.2})
+    whole = train_committee(X, y, p, restarts=3, seed=8)
+    monkeypatch.setattr(T, "CHUNK_BYTES_CPU", 2 * 10 * N * 8)  # two networks' mini-batches per chunk
+    before = torch.get_num_threads()
+    split = train_committee(X, y, p, restarts=3, seed=8, num_threads=2)
+    assert torch.get_num_threads() == before, "torch's thread count is restored"
+    assert np.array_equal(split.weights, whole.weights) and np.array_equal(split.epochs, whole.epochs)
+    if p.algorithm == "rsgd":
+        assert np.array_equal(split.replicas, whole.replicas)
+    with pytest.raises(CommitteeError, match="num_threads"):
+        train_committee(X, y, p, restarts=1, num_threads=0)
