@@ -33,6 +33,7 @@ import numpy as np  # noqa: E402
 import bp  # noqa: E402
 from bp import amp as bpamp  # noqa: E402
 from bp.edge import EdgeState, make_problem  # noqa: E402
+from bp.edge import _Workspace  # noqa: E402
 from bp.edge import sweep as edge_sweep  # noqa: E402
 from bp.reference import sweep_numpy  # noqa: E402
 
@@ -93,20 +94,19 @@ def copy_bandwidth(nbytes=256 * 2**20, repeats=5):
     return 2 * src.nbytes / t
 
 
-def edge_sweep_bytes(P, K, N, n_blocks):
+def edge_sweep_bytes(P, K, N):
     """Bytes one bp.edge.sweep moves to/from memory, counted from its fused `_sweep_kernel` (float64 = 8 B).
 
-    Per pattern μ and unit k the kernel reads the message row B[μ,k] (N values) for the cavity fields,
-    reads it again and writes it for the damped update, and accumulates the next sweep's message sums
-    on the way (no separate pass over B). The (P,K,N) array B (28 MB here) never fits in cache, but
-    pattern μ's (K,N) slab (56 KB) does between its fields and its update. X[μ] (and X²[μ] for non-±1
-    inputs) is read per unit; (K,N) marginals and (P,K) arrays are small and cache-resident.
-    Returns (minimum = one read + one write of B, as issued = 3 passes over B + the X row reads).
+    Pattern by pattern, the kernel reads μ's message slab B[μ] (K·N values, 56 KB here: it stays in
+    cache) for the cavity fields, runs the output channel, and overwrites the same slab with the damped
+    new messages: B (P·K·N, 28 MB here) is read once and written once, and X[μ] (N values) is read once.
+    Inside a run (`run_edge_bp`, workspace reused) the message sums are carried from sweep to sweep;
+    a call without a workspace first sums them afresh: one more read of B.
+    Returns (in-run bytes, fresh-call bytes).
     """
     f = 8
-    minimum = 2 * P * K * N * f
-    issued = 3 * P * K * N * f + 2 * K * P * N * f
-    return minimum, issued
+    in_run = 2 * P * K * N * f + P * N * f
+    return in_run, in_run + P * K * N * f
 
 
 def main():
@@ -149,33 +149,39 @@ def main():
         edge_sweep(problem, Delta, np.inf, 0.0, blocks, state)
     # repeated sweeps on the same messages (the cost does not depend on their values); no copies timed
     s_nb = state.copy()
+    ws = _Workspace(P, K, N)
+    edge_sweep(problem, Delta, np.inf, 0.0, blocks, s_nb, ws)  # the workspace now holds the carried sums
     user_threads = numba.get_num_threads()
-    t_by_threads = {}
+    t_by_threads, t_fresh = {}, {}
     for th in sorted({1, user_threads}):
         numba.set_num_threads(th)
-        t_by_threads[th] = timeit(lambda: edge_sweep(problem, Delta, np.inf, 0.0, blocks, s_nb), args.repeats)
+        t_by_threads[th] = timeit(lambda: edge_sweep(problem, Delta, np.inf, 0.0, blocks, s_nb, ws), args.repeats)
+        t_fresh[th] = timeit(lambda: edge_sweep(problem, Delta, np.inf, 0.0, blocks, s_nb), args.repeats)
     numba.set_num_threads(user_threads)
     t_numba = min(t_by_threads.values())
+    t_numba_fresh = min(t_fresh.values())
     a_np, B_np = state.a.copy(), state.B.copy()
     t_numpy = timeit(lambda: sweep_numpy(X, y, Wt, Delta, np.inf, 0.0, blocks, a_np, B_np), args.numpy_repeats)
-    ratio = t_numpy / t_numba
+    ratio = t_numpy / t_numba_fresh  # like for like: the numpy sweep also sums the messages afresh
     print("\n[1] per-edge sweep (Δ=1e-3, 10 blocks)")
     for th, t in t_by_threads.items():
-        print(f"    numba, {th} thread(s): {t * 1e3:8.1f} ms")
+        print(f"    numba, {th} thread(s): {t * 1e3:8.1f} ms in a run (workspace reused), "
+              f"{t_fresh[th] * 1e3:8.1f} ms as a fresh call")
     print(f"    numpy  : {t_numpy * 1e3:8.1f} ms")
-    print(f"    speed-up numba (best)/numpy: {ratio:.1f}×  (goal ≥ 10×: {'met' if ratio >= 10 else 'MISSED'})")
+    print(f"    speed-up numba/numpy, fresh call (like for like): {ratio:.1f}×  "
+          f"(goal ≥ 10×: {'met' if ratio >= 10 else 'MISSED'}); in a run: {t_numpy / t_numba:.1f}×")
 
     # ---- 2. memory-traffic bound
     bw = copy_bandwidth()
-    b_min, b_issued = edge_sweep_bytes(P, K, N, nb_)
-    bound_min, bound_issued = b_min / bw, b_issued / bw
+    b_run, b_fresh = edge_sweep_bytes(P, K, N)
+    bound_run, bound_fresh = b_run / bw, b_fresh / bw
     print("\n[2] memory-traffic bound of the per-edge sweep")
-    print(f"    bytes per sweep: {b_min / 1e6:.1f} MB (one read + one write of B, P·K·N·8 each); "
-          f"{b_issued / 1e6:.1f} MB as issued (3 passes over B + X row reads)")
+    print(f"    bytes per sweep: {b_run / 1e6:.1f} MB in a run (B read + written once, X read once); "
+          f"{b_fresh / 1e6:.1f} MB as a fresh call (one more read of B for the message sums)")
     print(f"    copy bandwidth (np.copyto, 256 MiB, read+write): {bw / 1e9:.2f} GB/s")
-    print(f"    bound: {bound_min * 1e3:.1f} ms (minimum), {bound_issued * 1e3:.1f} ms (as issued)")
-    r_min = t_numba / bound_min
-    print(f"    sweep / bound: {r_min:.2f}× (minimum), {t_numba / bound_issued:.2f}× (as issued)"
+    print(f"    bound: {bound_run * 1e3:.1f} ms in a run, {bound_fresh * 1e3:.1f} ms fresh")
+    r_min = t_numba / bound_run
+    print(f"    sweep / bound: {r_min:.2f}× in a run, {t_numba_fresh / bound_fresh:.2f}× fresh"
           f"  (goal ≤ 3×: {'met' if r_min <= 3 else 'MISSED'})")
     ast = bpamp.AMPState.zeros(P, K)
     ws = bpamp._Workspace(P, K, N)
