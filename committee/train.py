@@ -37,6 +37,20 @@ Conventions that paper 000 leaves open (documented in ``committee.presets`` too)
   ``coupling_period``-th step the coupling ``coupling_period``·γ·(u_a − ū) is added to the gradient.
 - **Dropout** (Figure 6): each input of the hidden layer is zeroed with probability p, one mask per
   pattern shared by the K hidden units, surviving inputs scaled by 1/(1 − p); training only.
+
+Speed (benchmarks/bench_committee.py; numbers in its docstring): the mini-batch gradient is the
+closed form of ``_loss_grad`` (two batched products per step, no autograd graph); each network's
+patterns are gathered with ``index_select`` into a reused buffer a few networks at a time
+(``CHUNK_BYTES_CPU``, about the L2 cache) so they are read from cache by both products; updates
+are in place. On CPU torch runs single-threaded while training: the tensors are a few MB, and at
+2 intra-op threads on a shared 2-core machine every small op waited on the other thread (2–4×
+slower); ``num_threads`` > 1 instead shares the chunks of networks among worker threads, one
+hand-off per gradient. eSGD draws each outer step's permutations, masks and SGLD noise on a
+worker thread while the previous outer step computes, from the same generators in the same order.
+The elementwise ops are chosen so that a network's arithmetic does not depend on its position in
+the batch (torch's ``sigmoid`` and ``logaddexp`` round differently in vectorised and tail lanes;
+``exp`` and ``tanh`` do not), which keeps restart r alone bitwise equal to restart r in a batch
+on the small test problems.
 """
 
 from __future__ import annotations
@@ -520,10 +534,9 @@ def train_committee(
     does not depend on whether or where the run was interrupted. ``progress(epoch, converged,
     finished, R)`` is called after every epoch. ``stop_after_epochs`` (for tests and the CLI's
     interruption handling) saves a checkpoint and returns None after that many epochs of this call.
-    ``num_threads``: torch's intra-op CPU threads while training (restored afterwards); None keeps
-    the current setting. The tensors here are small (a few MB), so on a CPU shared with other
-    work one thread is often fastest (benchmarks/bench_committee.py measures both); the result
-    does not depend on it beyond rounding.
+    ``num_threads`` (CPU only, default 1): worker threads that share the gradient evaluations,
+    a chunk of networks each; torch's own intra-op threads are set to 1 while training and
+    restored afterwards (process-wide). The result is bitwise the same for any value.
     """
     if num_threads is not None and (not isinstance(num_threads, int) or isinstance(num_threads, bool)
                                     or num_threads < 1):

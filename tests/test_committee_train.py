@@ -330,3 +330,16 @@ def test_chunks_and_worker_threads_do_not_change_the_result(problem, monkeypatch
         assert np.array_equal(split.replicas, whole.replicas)
     with pytest.raises(CommitteeError, match="num_threads"):
         train_committee(X, y, p, restarts=1, num_threads=0)
+
+
+@pytest.mark.parametrize("name", ["sgd-slow", "rsgd-slow", "esgd"])
+def test_a_restart_alone_is_bitwise_the_same_restart_in_a_batch(problem, name):
+    """Every op of the trainers acts per network in a way that does not depend on the network's
+    place in the batch (no position-dependent rounding), so independence holds exactly, dropout on."""
+    X, y = problem
+    p = get_preset(name, **{**SMALL[name], "max_epochs": 6, "dropout": 0.1})
+    batch = train_committee(X, y, p, restarts=3, seed=13)
+    alone = train_committee(X, y, p, restart_ids=[1], seed=13)
+    assert np.array_equal(alone.weights[0], batch.weights[1])
+    if p.algorithm == "rsgd":
+        assert np.array_equal(alone.replicas[:, 0], batch.replicas[:, 1])
