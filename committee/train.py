@@ -6,7 +6,8 @@ from (seed, r) (``restart_seed``); its initial weights, mini-batch orders, dropo
 noise are all drawn from it, in an order that does not depend on the other restarts. A restart that
 meets its stop rule is frozen (its weights stop changing, its generator stops being used) while the
 others continue. Hence restart r gives the same result trained alone (``restart_ids=[r]``) or in a
-batch of 50 (up to the rounding of batched matrix products).
+batch of 50: bitwise on CPU (tests; also measured on the real subset for every algorithm), up to
+the rounding of batched products on CUDA.
 
 Conventions that paper 000 leaves open (documented in ``committee.presets`` too):
 
