@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import numba as nb
 import numpy as np
 
-from bp.edge import EdgeState, Problem, check_delta_beta, damping_ladder, make_problem
+from bp.edge import EdgeState, Problem, check_delta_beta, damping_ladder, iterate_setting, make_problem, random_blocks
 from bp.errors import BPError
 from bp.output import _channel_row, output_channel_numpy
 
@@ -463,8 +463,9 @@ class AMPRun:
 def run_amp(problem: Problem, Delta, beta=np.inf, state: AMPState | None = None, *, schedule="block", n_blocks=10,
             damping=None, tol=1e-7, max_sweeps=1000, patience=200, rng=None, progress=None) -> AMPRun:
     """Iterate the node-level BP at one Δ to a fixed point, with the damping ladder and failure rules of
-    bp.edge.run_edge_bp (§3.6): non-finite marginals, a cavity precision ≤ 0, error 10³× above its best,
-    no halving in `patience` sweeps, or max_sweeps restart from `state` with the next setting."""
+    bp.edge.run_edge_bp (bp.edge.iterate_setting, §3.6): non-finite marginals, a cavity precision ≤ 0, error
+    10³× above its best, no halving in `patience` sweeps, or max_sweeps restart from `state` with the next
+    setting."""
     Delta, beta = check_delta_beta(Delta, beta)
     P, K, N = problem.shape
     if state is None:
@@ -486,42 +487,17 @@ def run_amp(problem: Problem, Delta, beta=np.inf, state: AMPState | None = None,
     for rung in range(min(state.rung, len(ladder) - 1), len(ladder)):
         nbk, eta = ladder[rung]
         cur = state.copy()
-        m_prev = None
-        best, best_at, err = np.inf, 0, np.inf
-        reason = "max_sweeps"
-        it = 0
-        for it in range(1, max_sweeps + 1):
-            blocks = np.array_split(rng.permutation(P), nbk) if P else []
+
+        def one_sweep(it):
+            blocks = random_blocks(rng, P, nbk) if P else []
             m, _, minlc = sweep(problem, Delta, beta, eta, blocks, cur, ws, pm1, rebuild=(it % _REBUILD_EVERY == 1))
-            total += 1
-            if not np.all(np.isfinite(m)) or (P and not np.isfinite(minlc)):
-                reason = "non-finite marginals"
-                break
-            if P and minlc <= 0:
-                reason = f"cavity precision {minlc:.3g} ≤ 0"
-                break
-            if np.any(ws.Lam <= 0):
-                reason = "marginal precision ≤ 0"
-                break
-            if m_prev is None:
-                m_prev = m
-                if P == 0:
-                    return AMPRun(cur, True, it, total, nbk, eta, 0.0, "converged")
-                continue
-            err = float(np.max(np.abs(m - m_prev)))
-            m_prev = m
-            if progress is not None:
-                progress({"sweep": it, "error": err, "eta": eta, "n_blocks": nbk, "Delta": Delta, "method": "amp"})
-            if err < tol:
-                return AMPRun(AMPState(cur.g, cur.Gam, rung), True, it, total, nbk, eta, err, "converged")
-            if err < 0.5 * best:
-                best, best_at = err, it
-            elif err > 1e3 * best:
-                reason = "error grew 10³× above its best"
-                break
-            elif it - best_at > patience:
-                reason = f"stalled (error {err:.2g} has not halved in {patience} sweeps)"
-                break
+            return m, minlc, ws.Lam
+
+        converged, it, err, reason = iterate_setting(one_sweep, P, tol, max_sweeps, patience, progress,
+                                                     {"eta": eta, "n_blocks": nbk, "Delta": Delta, "method": "amp"})
+        total += it
+        if converged:  # (with P = 0 the state comes back as given, its rung included)
+            return AMPRun(cur if P == 0 else AMPState(cur.g, cur.Gam, rung), True, it, total, nbk, eta, err, reason)
         ok = np.all(np.isfinite(cur.g)) and np.all(np.isfinite(cur.Gam))
         if ok and np.isfinite(err) and (best_fail is None or best_fail.state is None or err < best_fail.error):
             best_fail = AMPRun(AMPState(cur.g, cur.Gam, rung), False, it, total, nbk, eta, err, reason)

@@ -497,9 +497,50 @@ def sweep(problem: Problem, Delta, beta, eta, blocks, state: EdgeState, ws: _Wor
     return ws.Xi / ws.Lam, float(ws.mlp.min())
 
 
-def _blocks(rng, P, n_blocks):
+def random_blocks(rng, P, n_blocks):
+    """A fresh random partition of range(P) into up to n_blocks non-empty blocks (the block schedule, §3.6)."""
     perm = rng.permutation(P).astype(np.int64)
     return [b for b in np.array_split(perm, n_blocks) if len(b)]
+
+
+def iterate_setting(sweep_once, P, tol, max_sweeps, patience, progress=None, info=None):
+    """Sweep at one ladder setting (n_blocks, η) until the marginals converge or a failure rule fires (§3.6).
+
+    The rules shared by bp.edge.run_edge_bp and bp.amp.run_amp. sweep_once(it) runs sweep `it` (1, 2, ...)
+    in place and returns (marginal means m, smallest cavity precision met, marginal precisions Λ).
+    Converged: max |m − m(previous sweep)| < tol (at once when P = 0). Failed: non-finite marginals, a
+    cavity or marginal precision ≤ 0, the error 10³× above its best, no halving in `patience` sweeps,
+    or max_sweeps. progress({"sweep", "error", **info}) after each sweep that measures an error.
+    Returns (converged, sweeps run, last error (inf if none was measured), reason).
+    """
+    m_prev = None
+    best, best_at, err = np.inf, 0, np.inf
+    for it in range(1, max_sweeps + 1):
+        m, minlc, Lam = sweep_once(it)
+        if not np.all(np.isfinite(m)) or (P and not np.isfinite(minlc)):
+            return False, it, err, "non-finite marginals"
+        if P and minlc <= 0:
+            return False, it, err, f"cavity precision {minlc:.3g} ≤ 0"
+        if np.any(Lam <= 0):
+            return False, it, err, "marginal precision ≤ 0"
+        if m_prev is None:
+            m_prev = m
+            if P == 0:
+                return True, it, 0.0, "converged"
+            continue
+        err = float(np.max(np.abs(m - m_prev)))
+        m_prev = m
+        if progress is not None:
+            progress({"sweep": it, "error": err, **(info or {})})
+        if err < tol:
+            return True, it, err, "converged"
+        if err < 0.5 * best:
+            best, best_at = err, it
+        elif err > 1e3 * best:
+            return False, it, err, "error grew 10³× above its best"
+        elif it - best_at > patience:
+            return False, it, err, f"stalled (error {err:.2g} has not halved in {patience} sweeps)"
+    return False, max_sweeps, err, "max_sweeps"
 
 
 def run_edge_bp(problem: Problem, Delta, beta=np.inf, state: EdgeState | None = None, *, schedule="block",
@@ -532,41 +573,16 @@ def run_edge_bp(problem: Problem, Delta, beta=np.inf, state: EdgeState | None = 
     for rung in range(start, len(ladder)):
         nbk, eta = ladder[rung]
         cur = state.copy()
-        m_prev = None
-        best, best_at, err = np.inf, 0, np.inf
-        reason = "max_sweeps"
-        for it in range(1, max_sweeps + 1):
-            blocks = _blocks(rng, P, nbk) if P else []
-            m, minlc = sweep(problem, Delta, beta, eta, blocks, cur, ws)
-            total += 1
-            if not np.all(np.isfinite(m)) or not np.isfinite(minlc) and P:
-                reason = "non-finite marginals"
-                break
-            if P and minlc <= 0:
-                reason = f"cavity precision {minlc:.3g} ≤ 0"
-                break
-            if np.any(ws.Lam <= 0):
-                reason = "marginal precision ≤ 0"
-                break
-            if m_prev is None:
-                m_prev = m
-                if P == 0:
-                    return EdgeRun(cur, True, it, total, nbk, eta, 0.0, "converged")
-                continue
-            err = float(np.max(np.abs(m - m_prev)))
-            m_prev = m
-            if progress is not None:
-                progress({"sweep": it, "error": err, "eta": eta, "n_blocks": nbk, "Delta": Delta})
-            if err < tol:
-                return EdgeRun(EdgeState(cur.a, cur.B, rung), True, it, total, nbk, eta, err, "converged")
-            if err < 0.5 * best:
-                best, best_at = err, it
-            elif err > 1e3 * best:
-                reason = "error grew 10³× above its best"
-                break
-            elif it - best_at > patience:
-                reason = f"stalled (error {err:.2g} has not halved in {patience} sweeps)"
-                break
+
+        def one_sweep(it):
+            m, minlc = sweep(problem, Delta, beta, eta, random_blocks(rng, P, nbk) if P else [], cur, ws)
+            return m, minlc, ws.Lam
+
+        converged, it, err, reason = iterate_setting(one_sweep, P, tol, max_sweeps, patience, progress,
+                                                     {"eta": eta, "n_blocks": nbk, "Delta": Delta})
+        total += it
+        if converged:  # (with P = 0 the state comes back as given, its rung included)
+            return EdgeRun(cur if P == 0 else EdgeState(cur.a, cur.B, rung), True, it, total, nbk, eta, err, reason)
         ok_state = np.all(np.isfinite(cur.a)) and np.all(np.isfinite(cur.B))
         if ok_state and np.isfinite(err) and (best_fail is None or err < best_fail.error):
             best_fail = EdgeRun(EdgeState(cur.a, cur.B, rung), False, it, total, nbk, eta, err, reason)
