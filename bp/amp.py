@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import numba as nb
 import numpy as np
 
-from bp.edge import EdgeState, Problem, check_delta_beta, damping_ladder, iterate_setting, make_problem, random_blocks
+from bp.edge import EdgeState, Problem, check_delta_beta, damping_ladder, iterate_setting, random_blocks
 from bp.errors import BPError
 from bp.output import _channel_row, output_channel_numpy
 
@@ -526,14 +526,9 @@ def amp_free_entropy(X, y, K, center, delta, beta=np.inf, *, state=None, schedul
                      progress=None):
     """Bethe free entropy φ_G(Δ) and distance δ(Δ) by the node-level (AMP) BP; same arguments and result
     type (bp.free_entropy.FreeEntropy, method="amp", state an AMPState) as bp.free_entropy."""
-    from bp.free_entropy import FreeEntropy, _normaliser
+    from bp.free_entropy import FreeEntropy, check_inputs
 
-    problem = make_problem(X, y, center)
-    P, Kc, N = problem.shape
-    if int(K) != Kc:
-        raise BPError(f"K={K} does not match center with {Kc} hidden units (shape {problem.center.shape})")
-    Delta, beta = check_delta_beta(delta, beta)
-    n = _normaliser(normalize, Kc, N)
+    problem, Delta, beta, n = check_inputs(X, y, K, center, delta, beta, normalize)
     run = run_amp(problem, Delta, beta, state, schedule=schedule, n_blocks=n_blocks, damping=damping, tol=tol,
                   max_sweeps=max_sweeps, patience=patience, rng=seed, progress=progress)
     F = sq = lnZ = np.nan

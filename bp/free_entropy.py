@@ -54,6 +54,16 @@ def _normaliser(normalize, K, N):
     return K * N if normalize == "weight" else N
 
 
+def check_inputs(X, y, K, center, delta, beta, normalize):
+    """Validated (problem, Δ, β, normaliser n) of one free-entropy evaluation; BPError naming what is wrong."""
+    problem = make_problem(X, y, center)
+    P, Kc, N = problem.shape
+    if int(K) != Kc:
+        raise BPError(f"K={K} does not match center with {Kc} hidden units (shape {problem.center.shape})")
+    Delta, beta = check_delta_beta(delta, beta)
+    return problem, Delta, beta, _normaliser(normalize, Kc, N)
+
+
 def free_entropy(X, y, K, center, delta, beta=np.inf, *, method="edge", state=None, schedule="block",
                  n_blocks=10, damping=None, tol=1e-7, max_sweeps=1000, patience=200, seed=0,
                  normalize="weight", progress=None) -> FreeEntropy:
@@ -70,12 +80,7 @@ def free_entropy(X, y, K, center, delta, beta=np.inf, *, method="edge", state=No
     n_blocks, damping (None = adaptive ladder, a float or a list of η), tol, max_sweeps, patience: see
     bp.edge.run_edge_bp; seed: int or numpy Generator for the random blocks. progress(dict) per sweep.
     """
-    problem = make_problem(X, y, center)
-    P, Kc, N = problem.shape
-    if int(K) != Kc:
-        raise BPError(f"K={K} does not match center with {Kc} hidden units (shape {problem.center.shape})")
-    Delta, beta = check_delta_beta(delta, beta)
-    n = _normaliser(normalize, Kc, N)
+    problem, Delta, beta, n = check_inputs(X, y, K, center, delta, beta, normalize)
     if method not in METHODS:
         raise BPError(f"unknown method {method!r}; available: {', '.join(METHODS)}")
     amp_sweeps = 0
