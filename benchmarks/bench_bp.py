@@ -20,7 +20,6 @@ Run: .venv/bin/python benchmarks/bench_bp.py [--solutions FILE.npz] [--deltas 25
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
@@ -35,28 +34,10 @@ from bp import amp as bpamp  # noqa: E402
 from bp.edge import EdgeState, make_problem  # noqa: E402
 from bp.edge import _Workspace  # noqa: E402
 from bp.edge import sweep as edge_sweep  # noqa: E402
+from bp.instances import least_action  # noqa: E402
 from bp.reference import sweep_numpy  # noqa: E402
 
 K = 9
-
-
-def least_action(X, y, K, seed=0, max_epochs=2000):
-    """Committee least-action rule (BP.md §7.7): on an error, push the wrong-voting unit of smallest |λ|."""
-    rng = np.random.default_rng(seed)
-    P, N = X.shape
-    W = rng.normal(size=(K, N))
-    for _ in range(max_epochs):
-        errors = 0
-        for mu in rng.permutation(P):
-            lam = W @ X[mu]
-            if y[mu] * np.sign(lam).sum() <= 0:
-                errors += 1
-                wrong = np.flatnonzero(np.sign(lam) != y[mu])
-                k = wrong[np.argmin(np.abs(lam[wrong]))]
-                W[k] += y[mu] * X[mu] / math.sqrt(N)
-        if errors == 0:
-            return bp.normalize_reference(W)
-    raise RuntimeError("least-action rule did not separate the patterns")
 
 
 def synthetic_images(P, seed=0, side=28):
@@ -134,7 +115,7 @@ def main():
         ref = f"restart 0 of {args.solutions}"
     else:
         t = time.perf_counter()
-        Wt = least_action(X, y, K)
+        Wt = least_action(X, y, K, max_epochs=2000)
         ref = f"least-action committee solution ({time.perf_counter() - t:.1f} s to find)"
     print(f"data: {source}, P={P}, N={N}, K={K}; reference: {ref}")
     print(f"numba threads: {numba.get_num_threads()} of {os.cpu_count()} CPUs")

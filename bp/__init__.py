@@ -2,7 +2,8 @@
 
 Public API (BP.md): `free_entropy` (Bethe free entropy φ_G(Δ) under a Gaussian prior centred on a
 reference), `local_entropy_curve` (scan over Δ + Legendre transform into s(d)), `output_channel`
-(the exact committee output factor), and `BPError`.
+(the exact committee output factor), and `BPError`. `bp.instances` builds small instances with a known
+solution (planted patterns, the least-action rule) for tests, benchmarks and examples.
 """
 
 from bp.curve import LocalEntropyCurve, ball_entropy, local_entropy_curve, normalize_reference, shell_entropy

@@ -17,21 +17,13 @@ from bp.edge import bethe_terms as edge_bethe_terms
 from bp.edge import make_problem
 from bp.edge import sweep as edge_sweep
 from bp.errors import BPError
-
-
-def planted(seed, K, N, P, inputs="pm1"):
-    """Random patterns, reference w̃_k ~ N(0, I) rescaled to ‖w̃_k‖² = N, labels = committee output of w̃."""
-    rng = np.random.default_rng(seed)
-    X = rng.choice([-1.0, 1.0], size=(P, N)) if inputs == "pm1" else rng.normal(size=(P, N))
-    Wt = bp.normalize_reference(rng.normal(size=(K, N)))
-    y = np.sign(np.sign(X @ Wt.T).sum(axis=1))
-    return X, y, Wt
+from bp.instances import least_action, planted_instance
 
 
 @pytest.mark.parametrize("inputs", ["pm1", "gaussian"])
 @pytest.mark.parametrize("eta", [0.0, 0.6])
 def test_compiled_amp_sweep_matches_numpy_oracle(inputs, eta):
-    X, y, Wt = planted(1, 3, 50, 60, inputs)
+    X, y, Wt = planted_instance(1, 3, 50, 60, inputs)
     problem = make_problem(X, y, Wt)
     state = AMPState.zeros(60, 3)
     g, Gam = state.g.copy(), state.Gam.copy()
@@ -61,7 +53,7 @@ SEVEN_SIX = [(1, 200, 200, 0.005), (1, 50, 50, 0.3), (3, 100, 100, 0.01), (3, 31
 def test_amp_reaches_the_per_edge_fixed_point_and_free_entropy(K, N, P, Delta):
     """The node form is an exact rewriting of the per-edge fixed point (bp/amp.py docstring), so φ_G, δ
     and the marginals agree to the convergence tolerance, far below O(1/N)."""
-    X, y, Wt = planted(7, K, N, P)
+    X, y, Wt = planted_instance(7, K, N, P)
     a = amp_free_entropy(X, y, K, Wt, Delta, tol=1e-11)
     e = bp.free_entropy(X, y, K, Wt, Delta, tol=1e-11)
     assert a.converged and e.converged and a.method == "amp"
@@ -75,7 +67,7 @@ def test_amp_fixed_point_is_a_fixed_point_of_the_per_edge_equations():
     """Per-edge messages rebuilt from the AMP fixed point (a = Γ/N, B = x g/√N + A m_{ki→μ}) do not move under
     one per-edge sweep, and the per-edge Bethe formula gives the node-level value."""
     K, N, P, Delta = 3, 60, 90, 0.02
-    X, y, Wt = planted(3, K, N, P, "gaussian")
+    X, y, Wt = planted_instance(3, K, N, P, "gaussian")
     problem = make_problem(X, y, Wt)
     r = amp_free_entropy(X, y, K, Wt, Delta, tol=1e-12)
     assert r.converged
@@ -90,7 +82,7 @@ def test_amp_fixed_point_is_a_fixed_point_of_the_per_edge_equations():
 
 
 def test_no_patterns_gives_zero_free_entropy_and_the_prior_distance():
-    X, y, Wt = planted(0, 3, 40, 0)
+    X, y, Wt = planted_instance(0, 3, 40, 0)
     r = amp_free_entropy(X, y, 3, Wt, 0.07)
     assert r.converged and r.phi == 0.0
     assert r.delta == pytest.approx(0.07 / 2, rel=1e-14)
@@ -100,7 +92,7 @@ def test_no_patterns_gives_zero_free_entropy_and_the_prior_distance():
 @pytest.mark.parametrize("Delta", [0.01, 0.5])
 def test_one_pattern_is_a_tree_and_amp_is_exact(K, Delta):
     """P = 1: F = ln P(committee correct), with λ_k ~ N(λ̃_k, Δ) independent, by enumerating the 2^K votes."""
-    X, y, Wt = planted(K, K, 40, 1)
+    X, y, Wt = planted_instance(K, K, 40, 1)
     lam = (X @ Wt.T)[0] / math.sqrt(40)
     p = norm.cdf(y[0] * lam / math.sqrt(Delta))
     Z = sum(np.prod(np.where(s, p, 1 - p)) for s in itertools.product([True, False], repeat=K) if sum(s) > K // 2)
@@ -112,7 +104,7 @@ def test_one_pattern_is_a_tree_and_amp_is_exact(K, Delta):
 def test_amp_matches_direct_monte_carlo_around_a_planted_solution():
     """BP.md §7.6, K=3 N=31 P=31 Δ=0.1: φ_G = (1/n) ln P_{w~N(w̃,Δ)}[all correct], δ = E[½|w−w̃|²|hit]/n."""
     K, N, P, Delta = 3, 31, 31, 0.1
-    X, y, Wt = planted(11, K, N, P)
+    X, y, Wt = planted_instance(11, K, N, P)
     r = amp_free_entropy(X, y, K, Wt, Delta, tol=1e-10)
     rng = np.random.default_rng(5)
     hits, d_sum, S = 0, 0.0, 0
@@ -132,7 +124,7 @@ def test_amp_matches_direct_monte_carlo_around_a_planted_solution():
 
 
 def test_warm_start_and_bad_state_are_checked():
-    X, y, Wt = planted(2, 3, 40, 50)
+    X, y, Wt = planted_instance(2, 3, 40, 50)
     r1 = amp_free_entropy(X, y, 3, Wt, 0.01)
     r2 = amp_free_entropy(X, y, 3, Wt, 0.012, state=r1.state)
     cold = amp_free_entropy(X, y, 3, Wt, 0.012)
@@ -150,7 +142,7 @@ def test_warm_start_and_bad_state_are_checked():
 
 def test_divergence_is_reported_not_hidden():
     """With a one-sweep cap nothing converges: the result says so instead of returning a bogus φ."""
-    X, y, Wt = planted(4, 3, 40, 80)
+    X, y, Wt = planted_instance(4, 3, 40, 80)
     problem = make_problem(X, y, Wt)
     run = run_amp(problem, 0.05, max_sweeps=1, damping=[0.0, 0.5])
     assert not run.converged and run.total_sweeps == 2 and run.reason == "max_sweeps"
@@ -173,32 +165,12 @@ def test_amp_converges_on_the_real_dresscoat_data_with_a_least_action_reference(
     assert all(conv)
 
 
-def least_action(X, y, K, seed=0, max_epochs=1000):
-    """Classical committee least-action rule (BP.md §7.7): on an error, move the wrong-voting unit with the
-    smallest |λ| towards the label. Returns the reference normalised to ‖w_k‖² = N."""
-    rng = np.random.default_rng(seed)
-    P, N = X.shape
-    W = rng.normal(size=(K, N))
-    for _ in range(max_epochs):
-        errors = 0
-        for mu in rng.permutation(P):
-            lam = W @ X[mu]
-            if y[mu] * np.sign(lam).sum() <= 0:
-                errors += 1
-                wrong = np.flatnonzero(np.sign(lam) != y[mu])
-                k = wrong[np.argmin(np.abs(lam[wrong]))]
-                W[k] += y[mu] * X[mu] / math.sqrt(N)
-        if errors == 0:
-            return bp.normalize_reference(W)
-    raise RuntimeError("least-action rule did not separate the patterns")
-
-
 def test_auto_uses_amp_and_falls_back_to_per_edge_when_amp_fails(monkeypatch):
     import dataclasses
 
     import bp.amp
 
-    X, y, Wt = planted(5, 3, 50, 60)
+    X, y, Wt = planted_instance(5, 3, 50, 60)
     edge = bp.free_entropy(X, y, 3, Wt, 0.02, method="edge", tol=1e-10)
     auto = bp.free_entropy(X, y, 3, Wt, 0.02, method="auto", tol=1e-10)
     assert auto.method == "amp" and auto.converged
@@ -220,7 +192,7 @@ def test_auto_uses_amp_and_falls_back_to_per_edge_when_amp_fails(monkeypatch):
 
 def test_carried_node_sums_equal_rebuilt_ones():
     """Skipping the rebuild (node sums carried from the previous sweep's fold-ins) changes nothing but rounding."""
-    X, y, Wt = planted(6, 3, 50, 70, "gaussian")
+    X, y, Wt = planted_instance(6, 3, 50, 70, "gaussian")
     problem = make_problem(X, y, Wt)
     s1, s2 = AMPState.zeros(70, 3), AMPState.zeros(70, 3)
     from bp.amp import _Workspace
@@ -235,7 +207,7 @@ def test_carried_node_sums_equal_rebuilt_ones():
 
 
 def test_curve_records_which_solver_produced_each_point(tmp_path):
-    X, y, Wt = planted(6, 3, 50, 60)
+    X, y, Wt = planted_instance(6, 3, 50, 60)
     curve = bp.local_entropy_curve(Wt, X, y, deltas=[1e-3, 1e-2], method="auto")
     assert curve.methods == ("amp", "amp") and curve.method == "auto"
     edge = bp.local_entropy_curve(Wt, X, y, deltas=[1e-3, 1e-2], method="edge")

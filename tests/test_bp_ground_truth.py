@@ -15,6 +15,7 @@ from scipy.optimize import minimize_scalar
 from scipy.special import log_ndtr, ndtr
 
 import bp
+from bp.instances import planted_instance
 
 _Z, _W = hermegauss(201)
 _W = _W / _W.sum()  # ∫Dz f(z) ≈ Σ w f(z)
@@ -120,14 +121,6 @@ def test_free_entropy_matches_teacher_student_version_space_at_larger_size(alpha
 # direct Monte Carlo around planted solutions (BP.md §7.6)
 
 
-def planted(seed, K, N, P):
-    rng = np.random.default_rng(seed)
-    X = rng.choice([-1.0, 1.0], size=(P, N))
-    Wt = bp.normalize_reference(rng.normal(size=(K, N)))
-    y = np.sign(np.sign(X @ Wt.T).sum(axis=1))
-    return X, y, Wt
-
-
 def _all_correct(W, X, y):
     """W: (S,K,N) weights → (S,) bool: every pattern classified correctly by the committee."""
     S, K, N = W.shape
@@ -173,7 +166,7 @@ def mc_shell_ball(X, y, Wt, delta, S, rng, chunk=20000):
 def _check_against_monte_carlo(K, N, P, deltas, S, seed, rel=0.02):
     """BP (curve) vs direct sampling (at most S draws): φ_G, δ, shell s and ball Φ at each Δ; tolerance 4 s.e. + rel·|value|
     (rel: BP's finite-N / scalar-node error, ≤ ~1.5 % in the spec's measurements)."""
-    X, y, Wt = planted(seed, K, N, P)
+    X, y, Wt = planted_instance(seed, K, N, P)
     curve = bp.local_entropy_curve(Wt, X, y, deltas=deltas, tol=1e-9)
     assert curve.converged.all()
     rng = np.random.default_rng(seed + 1000)

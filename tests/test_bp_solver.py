@@ -14,22 +14,14 @@ import bp
 from bp.curve import ball_entropy, find_gaps, misclassified, shell_entropy
 from bp.edge import EdgeState, bethe_terms, make_problem, run_edge_bp, sweep
 from bp.errors import BPError
+from bp.instances import least_action, planted_instance
 from bp.reference import bethe_numpy, sweep_numpy
-
-
-def planted(seed, K, N, P, inputs="pm1"):
-    """Random patterns, reference w̃_k ~ N(0, I) rescaled to ‖w̃_k‖² = N, labels = committee output of w̃."""
-    rng = np.random.default_rng(seed)
-    X = rng.choice([-1.0, 1.0], size=(P, N)) if inputs == "pm1" else rng.normal(size=(P, N))
-    Wt = bp.normalize_reference(rng.normal(size=(K, N)))
-    y = np.sign(np.sign(X @ Wt.T).sum(axis=1))
-    return X, y, Wt
 
 
 @pytest.mark.parametrize("inputs", ["pm1", "gaussian"])
 @pytest.mark.parametrize("eta", [0.0, 0.6])
 def test_compiled_sweep_matches_numpy_oracle(inputs, eta):
-    X, y, Wt = planted(1, 3, 50, 60, inputs)
+    X, y, Wt = planted_instance(1, 3, 50, 60, inputs)
     problem = make_problem(X, y, Wt)
     state = EdgeState.zeros(60, 3, 50)
     a, B = state.a.copy(), state.B.copy()
@@ -49,7 +41,7 @@ def test_compiled_sweep_matches_numpy_oracle(inputs, eta):
 
 
 def test_block_and_parallel_schedules_reach_the_same_fixed_point():
-    X, y, Wt = planted(2, 3, 80, 100)
+    X, y, Wt = planted_instance(2, 3, 80, 100)
     block = bp.free_entropy(X, y, 3, Wt, 0.01, schedule="block", tol=1e-10)
     par = bp.free_entropy(X, y, 3, Wt, 0.01, schedule="parallel", tol=1e-10)
     assert block.converged and par.converged
@@ -132,7 +124,7 @@ def test_bethe_free_entropy_is_stationary_in_the_reference_and_the_prior_width(K
 
 
 def test_local_entropy_is_negative_and_vanishes_at_small_distance():
-    X, y, Wt = planted(8, 3, 100, 100)
+    X, y, Wt = planted_instance(8, 3, 100, 100)
     curve = bp.local_entropy_curve(Wt, X, y, deltas=[1e-5, 1e-4, 1e-3, 1e-2, 0.1])
     assert curve.converged.all() and not curve.gaps
     assert np.all(curve.phi <= 0) and np.all(curve.phi_ball <= 0) and np.all(curve.phi_G <= 0)
@@ -168,7 +160,7 @@ def test_gaps_are_reported_for_jumps_and_unconverged_points():
 
 
 def test_misclassifying_reference_raises_unless_soft_or_dropped(tmp_path):
-    X, y, Wt = planted(9, 3, 60, 50)
+    X, y, Wt = planted_instance(9, 3, 60, 50)
     y = y.copy()
     y[[3, 7, 11]] *= -1
     assert misclassified(Wt, X, y).sum() == 3
@@ -188,7 +180,7 @@ def test_misclassifying_reference_raises_unless_soft_or_dropped(tmp_path):
 
 
 def test_curve_normalises_each_hidden_unit_and_is_scale_free():
-    X, y, Wt = planted(10, 3, 60, 40)
+    X, y, Wt = planted_instance(10, 3, 60, 40)
     scaled = Wt * np.array([[0.1], [3.0], [7.0]])
     a = bp.local_entropy_curve(Wt, X, y, deltas=[1e-3, 1e-2])
     b = bp.local_entropy_curve(scaled, X, y, deltas=[1e-3, 1e-2])
@@ -199,7 +191,7 @@ def test_curve_normalises_each_hidden_unit_and_is_scale_free():
 
 
 def test_curve_reports_progress_and_skips_after_repeated_failures():
-    X, y, Wt = planted(11, 3, 60, 40)
+    X, y, Wt = planted_instance(11, 3, 60, 40)
     seen = []
     c = bp.local_entropy_curve(Wt, X, y, deltas=[1e-3, 1e-2, 1e-1], max_sweeps=2, damping=0.0, max_failures=1,
                                progress=seen.append)
@@ -208,7 +200,7 @@ def test_curve_reports_progress_and_skips_after_repeated_failures():
 
 
 def test_warm_start_state_round_trips():
-    X, y, Wt = planted(12, 3, 60, 60)
+    X, y, Wt = planted_instance(12, 3, 60, 60)
     r1 = bp.free_entropy(X, y, 3, Wt, 1e-3)
     r2 = bp.free_entropy(X, y, 3, Wt, 2e-3, state=r1.state)
     cold = bp.free_entropy(X, y, 3, Wt, 2e-3)
@@ -245,7 +237,7 @@ def test_free_entropy_rejects_bad_input(kwargs, match):
 
 
 def test_nan_inputs_are_rejected():
-    X, y, Wt = planted(13, 3, 20, 5)
+    X, y, Wt = planted_instance(13, 3, 20, 5)
     Xn = X.copy()
     Xn[0, 0] = np.nan
     with pytest.raises(BPError, match="X contains NaN"):
@@ -258,3 +250,18 @@ def test_nan_inputs_are_rejected():
         bp.local_entropy_curve(np.zeros((3, 20)), X, y)
     with pytest.raises(BPError, match="increasing"):
         bp.local_entropy_curve(Wt, X, y, deltas=[1e-2, 1e-3])
+
+
+def test_instances_are_solved_by_their_references():
+    """bp.instances: the planted reference and the least-action solution classify every pattern, at ‖w_k‖² = N."""
+    K, N, P = 3, 30, 40
+    X, y, Wt = planted_instance(21, K, N, P)
+    for W in (Wt, least_action(X, y, K, seed=1)):
+        assert np.all(y * np.sign(np.sign(X @ W.T).sum(axis=1)) > 0)
+        np.testing.assert_allclose(np.sum(W**2, axis=1), N, rtol=1e-12)
+    with pytest.raises(BPError, match="odd"):
+        planted_instance(0, 2, N, P)
+    with pytest.raises(BPError, match="odd"):
+        least_action(X, y, 2)
+    with pytest.raises(BPError, match="did not classify"):  # one pattern with both labels: no solution
+        least_action(np.vstack([X[:1], X[:1]]), np.array([1.0, -1.0]), K, max_epochs=20)
