@@ -388,10 +388,6 @@ class _Workspace:
         self.Gn = np.zeros((P, K))
 
 
-def _is_pm1(problem: Problem) -> bool:
-    return bool(np.all(problem.X2 == 1.0))
-
-
 def sweep(problem: Problem, Delta, beta, eta, blocks, state: AMPState, ws: _Workspace | None = None, pm1=None,
           rebuild=True):
     """One compiled AMP sweep in place on state.g, state.Gam, block by block in the given order (§3.6).
@@ -402,7 +398,7 @@ def sweep(problem: Problem, Delta, beta, eta, blocks, state: AMPState, ws: _Work
     """
     P, K, N = problem.shape
     ws = ws or _Workspace(P, K, N)
-    pm1 = _is_pm1(problem) if pm1 is None else pm1
+    pm1 = problem.pm1 if pm1 is None else pm1
     blocks = [np.asarray(bk, dtype=np.int64) for bk in blocks if len(bk)]
     perm = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.int64)
     starts = np.zeros(len(blocks) + 1, dtype=np.int64)
@@ -425,20 +421,20 @@ def bethe_terms(problem: Problem, Delta, beta, state: AMPState):
     a, b, c, m, v = ws.a, ws.b, ws.c, ws.m, ws.v
     if P:
         idx = np.arange(P, dtype=np.int64)
-        ml = _fields_channel(problem.X, problem.X2, _is_pm1(problem), idx, 0, P, problem.y, beta, m, v, ws.Lam,
+        ml = _fields_channel(problem.X, problem.X2, problem.pm1, idx, 0, P, problem.y, beta, m, v, ws.Lam,
                              g, Gam, ws.omega, ws.V, ws.lnZ, ws.gn, ws.Gn)
         if ml <= 0:
             raise BPError(f"cavity precision {ml:.3g} ≤ 0 at the messages given: not a BP fixed point")
         lnZ_sum = float(np.sum(ws.lnZ))
         X2 = problem.X2
         A = Gam / N
-        if _is_pm1(problem):  # x² = 1: per-unit sums broadcast over i (no threaded BLAS call)
+        if problem.pm1:  # x² = 1: per-unit sums broadcast over i (no threaded BLAS call)
             s = np.broadcast_to((g**2).sum(axis=0)[:, None] / N, (K, N))
             e = np.broadcast_to((A * g**2).sum(axis=0)[:, None] / N, (K, N))
         else:
             s = (g**2).T @ X2 / N
             e = (A * g**2).T @ (X2 * X2) / N
-        logs = _edge_log_sum(X2, Gam, v, _is_pm1(problem))
+        logs = _edge_log_sum(X2, Gam, v, problem.pm1)
         edge = logs + np.sum(m * b) - 0.5 * np.sum(v * s) + 0.5 * np.sum(a * m**2) - np.sum(m * v * c) \
             + 0.5 * np.sum(v**2 * e)
     else:
@@ -481,7 +477,7 @@ def run_amp(problem: Problem, Delta, beta=np.inf, state: AMPState | None = None,
     rng = np.random.default_rng(rng)
     ladder = damping_ladder(schedule, n_blocks, damping, P)
     ws = _Workspace(P, K, N)
-    pm1 = _is_pm1(problem)
+    pm1 = problem.pm1
     total = 0
     best_fail = None
     for rung in range(min(state.rung, len(ladder) - 1), len(ladder)):
