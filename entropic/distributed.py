@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from entropic.errors import EntropicError
-from entropic.esgd import as_schedule
+from entropic.esgd import as_schedule, focusing_gamma
 from entropic.replicated import coupling_grad, recompute_bn_stats, replica_seed
 
 __all__ = ["init_from_env", "build_replica", "DistributedReplicated"]
@@ -127,10 +127,7 @@ class DistributedReplicated:
 
     @property
     def gamma(self) -> float:
-        g = self.gamma_schedule.value(self.gamma_t)
-        if self.auto_gamma0:
-            return 0.0 if self.gamma0 is None else self.gamma0 * g
-        return g
+        return focusing_gamma(self.gamma_schedule, self.gamma_t, self.auto_gamma0, self.gamma0)
 
     def epoch_end(self) -> None:
         if self.gamma_unit == "epoch":

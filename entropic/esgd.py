@@ -39,7 +39,7 @@ from torch import nn
 from entropic.errors import EntropicError
 from entropic.schedules import Constant, Schedule
 
-__all__ = ["EntropySGD", "as_schedule"]
+__all__ = ["EntropySGD", "as_schedule", "focusing_gamma"]
 
 
 def as_schedule(gamma, name: str = "gamma") -> Schedule:
@@ -56,6 +56,15 @@ def as_schedule(gamma, name: str = "gamma") -> Schedule:
     if not (math.isfinite(g0) and g0 >= 0):
         raise EntropicError(f"{name} must be finite and >= 0, got {name}(0) = {g0}")
     return sched
+
+
+def focusing_gamma(schedule: Schedule, t: int, auto_gamma0: bool = False, gamma0: Optional[float] = None) -> float:
+    """γ(t) of the focusing protocol (Sec. 4): schedule(t), or γ0 · schedule(t) with auto γ0 (App. C),
+    0 until γ0 has been set at the first step. Shared by eSGD and both rSGD versions."""
+    g = schedule.value(t)
+    if auto_gamma0:
+        return 0.0 if gamma0 is None else gamma0 * g
+    return g
 
 
 def _check_nonneg(name: str, x) -> float:
@@ -203,10 +212,7 @@ class EntropySGD(torch.optim.Optimizer):
     @property
     def gamma(self) -> float:
         """Current coupling γ(t) = γ0 · gamma(t) with auto γ0, else gamma(t) (Sec. 4, focusing)."""
-        g = self.gamma_schedule.value(self.gamma_t)
-        if self.auto_gamma0:
-            return 0.0 if self.gamma0 is None else self.gamma0 * g
-        return g
+        return focusing_gamma(self.gamma_schedule, self.gamma_t, self.auto_gamma0, self.gamma0)
 
     def epoch_end(self) -> None:
         """Advance the γ counter by one when ``gamma_unit == "epoch"`` (no-op for "step")."""

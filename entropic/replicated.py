@@ -34,7 +34,7 @@ from torch import nn
 from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
 from entropic.errors import EntropicError
-from entropic.esgd import as_schedule
+from entropic.esgd import as_schedule, focusing_gamma
 
 __all__ = [
     "barycenter",
@@ -325,10 +325,7 @@ class Replicated:
     @property
     def gamma(self) -> float:
         """Current γ(t) (γ0 · gamma(t) with auto γ0; 0 before the first step in that case)."""
-        g = self.gamma_schedule.value(self.gamma_t)
-        if self.auto_gamma0:
-            return 0.0 if self.gamma0 is None else self.gamma0 * g
-        return g
+        return focusing_gamma(self.gamma_schedule, self.gamma_t, self.auto_gamma0, self.gamma0)
 
     def epoch_end(self) -> None:
         """Advance the γ counter by one when ``gamma_unit == "epoch"`` (no-op for "step")."""
