@@ -15,7 +15,6 @@ Launch with torchrun, e.g. ``torchrun --nproc_per_node 3 train.py``, where train
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Callable, Optional
 
@@ -26,7 +25,7 @@ from torch import nn
 
 from entropic.errors import EntropicError
 from entropic.esgd import as_schedule, focusing_gamma
-from entropic.replicated import coupling_grad, recompute_bn_stats, replica_seed
+from entropic.replicated import _sgd_optimizer, coupling_grad, recompute_bn_stats, replica_seed
 
 __all__ = ["init_from_env", "build_replica", "DistributedReplicated"]
 
@@ -108,16 +107,7 @@ class DistributedReplicated:
         self.loss_fn = loss_fn
         self.params = [p for p in model.parameters()]
         if optimizer is None:
-            for name, v in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)):
-                v = float(v)
-                if not (math.isfinite(v) and v >= 0):
-                    raise EntropicError(f"{name} must be finite and >= 0, got {v}")
-            if not lr > 0:
-                raise EntropicError(f"lr must be > 0, got {lr}")
-            if nesterov and not momentum > 0:
-                raise EntropicError(f"nesterov=True needs momentum > 0, got {momentum}")
-            self.optimizer = torch.optim.SGD(self.params, lr=lr, momentum=momentum,
-                                             nesterov=nesterov, weight_decay=weight_decay)
+            self.optimizer = _sgd_optimizer(self.params, lr, momentum, nesterov, weight_decay)
         else:
             self.optimizer = optimizer(self.params)
         self.t = 0

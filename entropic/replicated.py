@@ -229,6 +229,20 @@ def _cpu_conv_net(model: nn.Module) -> bool:
     return on_cpu and any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
 
 
+def _sgd_optimizer(params: list, lr, momentum, nesterov, weight_decay) -> torch.optim.SGD:
+    """The default base optimizer of rSGD (this module and entropic.distributed): torch SGD over `params`,
+    after checking lr > 0, momentum and weight_decay finite and >= 0, Nesterov only with momentum."""
+    for name, v in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)):
+        v = float(v)
+        if not (math.isfinite(v) and v >= 0):
+            raise EntropicError(f"{name} must be finite and >= 0, got {v}")
+    if not lr > 0:
+        raise EntropicError(f"lr must be > 0, got {lr}")
+    if nesterov and not momentum > 0:
+        raise EntropicError(f"nesterov=True needs momentum > 0, got {momentum}")
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+
+
 class Replicated:
     """Replicated-SGD (paper 000, Algorithm 2) over y replicas of an ``nn.Module``, batched with vmap.
 
@@ -301,16 +315,7 @@ class Replicated:
         self.buffers = {k: v.detach().clone() for k, v in buffers.items()}
         self._template = copy.deepcopy(models[0]).to("meta")
         if optimizer is None:
-            for name, v in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)):
-                v = float(v)
-                if not (math.isfinite(v) and v >= 0):
-                    raise EntropicError(f"{name} must be finite and >= 0, got {v}")
-            if not lr > 0:
-                raise EntropicError(f"lr must be > 0, got {lr}")
-            if nesterov and not momentum > 0:
-                raise EntropicError(f"nesterov=True needs momentum > 0, got {momentum}")
-            self.optimizer = torch.optim.SGD(list(self.params.values()), lr=lr, momentum=momentum,
-                                             nesterov=nesterov, weight_decay=weight_decay)
+            self.optimizer = _sgd_optimizer(list(self.params.values()), lr, momentum, nesterov, weight_decay)
         else:
             self.optimizer = optimizer(list(self.params.values()))
             if not isinstance(self.optimizer, torch.optim.Optimizer):
