@@ -172,31 +172,28 @@ def test_batchnorm_running_stats_reflect_w_only():
     ref = copy.deepcopy(net)
     g = torch.Generator().manual_seed(0)
     batches = [(torch.randn(16, 5, generator=g), torch.randint(0, 3, (16,), generator=g)) for _ in range(4)]
-    it = iter(batches)
 
-    def closure():
-        x, t = next(it)
-        loss = nn.functional.cross_entropy(net(x), t)
-        loss.backward()
-        return loss.detach()
+    def closure_over_batches(model):
+        """A closure that takes the next of `batches` at each call, from the first."""
+        it = iter(batches)
+
+        def closure():
+            x, t = next(it)
+            loss = nn.functional.cross_entropy(model(x), t)
+            loss.backward()
+            return loss.detach()
+
+        return closure
 
     opt = EntropySGD(net.parameters(), lr=0.5, inner_lr=0.1, L=4, gamma=0.1, noise=1e-3, model=net)
-    opt.step(closure)
+    opt.step(closure_over_batches(net))
     with torch.no_grad():
         ref(batches[0][0])  # one train-mode forward at w on the first batch
     for b, rb in zip(net.buffers(), ref.buffers()):
         assert torch.equal(b, rb)
     # without the policy the L inner forwards at w′ change the statistics
     net2 = make_bn_net()
-    it = iter(batches)
-
-    def closure2():
-        x, t = next(it)
-        loss = nn.functional.cross_entropy(net2(x), t)
-        loss.backward()
-        return loss.detach()
-
-    EntropySGD(net2.parameters(), lr=0.5, inner_lr=0.1, L=4, gamma=0.1, noise=1e-3).step(closure2)
+    EntropySGD(net2.parameters(), lr=0.5, inner_lr=0.1, L=4, gamma=0.1, noise=1e-3).step(closure_over_batches(net2))
     assert not torch.allclose(net2[1].running_mean, ref[1].running_mean)
 
 
