@@ -130,16 +130,12 @@ def eval_(ctx, solutions, data_path, out):
     rows = [{"restart": r, "status": status[r] if r < len(status) else "?", "epochs": epochs[r] if r < len(epochs) else "?",
              "train_error": float(tr[r]), "test_error": float(te[r])} for r in range(sol.restarts)]
     if out:
-        import os
-        import tempfile
+        from data.atomic import atomic_open
 
-        path = Path(out)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
-        with os.fdopen(fd, "w", newline="") as fh:
+        with atomic_open(out, "w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=list(rows[0]))
             w.writeheader()
             w.writerows(rows)
-        os.replace(tmp, path)
     if not _quiet(ctx):
         click.echo(f"{solutions}: setting {sol.metadata.get('setting', '?')}, {sol.restarts} restarts, "
                    f"K={sol.K}, N={sol.N}")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import math
 import os
-import tempfile
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import numpy as np
 
 from bp.errors import BPError
 from cli.options import out_option
+from data.atomic import atomic_open
 
 CSV_COLUMNS = ("restart", "prior_delta", "d", "delta", "phi", "phi_ball", "phi_G", "converged", "method")
 METHOD_CHOICES = ("auto", "edge", "amp")
@@ -258,19 +258,12 @@ def write_csv(rows, path) -> None:
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise BPError(f"--out {path}: folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(CSV_COLUMNS)
-            for row in rows:
-                w.writerow([repr(row[c]) if isinstance(row[c], float) else
-                            (int(row[c]) if isinstance(row[c], bool) else row[c]) for c in CSV_COLUMNS])
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(CSV_COLUMNS)
+        for row in rows:
+            w.writerow([repr(row[c]) if isinstance(row[c], float) else
+                        (int(row[c]) if isinstance(row[c], bool) else row[c]) for c in CSV_COLUMNS])
 
 
 def plot_curves(per_restart, path) -> None:
@@ -301,15 +294,9 @@ def plot_curves(per_restart, path) -> None:
     ax.set_ylabel("Φ_LE(d) (per weight)")
     ax.legend(fontsize="small")
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix or ".png", dir=folder)
-    os.close(fd)
     try:
-        fig.savefig(tmp, format=(path.suffix.lstrip(".") or "png"), dpi=120)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        with atomic_open(path) as fh:
+            fig.savefig(fh, format=(path.suffix.lstrip(".") or "png"), dpi=120)
     finally:
         plt.close(fig)
 

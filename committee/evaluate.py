@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -22,6 +20,7 @@ import torch
 from committee.errors import CommitteeError
 from committee.model import CommitteeNet, check_K, errors
 from committee.train import restart_seed
+from data.atomic import atomic_open
 
 
 def _weights(weights) -> np.ndarray:
@@ -88,18 +87,11 @@ class EnergyProfiles:
         folder = path.parent if str(path.parent) else Path(".")
         if not folder.is_dir():
             raise CommitteeError(f"{path}: folder {folder} does not exist")
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "w", newline="") as fh:
-                wr = csv.DictWriter(fh, fieldnames=["restart", "sigma", "delta_error", "delta_error_se", "error0"])
-                wr.writeheader()
-                for row in self.rows():
-                    wr.writerow(row)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with atomic_open(path, "w", newline="") as fh:
+            wr = csv.DictWriter(fh, fieldnames=["restart", "sigma", "delta_error", "delta_error_se", "error0"])
+            wr.writeheader()
+            for row in self.rows():
+                wr.writerow(row)
         return path
 
 

@@ -15,8 +15,6 @@ so downstream tools (BP's ``localentropy phi``, evaluation) can trust what they 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from committee.errors import CommitteeError
+from data.atomic import atomic_open
 
 #: relative tolerance on ‖w_k‖² = N for every hidden unit of every restart
 NORM_RTOL = 1e-6
@@ -97,20 +96,13 @@ def save_solutions(path, weights, patterns_hash: str, metadata: dict) -> Path:
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise CommitteeError(f"{path}: folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(
-                fh,
-                weights=np.ascontiguousarray(w, dtype=np.float64),
-                patterns_hash=np.array(patterns_hash),
-                metadata=np.array(meta_json),
-            )
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path) as fh:
+        np.savez(
+            fh,
+            weights=np.ascontiguousarray(w, dtype=np.float64),
+            patterns_hash=np.array(patterns_hash),
+            metadata=np.array(meta_json),
+        )
     return path
 
 

@@ -58,8 +58,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +70,7 @@ from committee.errors import CommitteeError
 from committee.loss import margin_loss
 from committee.model import check_K
 from committee.presets import CommitteePreset
+from data.atomic import atomic_open
 from entropic.esgd import EntropySGD
 from entropic.replicated import barycenter, replica_distances
 from entropic.schedules import Exponential
@@ -490,15 +489,8 @@ class _Run:
 
 
 def _save_atomic(obj, path: Path):
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path) as fh:
+        torch.save(obj, fh)
 
 
 def _as_patterns(X, y, device, dtype):

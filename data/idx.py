@@ -9,11 +9,11 @@ from __future__ import annotations
 import gzip
 import os
 import struct
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from data.atomic import atomic_open
 from data.errors import DataError
 
 _TYPES = {
@@ -99,22 +99,8 @@ def write_idx(path: str | os.PathLike, array: np.ndarray, compress: bool | None 
 
 
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write to a temporary file beside ``path`` and rename it into place: never a half-written file."""
+    """Write ``payload`` to ``path`` atomically (see `data.atomic`), creating the folder if needed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    with atomic_open(path) as fh:
+        fh.write(payload)
