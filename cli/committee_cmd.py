@@ -80,12 +80,12 @@ def train(ctx, setting, restarts, seed, out, device, max_epochs, overrides, drop
     if not _quiet(ctx):
         from tqdm import tqdm
 
-        bar = tqdm(total=preset.max_epochs, unit="epoch", desc=setting, dynamic_ncols=True)
+        bar = tqdm(total=preset.max_epochs, unit="epoch", desc=setting, dynamic_ncols=True, mininterval=0.5)
 
     def progress(epoch, converged, finished, R):
-        if bar is not None:
-            bar.n = epoch
-            bar.set_postfix_str(f"converged {converged}/{R}", refresh=True)
+        if bar is not None:  # update() redraws at most every mininterval, also when the output is a log file
+            bar.set_postfix_str(f"converged {converged}/{R}", refresh=False)
+            bar.update(epoch - bar.n)
 
     try:
         res = train_committee(ds.X_train, ds.y_train, preset, restarts=restarts, seed=seed, device=device,
