@@ -48,10 +48,12 @@ def _check_hash(sol, ds, path):
 @click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
               help="Checkpoint file [default: OUT.ckpt]; rerunning the same command resumes from it.")
 @click.option("--checkpoint-every", type=int, default=50, show_default=True, help="Epochs between checkpoints.")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="CPU worker threads sharing the restarts (results are bitwise the same for any value).")
 @_data_option
 @click.pass_context
 def train(ctx, setting, restarts, seed, out, device, max_epochs, overrides, dropout, checkpoint, checkpoint_every,
-          data_path):
+          threads, data_path):
     """Train a committee machine (paper 000, Sec. 5) with one of the five settings, all restarts batched."""
     from committee.errors import CommitteeError
     from committee.evaluate import solution_errors
@@ -89,7 +91,8 @@ def train(ctx, setting, restarts, seed, out, device, max_epochs, overrides, drop
 
     try:
         res = train_committee(ds.X_train, ds.y_train, preset, restarts=restarts, seed=seed, device=device,
-                              checkpoint=ckpt, checkpoint_every=checkpoint_every, progress=progress)
+                              checkpoint=ckpt, checkpoint_every=checkpoint_every, progress=progress,
+                              num_threads=threads)
     finally:
         if bar is not None:
             bar.close()

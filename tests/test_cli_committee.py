@@ -102,3 +102,17 @@ def test_solutions_of_other_patterns_are_refused(small_data, tmp_path):
     (tmp_path / "bad.npz").write_text("junk")
     r = CliRunner().invoke(cli, ["eval", str(tmp_path / "bad.npz"), "--data", str(data)])
     assert r.exit_code == 2 and "bad.npz" in r.output
+
+
+def test_threads_option_gives_bitwise_the_same_solutions(small_data, tmp_path):
+    data, _ = small_data
+    outs = []
+    for threads in (1, 2):
+        out = tmp_path / f"t{threads}.npz"
+        r = _run("train", "--setting", "sgd-fast", "--restarts", 4, "--seed", 2, "--out", out, "--data", data,
+                 "--threads", threads, *SMALL_ARGS)
+        assert r.exit_code == 0, r.output
+        outs.append(load_solutions(out).weights)
+    assert np.array_equal(outs[0], outs[1])
+    bad = CliRunner().invoke(cli, ["train", "--setting", "sgd-fast", "--out", str(tmp_path / "x.npz"), "--threads", "0"])
+    assert bad.exit_code == 2 and "--threads" in bad.output
