@@ -199,7 +199,7 @@ def test_perceptron_local_entropy_matches_direct_sampling_at_small_prior_width()
 
 @pytest.mark.slow
 def test_committee_local_entropy_matches_direct_sampling_at_small_prior_width():
-    _check_against_monte_carlo(K=3, N=100, P=100, deltas=[0.002, 0.005, 0.01, 0.02], S=400_000, seed=24)
+    _check_against_monte_carlo(K=3, N=100, P=100, deltas=[0.002, 0.005, 0.01, 0.02], S=1_200_000, seed=24)
 
 
 @pytest.mark.slow
