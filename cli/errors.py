@@ -4,21 +4,14 @@ from __future__ import annotations
 
 
 def user_error_types() -> tuple[type[BaseException], ...]:
-    """Each package's typed error, plus missing files; imported lazily so `--help` stays fast."""
-    types: list[type[BaseException]] = [FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError]
-    from data.errors import DataError
+    """Each package's typed error, plus missing files; imported when an error happens, so start-up stays fast.
 
-    types.append(DataError)
-    for module, name in (
-        ("bp.errors", "BPError"),
-        ("entropic.errors", "EntropicError"),
-        ("committee.errors", "CommitteeError"),
-        ("deep.errors", "DeepError"),
-        ("figures.errors", "FigureError"),
-    ):
-        try:
-            mod = __import__(module, fromlist=[name])
-        except ImportError:
-            continue
-        types.append(getattr(mod, name))
-    return tuple(types)
+    deep/ and figures/ add their error types here when they land.
+    """
+    from bp.errors import BPError
+    from committee.errors import CommitteeError
+    from data.errors import DataError
+    from entropic.errors import EntropicError
+
+    return (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError,
+            DataError, BPError, EntropicError, CommitteeError)

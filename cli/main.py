@@ -41,22 +41,12 @@ def cli(ctx, verbose, quiet):
 
 
 def _register() -> None:
+    from cli.committee_cmd import energy, eval_, train
     from cli.data_cmd import data
+    from cli.phi_cmd import phi
 
-    cli.add_command(data)
-    for module, name in (
-        ("cli.phi_cmd", "phi"),
-        ("cli.committee_cmd", "train"),
-        ("cli.committee_cmd", "eval_"),
-        ("cli.committee_cmd", "energy"),
-    ):
-        try:
-            mod = __import__(module, fromlist=[name])
-        except ModuleNotFoundError as exc:
-            if exc.name == module:
-                continue
-            raise
-        cli.add_command(getattr(mod, name))
+    for command in (data, train, eval_, energy, phi):
+        cli.add_command(command)
 
 
 _register()
