@@ -24,18 +24,18 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout: the benchmark runs without an install
 
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
-import bp  # noqa: E402
-from bp import amp as bpamp  # noqa: E402
-from bp.edge import EdgeState, make_problem  # noqa: E402
-from bp.edge import _Workspace  # noqa: E402
-from bp.edge import sweep as edge_sweep  # noqa: E402
-from bp.instances import least_action  # noqa: E402
-from bp.reference import sweep_numpy  # noqa: E402
+from localentropy import bp  # noqa: E402
+from localentropy.bp import amp as bpamp  # noqa: E402
+from localentropy.bp.edge import EdgeState, make_problem  # noqa: E402
+from localentropy.bp.edge import _Workspace  # noqa: E402
+from localentropy.bp.edge import sweep as edge_sweep  # noqa: E402
+from localentropy.bp.instances import least_action  # noqa: E402
+from localentropy.bp.reference import sweep_numpy  # noqa: E402
 
 K = 9
 
@@ -99,7 +99,7 @@ def main():
     args = ap.parse_args()
 
     try:
-        from data import load_dresscoat
+        from localentropy.data import load_dresscoat
 
         ds = load_dresscoat()
         X, y = ds.X_train.astype(np.float64), ds.y_train.astype(np.float64)
@@ -109,7 +109,7 @@ def main():
         source = f"SYNTHETIC correlated images (Dress/Coat unavailable: {exc})"
     P, N = X.shape
     if args.solutions:
-        from committee.solutions import load_solutions
+        from localentropy.committee.solutions import load_solutions
 
         Wt = bp.normalize_reference(load_solutions(args.solutions).weights[0])
         ref = f"restart 0 of {args.solutions}"
@@ -169,7 +169,7 @@ def main():
     for _ in range(3):
         bpamp.sweep(problem, Delta, np.inf, 0.0, blocks, ast, ws, True)
     t_amp = timeit(lambda: bpamp.sweep(problem, Delta, np.inf, 0.0, blocks, ast, ws, True), args.repeats)
-    from bp.output import output_channel
+    from localentropy.bp.output import output_channel
 
     omega = np.random.default_rng(1).normal(size=(P, K)) * 0.3
     t_chan = timeit(lambda: output_channel(omega, np.full((P, K), Delta), y), args.repeats)
@@ -178,7 +178,7 @@ def main():
           f"of which the output channel of all P patterns ≈ {t_chan * 1e3:.1f} ms")
 
     # ---- 3. full curve, fast path
-    from bp.free_entropy import METHODS
+    from localentropy.bp.free_entropy import METHODS
 
     method = "auto" if "auto" in METHODS else None
     deltas = np.logspace(-4, 0, args.deltas)

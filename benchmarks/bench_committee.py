@@ -33,14 +33,14 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout: the benchmark runs without an install
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from committee.presets import PRESETS  # noqa: E402
-from committee.train import train_committee  # noqa: E402
-from data import load_dresscoat  # noqa: E402
+from localentropy.committee.presets import PRESETS  # noqa: E402
+from localentropy.committee.train import train_committee  # noqa: E402
+from localentropy.data import load_dresscoat  # noqa: E402
 
 
 def _fixed_epochs(name, epochs):

@@ -13,13 +13,13 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # the checkout: the benchmark runs without an install
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
-from entropic import EntropySGD, Replicated, make_replicas  # noqa: E402
+from localentropy.entropic import EntropySGD, Replicated, make_replicas  # noqa: E402
 
 
 def small_conv_net():

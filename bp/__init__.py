@@ -6,11 +6,11 @@ reference), `local_entropy_curve` (scan over Δ + Legendre transform into s(d)),
 solution (planted patterns, the least-action rule) for tests, benchmarks and examples.
 """
 
-from bp.curve import LocalEntropyCurve, ball_entropy, local_entropy_curve, normalize_reference, shell_entropy
-from bp.edge import EdgeState
-from bp.errors import BPError
-from bp.free_entropy import FreeEntropy, free_entropy
-from bp.output import output_channel
+from localentropy.bp.curve import LocalEntropyCurve, ball_entropy, local_entropy_curve, normalize_reference, shell_entropy
+from localentropy.bp.edge import EdgeState
+from localentropy.bp.errors import BPError
+from localentropy.bp.free_entropy import FreeEntropy, free_entropy
+from localentropy.bp.output import output_channel
 
 __all__ = [
     "BPError",

@@ -40,9 +40,9 @@ from dataclasses import dataclass
 import numba as nb
 import numpy as np
 
-from bp.edge import EdgeState, Problem, check_delta_beta, damping_ladder, iterate_setting, random_blocks
-from bp.errors import BPError
-from bp.output import _channel_row, output_channel_numpy
+from localentropy.bp.edge import EdgeState, Problem, check_delta_beta, damping_ladder, iterate_setting, random_blocks
+from localentropy.bp.errors import BPError
+from localentropy.bp.output import _channel_row, output_channel_numpy
 
 _V_FLOOR = 1e-300  # NaN guard only (§6.2)
 _REBUILD_EVERY = 10  # sweeps between rebuilds of the node sums from the messages (rounding drift)
@@ -522,7 +522,7 @@ def amp_free_entropy(X, y, K, center, delta, beta=np.inf, *, state=None, schedul
                      progress=None):
     """Bethe free entropy φ_G(Δ) and distance δ(Δ) by the node-level (AMP) BP; same arguments and result
     type (bp.free_entropy.FreeEntropy, method="amp", state an AMPState) as bp.free_entropy."""
-    from bp.free_entropy import FreeEntropy, check_inputs
+    from localentropy.bp.free_entropy import FreeEntropy, check_inputs
 
     problem, Delta, beta, n = check_inputs(X, y, K, center, delta, beta, normalize)
     run = run_amp(problem, Delta, beta, state, schedule=schedule, n_blocks=n_blocks, damping=damping, tol=tol,

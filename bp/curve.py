@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bp.edge import make_problem
-from bp.errors import BPError
-from bp.free_entropy import METHODS, _normaliser, free_entropy
+from localentropy.bp.edge import make_problem
+from localentropy.bp.errors import BPError
+from localentropy.bp.free_entropy import METHODS, _normaliser, free_entropy
 
 DEFAULT_DELTAS = np.logspace(-4, 0, 25)
 

@@ -21,8 +21,8 @@ from functools import cached_property
 import numba as nb
 import numpy as np
 
-from bp.errors import BPError
-from bp.output import _channel_row, _logaddexp  # noqa: F401  (numba-callable pieces)
+from localentropy.bp.errors import BPError
+from localentropy.bp.output import _channel_row, _logaddexp  # noqa: F401  (numba-callable pieces)
 
 _V_FLOOR = 1e-300  # NaN guard only (§6.2)
 

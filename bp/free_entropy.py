@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bp.edge import EdgeState, bethe_terms, check_delta_beta, make_problem, run_edge_bp
-from bp.errors import BPError
+from localentropy.bp.edge import EdgeState, bethe_terms, check_delta_beta, make_problem, run_edge_bp
+from localentropy.bp.errors import BPError
 
 METHODS = ("edge", "amp", "auto")
 NORMALIZATIONS = ("weight", "input")
@@ -85,7 +85,7 @@ def free_entropy(X, y, K, center, delta, beta=np.inf, *, method="edge", state=No
         raise BPError(f"unknown method {method!r}; available: {', '.join(METHODS)}")
     amp_sweeps = 0
     if method in ("amp", "auto") and not isinstance(state, EdgeState):
-        from bp.amp import amp_free_entropy
+        from localentropy.bp.amp import amp_free_entropy
 
         r = amp_free_entropy(problem.X, problem.y, K, problem.center, Delta, beta, state=state, schedule=schedule,
                              n_blocks=n_blocks, damping=damping, tol=tol, max_sweeps=max_sweeps, patience=patience,
@@ -96,7 +96,7 @@ def free_entropy(X, y, K, center, delta, beta=np.inf, *, method="edge", state=No
     elif method == "amp":
         raise BPError(f"method='amp' needs the .state of a previous method='amp' result, got {type(state).__name__}")
     if state is not None and not isinstance(state, EdgeState):
-        from bp.amp import AMPState, edge_state_from_amp
+        from localentropy.bp.amp import AMPState, edge_state_from_amp
 
         if not isinstance(state, AMPState):
             raise BPError(f"state must be the .state of a previous free_entropy result, got {type(state).__name__}")

@@ -11,9 +11,9 @@ import math
 
 import numpy as np
 
-from bp.curve import normalize_reference
-from bp.edge import make_problem
-from bp.errors import BPError
+from localentropy.bp.curve import normalize_reference
+from localentropy.bp.edge import make_problem
+from localentropy.bp.errors import BPError
 
 
 def planted_instance(seed, K, N, P, inputs="pm1"):

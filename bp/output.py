@@ -27,7 +27,7 @@ import numba as nb
 import numpy as np
 from scipy.special import erfcx, log_ndtr
 
-from bp.errors import BPError
+from localentropy.bp.errors import BPError
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 _SQRT1_2 = 1.0 / math.sqrt(2.0)

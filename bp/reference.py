@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bp.output import output_channel_numpy
+from localentropy.bp.output import output_channel_numpy
 
 
 def sweep_numpy(X, y, Wt, Delta, beta, eta, blocks, a, B):

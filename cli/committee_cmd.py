@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from cli.options import check_device, device_option, out_option, seed_option
+from localentropy.cli.options import check_device, device_option, out_option, seed_option
 
 _data_option = click.option(
     "--data", "data_path", type=click.Path(dir_okay=False), default=None,
@@ -20,14 +20,14 @@ def _quiet(ctx) -> bool:
 
 
 def _load_data(path):
-    from data import load_dresscoat
+    from localentropy.data import load_dresscoat
 
     return load_dresscoat(path)
 
 
 def _check_hash(sol, ds, path):
-    from committee.errors import CommitteeError
-    from data import patterns_hash
+    from localentropy.committee.errors import CommitteeError
+    from localentropy.data import patterns_hash
 
     h = patterns_hash(ds.X_train, ds.y_train)
     if sol.patterns_hash != h:
@@ -55,12 +55,12 @@ def _check_hash(sol, ds, path):
 def train(ctx, setting, restarts, seed, out, device, max_epochs, overrides, dropout, checkpoint, checkpoint_every,
           threads, data_path):
     """Train a committee machine (paper 000, Sec. 5) with one of the five settings, all restarts batched."""
-    from committee.errors import CommitteeError
-    from committee.evaluate import solution_errors
-    from committee.presets import get_preset, parse_overrides
-    from committee.solutions import save_solutions
-    from committee.train import train_committee
-    from data import patterns_hash
+    from localentropy.committee.errors import CommitteeError
+    from localentropy.committee.evaluate import solution_errors
+    from localentropy.committee.presets import get_preset, parse_overrides
+    from localentropy.committee.solutions import save_solutions
+    from localentropy.committee.train import train_committee
+    from localentropy.data import patterns_hash
 
     if out is None:
         raise CommitteeError("train needs --out, the solutions file to write")
@@ -120,8 +120,8 @@ def eval_(ctx, solutions, data_path, out):
     """Training and test error of every restart in a solutions file."""
     import csv
 
-    from committee.evaluate import solution_errors
-    from committee.solutions import load_solutions
+    from localentropy.committee.evaluate import solution_errors
+    from localentropy.committee.solutions import load_solutions
 
     sol = load_solutions(solutions)
     ds = _load_data(data_path)
@@ -133,7 +133,7 @@ def eval_(ctx, solutions, data_path, out):
     rows = [{"restart": r, "status": status[r] if r < len(status) else "?", "epochs": epochs[r] if r < len(epochs) else "?",
              "train_error": float(tr[r]), "test_error": float(te[r])} for r in range(sol.restarts)]
     if out:
-        from data.atomic import atomic_open
+        from localentropy.data.atomic import atomic_open
 
         with atomic_open(out, "w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=list(rows[0]))
@@ -167,9 +167,9 @@ def energy(ctx, solutions, sigma_max, n_sigmas, draws, seed, device, out, data_p
     """Local energy δE_train(w, σ) (paper 000, Eq. 4) of every restart in a solutions file, by sampling."""
     import numpy as np
 
-    from committee.errors import CommitteeError
-    from committee.evaluate import local_energy_profiles
-    from committee.solutions import load_solutions
+    from localentropy.committee.errors import CommitteeError
+    from localentropy.committee.evaluate import local_energy_profiles
+    from localentropy.committee.solutions import load_solutions
 
     if out is None:
         raise CommitteeError("energy needs --out, the CSV file to write")

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from cli.options import out_option
+from localentropy.cli.options import out_option
 
 
 @click.group()
@@ -25,9 +25,9 @@ def prepare(obj, data_dir, seed, out):
 
     Says whether the result equals, byte for byte, the subset embedded in the package.
     """
-    from data.dresscoat import EMBEDDED, SEED, dresscoat_bytes, prepare_dresscoat
-    from data.idx import atomic_write_bytes
-    from data.locate import RAW_DIR
+    from localentropy.data.dresscoat import EMBEDDED, SEED, dresscoat_bytes, prepare_dresscoat
+    from localentropy.data.idx import atomic_write_bytes
+    from localentropy.data.locate import RAW_DIR
 
     ds = prepare_dresscoat(data_dir, seed=SEED if seed is None else seed)
     payload = dresscoat_bytes(ds)
@@ -44,7 +44,7 @@ def prepare(obj, data_dir, seed, out):
 @click.pass_obj
 def info(obj, path):
     """Summarise a Dress/Coat subset file (default: the embedded one)."""
-    from data.dresscoat import EMBEDDED, load_dresscoat, patterns_hash
+    from localentropy.data.dresscoat import EMBEDDED, load_dresscoat, patterns_hash
 
     ds = load_dresscoat(path)
     lines = [f"file: {path or EMBEDDED}"]
@@ -69,7 +69,7 @@ def info(obj, path):
 @click.pass_obj
 def download(obj, name, dest, timeout):
     """Download the official IDX files of NAME and verify their checksums."""
-    from data.download import download as fetch_all
+    from localentropy.data.download import download as fetch_all
 
     report = None if obj["quiet"] else (lambda msg: click.echo(msg, err=True))
     folder = fetch_all(name, dest, timeout=timeout, progress=report)

@@ -8,10 +8,10 @@ def user_error_types() -> tuple[type[BaseException], ...]:
 
     deep/ and figures/ add their error types here when they land.
     """
-    from bp.errors import BPError
-    from committee.errors import CommitteeError
-    from data.errors import DataError
-    from entropic.errors import EntropicError
+    from localentropy.bp.errors import BPError
+    from localentropy.committee.errors import CommitteeError
+    from localentropy.data.errors import DataError
+    from localentropy.entropic.errors import EntropicError
 
     return (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError,
             DataError, BPError, EntropicError, CommitteeError)

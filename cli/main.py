@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from cli.errors import user_error_types
+from localentropy.cli.errors import user_error_types
 
 
 class _Group(click.Group):
@@ -41,9 +41,9 @@ def cli(ctx, verbose, quiet):
 
 
 def _register() -> None:
-    from cli.committee_cmd import energy, eval_, train
-    from cli.data_cmd import data
-    from cli.phi_cmd import phi
+    from localentropy.cli.committee_cmd import energy, eval_, train
+    from localentropy.cli.data_cmd import data
+    from localentropy.cli.phi_cmd import phi
 
     for command in (data, train, eval_, energy, phi):
         cli.add_command(command)

@@ -16,9 +16,9 @@ from pathlib import Path
 import click
 import numpy as np
 
-from bp.errors import BPError
-from cli.options import out_option
-from data.atomic import atomic_open
+from localentropy.bp.errors import BPError
+from localentropy.cli.options import out_option
+from localentropy.data.atomic import atomic_open
 
 CSV_COLUMNS = ("restart", "prior_delta", "d", "delta", "phi", "phi_ball", "phi_G", "converged", "method")
 METHOD_CHOICES = ("auto", "edge", "amp")
@@ -85,7 +85,7 @@ def load_weights(path) -> tuple[np.ndarray, str | None, list | None]:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such solutions file")
     if path.suffix == ".npz":
-        from committee.solutions import load_solutions
+        from localentropy.committee.solutions import load_solutions
 
         sol = load_solutions(path)
         status = sol.metadata.get("status")
@@ -116,7 +116,7 @@ def load_weights(path) -> tuple[np.ndarray, str | None, list | None]:
 def load_patterns(path) -> tuple[np.ndarray, np.ndarray, str]:
     """(X (P,N) ±1, y (P,) ±1, description) from --data (.npz with X and y), default the Dress/Coat training set."""
     if path is None:
-        from data import load_dresscoat
+        from localentropy.data import load_dresscoat
 
         ds = load_dresscoat()
         return ds.X_train, ds.y_train, "embedded Dress/Coat training set"
@@ -150,7 +150,7 @@ def load_patterns(path) -> tuple[np.ndarray, np.ndarray, str]:
 
 def _curve_worker(r, W, X, y, deltas, beta, method, drop_misclassified, seed, queue=None):
     """BP curve of restart r; returns (r, rows, gaps, error message or None). Progress goes to `queue`."""
-    import bp
+    from localentropy import bp
 
     def progress(info):
         if queue is not None:
@@ -335,7 +335,7 @@ def phi(ctx, solutions, data_path, deltas, restarts, method, beta, drop_misclass
         raise BPError(f"{solutions}: weights have N={weights.shape[2]} inputs but the patterns ({source}) have "
                       f"N={X.shape[1]}")
     if sol_hash is not None:
-        from data import patterns_hash
+        from localentropy.data import patterns_hash
 
         got = patterns_hash(X, y)
         if got != sol_hash:
@@ -351,7 +351,7 @@ def phi(ctx, solutions, data_path, deltas, restarts, method, beta, drop_misclass
             click.echo(f"skipping restart(s) {', '.join(map(str, skipped))}: not converged "
                        f"(name them with --restarts to include them)", err=True)
     if not math.isfinite(beta_v) and not drop_misclassified:
-        from bp.curve import misclassified
+        from localentropy.bp.curve import misclassified
 
         for r in selected:  # fail before any curve is computed, not after
             n_bad = int(misclassified(weights[r], X, y).sum())

@@ -17,10 +17,10 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from committee.errors import CommitteeError
-from committee.model import CommitteeNet, check_K, errors
-from committee.train import restart_seed
-from data.atomic import atomic_open
+from localentropy.committee.errors import CommitteeError
+from localentropy.committee.model import CommitteeNet, check_K, errors
+from localentropy.committee.train import restart_seed
+from localentropy.data.atomic import atomic_open
 
 
 def _weights(weights) -> np.ndarray:
@@ -112,7 +112,7 @@ def local_energy_profiles(
     Restart r's noise comes from a generator seeded with ``restart_seed(seed, r)``, so a profile does
     not depend on which other restarts are in the file. ``progress(done, R)`` after each restart.
     """
-    from entropic.local_energy import local_energy
+    from localentropy.entropic.local_energy import local_energy
 
     w = _weights(weights)
     Xn, yn = _patterns(X, y, w.shape[2])

@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from committee.errors import CommitteeError
+from localentropy.committee.errors import CommitteeError
 
 
 def softplus(z: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,7 @@ import math
 import torch
 from torch import nn
 
-from committee.errors import CommitteeError
+from localentropy.committee.errors import CommitteeError
 
 
 def check_K(K: int) -> int:

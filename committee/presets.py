@@ -25,7 +25,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, fields
 
-from committee.errors import CommitteeError
+from localentropy.committee.errors import CommitteeError
 
 ALGORITHMS = ("sgd", "rsgd", "esgd")
 STOP_RULES = {

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from committee.errors import CommitteeError
-from data.atomic import atomic_open
+from localentropy.committee.errors import CommitteeError
+from localentropy.data.atomic import atomic_open
 
 #: relative tolerance on ‖w_k‖² = N for every hidden unit of every restart
 NORM_RTOL = 1e-6

@@ -66,14 +66,14 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from committee.errors import CommitteeError
-from committee.loss import margin_loss
-from committee.model import check_K
-from committee.presets import CommitteePreset
-from data.atomic import atomic_open
-from entropic.esgd import EntropySGD
-from entropic.replicated import barycenter, replica_distances
-from entropic.schedules import Exponential
+from localentropy.committee.errors import CommitteeError
+from localentropy.committee.loss import margin_loss
+from localentropy.committee.model import check_K
+from localentropy.committee.presets import CommitteePreset
+from localentropy.data.atomic import atomic_open
+from localentropy.entropic.esgd import EntropySGD
+from localentropy.entropic.replicated import barycenter, replica_distances
+from localentropy.entropic.schedules import Exponential
 
 CHECKPOINT_VERSION = 1
 # Patterns gathered per chunk of networks in a gradient evaluation (see ``_Run._grad``): on CPU a

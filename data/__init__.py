@@ -1,9 +1,9 @@
 """Finding and reading data sets (IDX files, the binarised Dress/Coat subset); numpy only."""
 
-from data.dresscoat import DressCoat, load_dresscoat, patterns_hash, prepare_dresscoat, save_dresscoat
-from data.errors import DataError
-from data.idx import read_idx, write_idx
-from data.locate import find_dataset
+from localentropy.data.dresscoat import DressCoat, load_dresscoat, patterns_hash, prepare_dresscoat, save_dresscoat
+from localentropy.data.errors import DataError
+from localentropy.data.idx import read_idx, write_idx
+from localentropy.data.locate import find_dataset
 
 __all__ = [
     "DataError",

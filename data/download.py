@@ -12,9 +12,9 @@ import urllib.request
 from pathlib import Path
 from typing import Callable
 
-from data.errors import DataError
-from data.idx import atomic_write_bytes
-from data.locate import RAW_DIR, dataset
+from localentropy.data.errors import DataError
+from localentropy.data.idx import atomic_write_bytes
+from localentropy.data.locate import RAW_DIR, dataset
 
 
 def sha256_of_decompressed(payload: bytes) -> str:

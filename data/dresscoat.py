@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from data.errors import DataError
-from data.idx import atomic_write_bytes, idx_bytes, read_idx
-from data.locate import find_dataset
+from localentropy.data.errors import DataError
+from localentropy.data.idx import atomic_write_bytes, idx_bytes, read_idx
+from localentropy.data.locate import find_dataset
 
 EMBEDDED = Path(__file__).resolve().parent / "dresscoat.npz"
 DRESS, COAT = 3, 4

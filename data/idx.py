@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from data.atomic import atomic_open
-from data.errors import DataError
+from localentropy.data.atomic import atomic_open
+from localentropy.data.errors import DataError
 
 _TYPES = {
     0x08: np.dtype("u1"),

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from data.errors import DataError
-from data.sources import DATASETS, IdxDataset
+from localentropy.data.errors import DataError
+from localentropy.data.sources import DATASETS, IdxDataset
 
 #: The default store (git-ignored): data/raw/ inside the repository / installed package.
 RAW_DIR = Path(__file__).resolve().parent / "raw"

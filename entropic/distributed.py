@@ -23,9 +23,9 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from entropic.errors import EntropicError
-from entropic.esgd import as_schedule, focusing_gamma
-from entropic.replicated import _sgd_optimizer, coupling_grad, recompute_bn_stats, replica_seed
+from localentropy.entropic.errors import EntropicError
+from localentropy.entropic.esgd import as_schedule, focusing_gamma
+from localentropy.entropic.replicated import _sgd_optimizer, coupling_grad, recompute_bn_stats, replica_seed
 
 __all__ = ["init_from_env", "build_replica", "DistributedReplicated"]
 

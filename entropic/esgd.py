@@ -36,8 +36,8 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from entropic.errors import EntropicError
-from entropic.schedules import Constant, Schedule
+from localentropy.entropic.errors import EntropicError
+from localentropy.entropic.schedules import Constant, Schedule
 
 __all__ = ["EntropySGD", "as_schedule", "focusing_gamma"]
 

@@ -31,8 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
-from entropic.errors import EntropicError
-from entropic.params import Selection, select_parameters
+from localentropy.entropic.errors import EntropicError
+from localentropy.entropic.params import Selection, select_parameters
 
 NOISES = ("multiplicative", "additive")
 

@@ -25,7 +25,7 @@ from typing import Callable, Iterable, Union
 import torch
 from torch import nn
 
-from entropic.errors import EntropicError
+from localentropy.entropic.errors import EntropicError
 
 Selection = Union[None, str, Iterable, Callable[[str, nn.Parameter], bool]]
 

@@ -35,8 +35,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from entropic.errors import EntropicError
-from entropic.params import Selection, select_parameters
+from localentropy.entropic.errors import EntropicError
+from localentropy.entropic.params import Selection, select_parameters
 
 
 def _neg_log_mean_exp_neg(losses: torch.Tensor) -> torch.Tensor:

@@ -33,8 +33,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
-from entropic.errors import EntropicError
-from entropic.esgd import as_schedule, focusing_gamma
+from localentropy.entropic.errors import EntropicError
+from localentropy.entropic.esgd import as_schedule, focusing_gamma
 
 __all__ = [
     "barycenter",

@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from entropic.errors import EntropicError
+from localentropy.entropic.errors import EntropicError
 
 __all__ = ["SAM"]
 

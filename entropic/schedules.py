@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from entropic.errors import EntropicError
+from localentropy.entropic.errors import EntropicError
 
 
 def _finite(name: str, x: float) -> float:

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from entropic.errors import EntropicError
-from entropic.params import Selection, layer_name, select_parameters
+from localentropy.entropic.errors import EntropicError
+from localentropy.entropic.params import Selection, layer_name, select_parameters
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from entropic.distributed import DistributedReplicated, build_replica, init_from_env
-from entropic.replicated import replica_batch_indices
-from entropic.schedules import Exponential
+from localentropy.entropic.distributed import DistributedReplicated, build_replica, init_from_env
+from localentropy.entropic.replicated import replica_batch_indices
+from localentropy.entropic.schedules import Exponential
 
 
 def make_model() -> nn.Module:

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-import bp
-from bp.amp import (AMPState, amp_free_entropy, bethe_numpy, bethe_terms, edge_state_from_amp, run_amp, sweep,
+from localentropy import bp
+from localentropy.bp.amp import (AMPState, amp_free_entropy, bethe_numpy, bethe_terms, edge_state_from_amp, run_amp, sweep,
                     sweep_numpy)
-from bp.edge import bethe_terms as edge_bethe_terms
-from bp.edge import make_problem
-from bp.edge import sweep as edge_sweep
-from bp.errors import BPError
-from bp.instances import least_action, planted_instance
+from localentropy.bp.edge import bethe_terms as edge_bethe_terms
+from localentropy.bp.edge import make_problem
+from localentropy.bp.edge import sweep as edge_sweep
+from localentropy.bp.errors import BPError
+from localentropy.bp.instances import least_action, planted_instance
 
 
 @pytest.mark.parametrize("inputs", ["pm1", "gaussian"])
@@ -152,7 +152,7 @@ def test_divergence_is_reported_not_hidden():
 def test_amp_converges_on_the_real_dresscoat_data_with_a_least_action_reference():
     """BP.md §8.3 feared AMP would not converge on correlated images; on the Dress/Coat training set
     (P=500, K=9, N=784) around a least-action solution (§7.7) it converges on the whole Δ grid."""
-    from data import load_dresscoat
+    from localentropy.data import load_dresscoat
 
     ds = load_dresscoat()
     X, y = ds.X_train.astype(float), ds.y_train.astype(float)
@@ -168,7 +168,7 @@ def test_amp_converges_on_the_real_dresscoat_data_with_a_least_action_reference(
 def test_auto_uses_amp_and_falls_back_to_per_edge_when_amp_fails(monkeypatch):
     import dataclasses
 
-    import bp.amp
+    import localentropy.bp.amp
 
     X, y, Wt = planted_instance(5, 3, 50, 60)
     edge = bp.free_entropy(X, y, 3, Wt, 0.02, method="edge", tol=1e-10)
@@ -195,7 +195,7 @@ def test_carried_node_sums_equal_rebuilt_ones():
     X, y, Wt = planted_instance(6, 3, 50, 70, "gaussian")
     problem = make_problem(X, y, Wt)
     s1, s2 = AMPState.zeros(70, 3), AMPState.zeros(70, 3)
-    from bp.amp import _Workspace
+    from localentropy.bp.amp import _Workspace
 
     ws = _Workspace(70, 3, 50)
     rng = np.random.default_rng(1)

@@ -14,8 +14,8 @@ from numpy.polynomial.hermite_e import hermegauss
 from scipy.optimize import minimize_scalar
 from scipy.special import log_ndtr, ndtr
 
-import bp
-from bp.instances import planted_instance
+from localentropy import bp
+from localentropy.bp.instances import planted_instance
 
 _Z, _W = hermegauss(201)
 _W = _W / _W.sum()  # ∫Dz f(z) ≈ Σ w f(z)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy.special import log_ndtr
 
-from bp.errors import BPError
-from bp.output import log_ndtr_nb, output_channel, output_channel_numpy
+from localentropy.bp.errors import BPError
+from localentropy.bp.output import log_ndtr_nb, output_channel, output_channel_numpy
 
 
 def brute_force_lnZ(omega, V, y, beta):

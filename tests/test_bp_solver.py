@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from scipy.special import log_ndtr
 
-import bp
-from bp.curve import ball_entropy, find_gaps, misclassified, shell_entropy
-from bp.edge import EdgeState, bethe_terms, make_problem, run_edge_bp, sweep
-from bp.errors import BPError
-from bp.instances import least_action, planted_instance
-from bp.reference import bethe_numpy, sweep_numpy
+from localentropy import bp
+from localentropy.bp.curve import ball_entropy, find_gaps, misclassified, shell_entropy
+from localentropy.bp.edge import EdgeState, bethe_terms, make_problem, run_edge_bp, sweep
+from localentropy.bp.errors import BPError
+from localentropy.bp.instances import least_action, planted_instance
+from localentropy.bp.reference import bethe_numpy, sweep_numpy
 
 
 @pytest.mark.parametrize("inputs", ["pm1", "gaussian"])

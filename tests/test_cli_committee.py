@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cli.main import cli
-from committee.presets import get_preset
-from committee.solutions import load_solutions, save_solutions
-from committee.train import train_committee
-from data.dresscoat import DressCoat, save_dresscoat
+from localentropy.cli.main import cli
+from localentropy.committee.presets import get_preset
+from localentropy.committee.solutions import load_solutions, save_solutions
+from localentropy.committee.train import train_committee
+from localentropy.data.dresscoat import DressCoat, save_dresscoat
 
 SMALL_ARGS = ["--set", "K=3", "--set", "batch_size=10", "--set", "eta=0.05", "--max-epochs", "40"]
 

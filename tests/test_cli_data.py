@@ -3,8 +3,8 @@
 import numpy as np
 from click.testing import CliRunner
 
-from cli.main import cli
-from data import write_idx
+from localentropy.cli.main import cli
+from localentropy.data import write_idx
 
 
 def run(*args):

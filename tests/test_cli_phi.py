@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import bp
-from cli.main import cli
-from committee.solutions import save_solutions
-from data import patterns_hash
+from localentropy import bp
+from localentropy.cli.main import cli
+from localentropy.committee.solutions import save_solutions
+from localentropy.data import patterns_hash
 
 K, N, P = 3, 40, 30
 
@@ -48,7 +48,7 @@ def read_csv(path):
 
 @pytest.mark.parametrize("method", ["edge", "amp", "auto"])
 def test_npy_curve_matches_the_library_and_is_written_with_every_column(problem, method):
-    from bp.free_entropy import METHODS
+    from localentropy.bp.free_entropy import METHODS
 
     if method not in METHODS:
         pytest.skip(f"method {method!r} not wired into bp.free_entropy yet (METHODS={METHODS})")

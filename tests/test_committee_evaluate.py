@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from committee.errors import CommitteeError
-from committee.evaluate import local_energy_profiles, solution_errors
+from localentropy.committee.errors import CommitteeError
+from localentropy.committee.evaluate import local_energy_profiles, solution_errors
 
 
 def _problem(R=2, K=3, N=21, P=15, seed=0):

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from committee.errors import CommitteeError
-from committee.loss import margin_loss, margin_loss_grad
-from committee.model import surrogate_output
+from localentropy.committee.errors import CommitteeError
+from localentropy.committee.loss import margin_loss, margin_loss_grad
+from localentropy.committee.model import surrogate_output
 
 
 def _f_mp(x, omega):

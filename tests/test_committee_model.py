@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from committee.errors import CommitteeError
-from committee.model import CommitteeNet, check_K, errors, normalise, sign_output, surrogate_output
+from localentropy.committee.errors import CommitteeError
+from localentropy.committee.model import CommitteeNet, check_K, errors, normalise, sign_output, surrogate_output
 
 
 def _rand(shape, seed=0):

@@ -3,14 +3,14 @@
 import numpy as np
 import pytest
 
-from committee.evaluate import solution_errors
-from committee.presets import get_preset
-from committee.train import train_committee
+from localentropy.committee.evaluate import solution_errors
+from localentropy.committee.presets import get_preset
+from localentropy.committee.train import train_committee
 
 
 @pytest.mark.slow
 def test_sgd_fast_finds_zero_training_error_solutions_on_the_dresscoat_subset():
-    from data import load_dresscoat
+    from localentropy.data import load_dresscoat
 
     ds = load_dresscoat()
     res = train_committee(ds.X_train, ds.y_train, get_preset("sgd-fast", max_epochs=3000), restarts=2, seed=0)

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from committee.errors import CommitteeError
-from committee.solutions import load_solutions, save_solutions
+from localentropy.committee.errors import CommitteeError
+from localentropy.committee.solutions import load_solutions, save_solutions
 
 
 def _normalised(R=4, K=3, N=11, seed=0):

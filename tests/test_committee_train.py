@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from committee.errors import CommitteeError
-from committee.presets import PRESETS, get_preset
-from committee.train import restart_seed, train_committee
+from localentropy.committee.errors import CommitteeError
+from localentropy.committee.presets import PRESETS, get_preset
+from localentropy.committee.train import restart_seed, train_committee
 
 N, K, P = 51, 3, 40
 
@@ -292,9 +292,9 @@ def test_overrides_are_coerced_and_validated():
 def test_closed_form_minibatch_gradient_equals_autograd_of_the_objective():
     """The trainer's ∇ of Σ_μ f(y^μ ŷ_β(ξ^μ), ω) (Eq. 7 surrogate, Eq. 8) against torch autograd,
     for several networks with their own mini-batches, large margins included (f′ → 0 and → −1)."""
-    from committee.loss import margin_loss
-    from committee.model import surrogate_output
-    from committee.train import _loss_grad
+    from localentropy.committee.loss import margin_loss
+    from localentropy.committee.model import surrogate_output
+    from localentropy.committee.train import _loss_grad
 
     rng = np.random.default_rng(3)
     M, B = 4, 7
@@ -316,7 +316,7 @@ def test_closed_form_minibatch_gradient_equals_autograd_of_the_objective():
 def test_chunks_and_worker_threads_do_not_change_the_result(problem, monkeypatch, name):
     """Networks gathered a few at a time and shared among 2 worker threads: bitwise the same
     weights as one chunk on one thread."""
-    import committee.train as T
+    import localentropy.committee.train as T
 
     X, y = problem
     p = get_preset(name, **{**SMALL[name], "max_epochs": 4, "dropout": 0.2})

@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from data.atomic import atomic_open
+from localentropy.data.atomic import atomic_open
 
 
 def test_complete_write_appears_whole_with_ordinary_permissions(tmp_path):

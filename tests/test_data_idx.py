@@ -6,8 +6,8 @@ import struct
 import numpy as np
 import pytest
 
-from data.errors import DataError
-from data.idx import idx_bytes, read_idx, write_idx
+from localentropy.data.errors import DataError
+from localentropy.data.idx import idx_bytes, read_idx, write_idx
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64])

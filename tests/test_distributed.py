@@ -8,10 +8,10 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from entropic import EntropicError
-from entropic.distributed import DistributedReplicated, build_replica
-from entropic.replicated import Replicated, make_replicas, replica_batch_indices
-from entropic.schedules import Exponential
+from localentropy.entropic import EntropicError
+from localentropy.entropic.distributed import DistributedReplicated, build_replica
+from localentropy.entropic.replicated import Replicated, make_replicas, replica_batch_indices
+from localentropy.entropic.schedules import Exponential
 
 Y, SEED, STEPS, BS = 3, 11, 6, 8
 KW = dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3, K=2,

@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from entropic import EntropicError
-from entropic.esgd import EntropySGD
-from entropic.schedules import Exponential
+from localentropy.entropic import EntropicError
+from localentropy.entropic.esgd import EntropySGD
+from localentropy.entropic.schedules import Exponential
 from tests.toy_landscapes import Landscape, sgd
 
 

@@ -8,8 +8,8 @@ import torch
 from scipy.stats import norm
 from torch import nn
 
-from entropic import EntropicError
-from entropic.local_energy import classification_error, local_energy
+from localentropy.entropic import EntropicError
+from localentropy.entropic.local_energy import classification_error, local_energy
 
 
 class Quadratic(nn.Module):

@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from entropic import EntropicError
-from entropic.params import select_parameters
-from entropic.partial import PLA, PLEA
+from localentropy.entropic import EntropicError
+from localentropy.entropic.params import select_parameters
+from localentropy.entropic.partial import PLA, PLEA
 
 
 def make_problem(seed=0, dtype=torch.float64):

@@ -6,12 +6,12 @@ import pytest
 import torch
 from torch import nn
 
-from entropic import EntropicError
-from entropic.replicated import (
+from localentropy.entropic import EntropicError
+from localentropy.entropic.replicated import (
     Replicated, auto_gamma0, barycenter, coupling_grad, make_replicas, replica_batch_indices,
     replica_distances,
 )
-from entropic.schedules import Exponential
+from localentropy.entropic.schedules import Exponential
 from tests.toy_landscapes import Landscape, sgd
 
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from entropic import EntropicError
-from entropic.sam import SAM
+from localentropy.entropic import EntropicError
+from localentropy.entropic.sam import SAM
 
 
 def problem(seed=0, n=5):

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from entropic import EntropicError
-from entropic.signal import LayerSignal
+from localentropy.entropic import EntropicError
+from localentropy.entropic.signal import LayerSignal
 
 
 def two_layer_linear(seed=0):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from entropic.replicated import Replicated, make_replicas, replica_batch_indices
+from localentropy.entropic.replicated import Replicated, make_replicas, replica_batch_indices
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
