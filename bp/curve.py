@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from localentropy import committee_sign
 from localentropy.bp.edge import make_problem
 from localentropy.bp.errors import BPError
 from localentropy.bp.free_entropy import METHODS, _normaliser, free_entropy
@@ -45,10 +46,10 @@ def normalize_reference(center) -> np.ndarray:
 
 
 def misclassified(center, X, y) -> np.ndarray:
-    """Boolean (P,) mask of the patterns the committee w̃ does not classify strictly correctly:
-    y Σ_k sign(λ̃_k) ≤ 0, a unit with λ̃_k = 0 casting no vote."""
+    """Boolean (P,) mask of the patterns the committee w̃ misclassifies (``localentropy.committee_sign``:
+    sign(0) = +1, the convention of training and evaluation)."""
     lam = np.asarray(X, dtype=np.float64) @ np.asarray(center, dtype=np.float64).T
-    return np.asarray(y) * np.sign(lam).sum(axis=1) <= 0
+    return committee_sign.misclassified(lam, np.asarray(y))
 
 
 def shell_entropy(phi_G, delta, Delta):

@@ -21,6 +21,7 @@ from functools import cached_property
 import numba as nb
 import numpy as np
 
+from localentropy.committee_sign import check_odd_K
 from localentropy.bp.errors import BPError
 from localentropy.bp.output import _channel_row, _logaddexp  # noqa: F401  (numba-callable pieces)
 
@@ -343,8 +344,7 @@ def make_problem(X, y, center) -> Problem:
     K, N = center.shape
     if N < 1 or K < 1:
         raise BPError(f"center must have K ≥ 1 hidden units and N ≥ 1 inputs, got shape {center.shape}")
-    if K % 2 != 1:
-        raise BPError(f"the number of hidden units K must be odd (majority vote), got K={K}")
+    check_odd_K(K, BPError)
     if X.ndim != 2 or X.shape[1] != N:
         raise BPError(f"X must have shape (P, {N}) to match center {center.shape}, got {X.shape}")
     if y.shape != (X.shape[0],):

@@ -13,6 +13,7 @@ import numpy as np
 
 from localentropy.bp.curve import normalize_reference
 from localentropy.bp.edge import make_problem
+from localentropy.committee_sign import check_odd_K
 from localentropy.bp.errors import BPError
 
 
@@ -24,8 +25,7 @@ def planted_instance(seed, K, N, P, inputs="pm1"):
     """
     if inputs not in ("pm1", "gaussian"):
         raise BPError(f"inputs must be 'pm1' or 'gaussian', got {inputs!r}")
-    if not (int(K) >= 1 and int(K) % 2 == 1):
-        raise BPError(f"the number of hidden units K must be odd (majority vote), got K={K}")
+    K = check_odd_K(K, BPError)
     rng = np.random.default_rng(seed)
     X = rng.choice([-1.0, 1.0], size=(P, N)) if inputs == "pm1" else rng.normal(size=(P, N))
     Wt = normalize_reference(rng.normal(size=(K, N)))

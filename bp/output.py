@@ -27,6 +27,7 @@ import numba as nb
 import numpy as np
 from scipy.special import erfcx, log_ndtr
 
+from localentropy.committee_sign import check_odd_K
 from localentropy.bp.errors import BPError
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -310,8 +311,7 @@ def _check_channel_inputs(omega, V, y, beta):
         raise BPError(f"V must have the shape of omega {omega.shape}, got {V.shape}")
     if y.shape != (omega.shape[0],):
         raise BPError(f"y must have shape ({omega.shape[0]},), got {y.shape}")
-    if omega.shape[1] % 2 != 1:
-        raise BPError(f"the number of hidden units K must be odd, got K={omega.shape[1]}")
+    check_odd_K(omega.shape[1], BPError)
     if not np.all(np.isfinite(omega)):
         raise BPError("omega contains NaN or inf")
     if not (np.all(np.isfinite(V)) and np.all(V > 0)):

@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from localentropy.committee_sign import check_odd_K
 from localentropy.bp.errors import BPError
 from localentropy.cli.options import out_option
 from localentropy.data.atomic import atomic_open
@@ -104,8 +105,10 @@ def load_weights(path) -> tuple[np.ndarray, str | None, list | None]:
     R, K, N = w.shape
     if R < 1 or N < 1 or K < 1:
         raise BPError(f"{path}: weights shape {w.shape} has an empty axis")
-    if K % 2 == 0:
-        raise BPError(f"{path}: number of hidden units K must be odd, got K={K}")
+    try:
+        check_odd_K(K, BPError)
+    except BPError as exc:
+        raise BPError(f"{path}: {exc}") from None
     if not np.all(np.isfinite(w)):
         raise BPError(f"{path}: weights contain NaN or infinite values")
     if np.any(np.linalg.norm(w, axis=2) == 0):

@@ -23,13 +23,12 @@ import torch
 from torch import nn
 
 from localentropy.committee.errors import CommitteeError
+from localentropy.committee_sign import check_odd_K, committee_output
 
 
 def check_K(K: int) -> int:
     """The number of hidden units must be a positive odd integer (no ties in the output vote)."""
-    if int(K) != K or K < 1 or K % 2 == 0:
-        raise CommitteeError(f"number of hidden units K must be a positive odd integer, got {K}")
-    return int(K)
+    return check_odd_K(K, CommitteeError)
 
 
 def normalise(W: torch.Tensor) -> torch.Tensor:
@@ -60,13 +59,9 @@ def surrogate_output(W: torch.Tensor, X: torch.Tensor, beta: float) -> torch.Ten
     return torch.tanh(beta * preactivations(W, X)).sum(-1) / math.sqrt(K)
 
 
-def _sign(t: torch.Tensor) -> torch.Tensor:
-    return torch.where(t >= 0, 1.0, -1.0).to(t.dtype)
-
-
 def sign_output(W: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
-    """ŷ = sign(Σ_h sign(λ_h)) of Eq. (7) as ±1 floats, shape (..., B)."""
-    return _sign(_sign(preactivations(W, X)).sum(-1))
+    """ŷ = sign(Σ_h sign(λ_h)) of Eq. (7) as ±1 floats, shape (..., B) (``localentropy.committee_sign``)."""
+    return committee_output(preactivations(W, X)).to(W.dtype)
 
 
 def errors(W: torch.Tensor, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

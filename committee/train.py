@@ -70,6 +70,7 @@ from localentropy.committee.errors import CommitteeError
 from localentropy.committee.loss import margin_loss
 from localentropy.committee.model import check_K
 from localentropy.committee.presets import CommitteePreset
+from localentropy.committee_sign import misclassified
 from localentropy.data.atomic import atomic_open
 from localentropy.entropic.esgd import EntropySGD
 from localentropy.entropic.replicated import barycenter, replica_distances
@@ -134,11 +135,8 @@ def _fields(U: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
 
 
 def _sign_errors(U: torch.Tensor, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Training error of the exact sign network (Eq. 7; sign(0) = +1), shape U.shape[:-2]."""
-    lam = _fields(U, X)
-    votes = torch.where(lam >= 0, 1.0, -1.0).to(U.dtype).sum(-1)
-    out = torch.where(votes >= 0, 1.0, -1.0).to(U.dtype)
-    return (out != y).to(U.dtype).mean(-1)
+    """Training error of the exact sign network (Eq. 7, ``localentropy.committee_sign``), shape U.shape[:-2]."""
+    return misclassified(_fields(U, X), y).to(U.dtype).mean(-1)
 
 
 def _half_sq(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -69,3 +69,28 @@ def test_wrong_shapes_are_rejected():
         CommitteeNet(_rand((2, 5)))
     with pytest.raises(CommitteeError, match=r"\(K, N\)"):
         CommitteeNet(_rand((1, 3, 5)))
+
+
+def test_one_sign_convention_for_training_evaluation_and_bp():
+    """sign(0) = +1 at both layers (localentropy.committee_sign), numpy and torch alike, and BP's check agrees."""
+    import numpy as np
+
+    from localentropy.bp.curve import misclassified as bp_misclassified
+    from localentropy.committee.model import errors
+    from localentropy.committee_sign import check_odd_K, committee_output, sign
+
+    lam = np.array([[0.0, 0.0, -1.0], [0.0, -1.0, -1.0], [-0.5, 2.0, -3.0], [1.0, 0.0, 0.0]])
+    assert committee_output(lam).tolist() == [1, -1, -1, 1]
+    assert torch.equal(committee_output(torch.tensor(lam)), torch.tensor([1, -1, -1, 1]))
+    assert sign(np.array([0.0, -0.0, -1e-300])).tolist() == [1, 1, -1]
+    # A committee whose units sit exactly on patterns' boundaries: every path counts the same errors.
+    X = np.array([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]])
+    W = np.array([[1.0, -1.0], [1.0, 1.0], [0.0, 1.0]])  # λ = 0 for several (pattern, unit) pairs
+    y = np.array([1.0, -1.0, 1.0, -1.0])
+    mask = bp_misclassified(W, X, y)
+    err = float(errors(torch.tensor(W), torch.tensor(X), torch.tensor(y)))
+    assert err == mask.mean()
+    assert mask.tolist() == (committee_output(X @ W.T) != y).tolist()
+    for bad in (2, 0, -3, 2.5):
+        with pytest.raises(ValueError, match="odd"):
+            check_odd_K(bad)
