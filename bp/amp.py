@@ -42,7 +42,8 @@ import numpy as np
 
 from localentropy.bp.edge import EdgeState, Problem, check_delta_beta, damping_ladder, iterate_setting, random_blocks
 from localentropy.bp.errors import BPError
-from localentropy.bp.output import _channel_row, output_channel_numpy
+from localentropy.bp.output import channel_row, output_channel_numpy
+from localentropy.bp.result import FreeEntropy, check_inputs
 
 _V_FLOOR = 1e-300  # NaN guard only (§6.2)
 _REBUILD_EVERY = 10  # sweeps between rebuilds of the node sums from the messages (rounding drift)
@@ -90,7 +91,7 @@ def _marginals(center, Delta, a, b, c, Lam, m, v):
 @nb.njit(cache=True)
 def _fields_channel(X, X2, pm1, idx, j0, j1, y, beta, m, v, Lam, g, Gam, omega, V, lnZ, gn, Gn):
     """For patterns idx[j0:j1]: Onsager-corrected cavity fields ω, exact cavity variances V, then the
-    output channel (bp.output._channel_row) into lnZ[μ], gn[μ], Gn[μ]. Returns min cavity precision."""
+    output channel (bp.output.channel_row) into lnZ[μ], gn[μ], Gn[μ]. Returns min cavity precision."""
     N = X.shape[1]
     K = m.shape[0]
     sqN = math.sqrt(N)
@@ -126,7 +127,7 @@ def _fields_channel(X, X2, pm1, idx, j0, j1, y, beta, m, v, Lam, g, Gam, omega, 
             minlc = min(minlc, lc)
             omega[mu, k] = om / sqN - g[mu, k] * os / N
             V[mu, k] = max(Vk, _V_FLOOR)
-        lnZ[mu] = _channel_row(omega[mu], V[mu], y[mu], beta, lnp, lnq, L, S, Sc, gn[mu], Gn[mu])
+        lnZ[mu] = channel_row(omega[mu], V[mu], y[mu], beta, lnp, lnq, L, S, Sc, gn[mu], Gn[mu])
     return minlc
 
 
@@ -219,7 +220,7 @@ def _sweep_kernel(X, X2, X3, pm1, y, beta, center, Delta, eta, perm, starts, g, 
                         minlc = min(minlc, li)
                         vs += x2 / li
                     Vb[k] = max(vs / N, _V_FLOOR)
-            _channel_row(om, Vb, y[mu], beta, lnp, lnq, L, S, Sc, gn[jj - j0], Gn[jj - j0])
+            channel_row(om, Vb, y[mu], beta, lnp, lnq, L, S, Sc, gn[jj - j0], Gn[jj - j0])
         for jj in range(j0, j1):
             mu = perm[jj]
             for k in range(K):
@@ -522,8 +523,6 @@ def amp_free_entropy(X, y, K, center, delta, beta=np.inf, *, state=None, schedul
                      progress=None):
     """Bethe free entropy φ_G(Δ) and distance δ(Δ) by the node-level (AMP) BP; same arguments and result
     type (bp.free_entropy.FreeEntropy, method="amp", state an AMPState) as bp.free_entropy."""
-    from localentropy.bp.free_entropy import FreeEntropy, check_inputs
-
     problem, Delta, beta, n = check_inputs(X, y, K, center, delta, beta, normalize)
     run = run_amp(problem, Delta, beta, state, schedule=schedule, n_blocks=n_blocks, damping=damping, tol=tol,
                   max_sweeps=max_sweeps, patience=patience, rng=seed, progress=progress)

@@ -27,7 +27,8 @@ import numpy as np
 from localentropy import committee_sign
 from localentropy.bp.edge import make_problem
 from localentropy.bp.errors import BPError
-from localentropy.bp.free_entropy import METHODS, _normaliser, free_entropy
+from localentropy.bp.free_entropy import METHODS, free_entropy
+from localentropy.bp.result import normaliser
 
 DEFAULT_DELTAS = np.logspace(-4, 0, 25)
 
@@ -188,7 +189,7 @@ def local_entropy_curve(center, X, y, deltas=None, *, beta=np.inf, drop_misclass
     Wt = normalize_reference(center)
     problem = make_problem(X, y, Wt)
     P, K, N = problem.shape
-    n = _normaliser(normalize, K, N)
+    n = normaliser(normalize, K, N)
     deltas = DEFAULT_DELTAS if deltas is None else np.asarray(deltas, dtype=np.float64).reshape(-1)
     if deltas.size == 0 or not np.all(np.isfinite(deltas)) or np.any(deltas <= 0):
         raise BPError("deltas must be a non-empty list of finite prior widths > 0")

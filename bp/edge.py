@@ -23,7 +23,7 @@ import numpy as np
 
 from localentropy.committee_sign import check_odd_K
 from localentropy.bp.errors import BPError
-from localentropy.bp.output import _channel_row, _logaddexp  # noqa: F401  (numba-callable pieces)
+from localentropy.bp.output import channel_row, logaddexp  # noqa: F401  (numba-callable pieces)
 
 _V_FLOOR = 1e-300  # NaN guard only (§6.2)
 
@@ -180,7 +180,7 @@ def _sweep_kernel(X, X2, pm1, perm, starts, y, beta, eta, invD, WtD, a, B, SA, S
                     omega[mu, k] = om / sqN
                     V[mu, k] = max(vs / N, _V_FLOOR)
                 mlp[jj] = ml
-                lnZ[mu] = _channel_row(omega[mu], V[mu], y[mu], beta, chv[c, 0], chv[c, 1], chm[c, 0], chm[c, 1],
+                lnZ[mu] = channel_row(omega[mu], V[mu], y[mu], beta, chv[c, 0], chv[c, 1], chm[c, 0], chm[c, 1],
                                        chm[c, 2], g[mu], Gam[mu])
                 for k in range(K):
                     if abs(g[mu, k]) < _TINY:
@@ -283,7 +283,7 @@ def _bethe_kernel(X, X2, pm1, y, beta, a, B, Lam, Xi, omega, V, lnZ, g, Gam, mlp
                 V[mu, k] = max(vs / N, _V_FLOOR)
             mlp[mu] = ml
             edge[mu] = s
-            lnZ[mu] = _channel_row(omega[mu], V[mu], y[mu], beta, lnp, lnq, L, S, Sc, g[mu], Gam[mu])
+            lnZ[mu] = channel_row(omega[mu], V[mu], y[mu], beta, lnp, lnq, L, S, Sc, g[mu], Gam[mu])
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -7,63 +7,14 @@ point; δ(Δ) = ⟨½‖w − w̃‖²⟩/n from the BP marginals (§5.1).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
-from localentropy.bp.edge import EdgeState, bethe_terms, check_delta_beta, make_problem, run_edge_bp
+from localentropy.bp.amp import AMPState, amp_free_entropy, edge_state_from_amp
+from localentropy.bp.edge import EdgeState, bethe_terms, run_edge_bp
 from localentropy.bp.errors import BPError
+from localentropy.bp.result import NORMALIZATIONS, FreeEntropy, check_inputs, normaliser  # noqa: F401 (re-exported)
 
 METHODS = ("edge", "amp", "auto")
-NORMALIZATIONS = ("weight", "input")
-
-
-@dataclass(frozen=True)
-class FreeEntropy:
-    """Result of `free_entropy` at one prior width Δ.
-
-    phi: φ_G = F_Bethe/n (≤ 0); delta: ⟨½‖w−w̃‖²⟩/n; n = K·N ("weight") or N ("input").
-    converged: max|Δm| < tol was reached; iterations: sweeps of the setting that converged (or of the
-    best failed one); damping, n_blocks: that setting; error: its last max|Δm|; reason: why it stopped.
-    F: the total Bethe free entropy; lnZ_patterns: Σ_μ ln Z_μ (≤ 0, a diagnostic, §6.5).
-    state: the messages, for a warm start at a nearby Δ (None if they diverged).
-    """
-
-    phi: float
-    delta: float
-    prior_delta: float
-    beta: float
-    converged: bool
-    iterations: int
-    total_iterations: int
-    damping: float
-    n_blocks: int
-    error: float
-    reason: str
-    method: str
-    normalize: str
-    n: int
-    F: float
-    lnZ_patterns: float
-    state: EdgeState | None = field(default=None, repr=False, compare=False)
-
-
-def _normaliser(normalize, K, N):
-    if normalize not in NORMALIZATIONS:
-        raise BPError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
-    return K * N if normalize == "weight" else N
-
-
-def check_inputs(X, y, K, center, delta, beta, normalize):
-    """Validated (problem, Δ, β, normaliser n) of one free-entropy evaluation; BPError naming what is wrong."""
-    problem = make_problem(X, y, center)
-    P, Kc, N = problem.shape
-    if int(K) != Kc:
-        raise BPError(f"K={K} does not match center with {Kc} hidden units (shape {problem.center.shape})")
-    Delta, beta = check_delta_beta(delta, beta)
-    return problem, Delta, beta, _normaliser(normalize, Kc, N)
-
-
 def free_entropy(X, y, K, center, delta, beta=np.inf, *, method="edge", state=None, schedule="block",
                  n_blocks=10, damping=None, tol=1e-7, max_sweeps=1000, patience=200, seed=0,
                  normalize="weight", progress=None) -> FreeEntropy:
@@ -85,8 +36,6 @@ def free_entropy(X, y, K, center, delta, beta=np.inf, *, method="edge", state=No
         raise BPError(f"unknown method {method!r}; available: {', '.join(METHODS)}")
     amp_sweeps = 0
     if method in ("amp", "auto") and not isinstance(state, EdgeState):
-        from localentropy.bp.amp import amp_free_entropy
-
         r = amp_free_entropy(problem.X, problem.y, K, problem.center, Delta, beta, state=state, schedule=schedule,
                              n_blocks=n_blocks, damping=damping, tol=tol, max_sweeps=max_sweeps, patience=patience,
                              seed=seed, normalize=normalize, progress=progress)
@@ -96,8 +45,6 @@ def free_entropy(X, y, K, center, delta, beta=np.inf, *, method="edge", state=No
     elif method == "amp":
         raise BPError(f"method='amp' needs the .state of a previous method='amp' result, got {type(state).__name__}")
     if state is not None and not isinstance(state, EdgeState):
-        from localentropy.bp.amp import AMPState, edge_state_from_amp
-
         if not isinstance(state, AMPState):
             raise BPError(f"state must be the .state of a previous free_entropy result, got {type(state).__name__}")
         state = edge_state_from_amp(problem, Delta, state)

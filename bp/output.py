@@ -36,7 +36,7 @@ _NEG_INF = -np.inf
 
 
 @nb.njit(cache=True, inline="always")
-def _logaddexp(a, b):
+def logaddexp(a, b):
     """ln(e^a + e^b) without overflow; exact when one side is −∞ (the naive form gives NaN for −∞ − −∞)."""
     if a > b:
         hi = a
@@ -77,7 +77,7 @@ def log_ndtr_nb(t):
 
 
 @nb.njit(cache=True)
-def _channel_row(omega, V, y, beta, lnp, lnq, L, S, Sc, g, Gam):
+def channel_row(omega, V, y, beta, lnp, lnq, L, S, Sc, g, Gam):
     """Output channel of one pattern: fills g[k], Gam[k] (k = 0..K−1) and returns ln Z_μ.
 
     omega, V: (K,) cavity means/variances of the pre-activations; y = ±1; beta > 0 or inf.
@@ -115,7 +115,7 @@ _LIN_MIN = 1e-290  # scaled D, R, Z at or above this are exact to ~K·eps in lin
 
 @nb.njit(cache=True)
 def _channel_linear(omega, V, y, lneb, ln1m, lnp, lnq, L, S, Sc, g, Gam):
-    """Count DP of `_channel_row` in linear scale; returns NaN (nothing usable) when some D_k, R_k or Z is
+    """Count DP of `channel_row` in linear scale; returns NaN (nothing usable) when some D_k, R_k or Z is
     below _LIN_MIN in scaled units. Unit k's probabilities are stored as p'_k = e^{ln p_k − s_k},
     q'_k = e^{ln q_k − s_k}, s_k = max(ln p_k, ln q_k) ∈ [ln ½, 0], in the spare rows S[K], Sc[K]."""
     K = omega.shape[0]
@@ -167,7 +167,7 @@ def _channel_linear(omega, V, y, lneb, ln1m, lnp, lnq, L, S, Sc, g, Gam):
         lnZ = math.log1p(-math.exp(lnF))
     else:
         lnZ = math.log(Z) + stot
-    lnZ = _logaddexp(lneb, ln1m + lnZ)
+    lnZ = logaddexp(lneb, ln1m + lnZ)
     for k in range(K):
         nk = K - 1 - k
         D = 0.0
@@ -184,14 +184,14 @@ def _channel_linear(omega, V, y, lneb, ln1m, lnp, lnq, L, S, Sc, g, Gam):
             return np.nan
         sk = stot - max(lnp[k], lnq[k])  # scale of the distribution of the other units
         lnD = ln1m + math.log(D) + sk
-        lnR = _logaddexp(lneb, ln1m + math.log(R) + sk)
+        lnR = logaddexp(lneb, ln1m + math.log(R) + sk)
         _unit_derivatives(k, omega[k], V[k], y, lnR, lnD, lnp[k], g, Gam)
     return lnZ
 
 
 @nb.njit(cache=True)
 def _channel_log(omega, V, y, lneb, ln1m, lnp, lnq, L, S, Sc, g, Gam):
-    """Count DP of `_channel_row` in logs: L, S, Sc hold log-probabilities (out-of-range counts −∞)."""
+    """Count DP of `channel_row` in logs: L, S, Sc hold log-probabilities (out-of-range counts −∞)."""
     K = omega.shape[0]
     h = (K - 1) // 2
     # prefix: L[k, c] = ln P(c of units 0..k-1 vote y)
@@ -205,7 +205,7 @@ def _channel_log(omega, V, y, lneb, ln1m, lnp, lnq, L, S, Sc, g, Gam):
         for c in range(k + 2):
             a = L[k, c] + lnq[k] if c <= k else -np.inf
             b = L[k, c - 1] + lnp[k] if c >= 1 else -np.inf
-            L[k + 1, c] = _logaddexp(a, b)
+            L[k + 1, c] = logaddexp(a, b)
     # suffix: S[k, c] = ln P(c of units k+1..K-1 vote y)
     S[K - 1, 0] = 0.0
     for k in range(K - 1, 0, -1):
@@ -213,18 +213,18 @@ def _channel_log(omega, V, y, lneb, ln1m, lnp, lnq, L, S, Sc, g, Gam):
         for c in range(nk + 2):
             a = S[k, c] + lnq[k] if c <= nk else -np.inf
             b = S[k, c - 1] + lnp[k] if c >= 1 else -np.inf
-            S[k - 1, c] = _logaddexp(a, b)
+            S[k - 1, c] = logaddexp(a, b)
     for k in range(K):
         nk = K - 1 - k
         acc = -np.inf
         for c in range(nk, -1, -1):
-            acc = _logaddexp(acc, S[k, c])
+            acc = logaddexp(acc, S[k, c])
             Sc[k, c] = acc
         Sc[k, 0] = 0.0  # P(count ≥ 0) = 1 exactly
     lnZ = -np.inf
     for c in range(h + 1, K + 1):
-        lnZ = _logaddexp(lnZ, L[K, c])
-    lnZ = _logaddexp(lneb, ln1m + lnZ)
+        lnZ = logaddexp(lnZ, L[K, c])
+    lnZ = logaddexp(lneb, ln1m + lnZ)
     for k in range(K):
         nk = K - 1 - k
         lnD = -np.inf
@@ -233,13 +233,13 @@ def _channel_log(omega, V, y, lneb, ln1m, lnp, lnq, L, S, Sc, g, Gam):
             if L[k, j] == -np.inf:
                 continue
             if 0 <= h - j <= nk:
-                lnD = _logaddexp(lnD, L[k, j] + S[k, h - j])
+                lnD = logaddexp(lnD, L[k, j] + S[k, h - j])
             need = h + 1 - j
             if need <= 0:
-                lnR = _logaddexp(lnR, L[k, j])
+                lnR = logaddexp(lnR, L[k, j])
             elif need <= nk:
-                lnR = _logaddexp(lnR, L[k, j] + Sc[k, need])
-        lnR = _logaddexp(lneb, ln1m + lnR)
+                lnR = logaddexp(lnR, L[k, j] + Sc[k, need])
+        lnR = logaddexp(lneb, ln1m + lnR)
         lnD = ln1m + lnD
         _unit_derivatives(k, omega[k], V[k], y, lnR, lnD, lnp[k], g, Gam)
     return lnZ
@@ -256,7 +256,7 @@ def _unit_derivatives(k, omega, V, y, lnR, lnD, lnp, g, Gam):
     t = y * omega / sV
     lnphi = -0.5 * t * t - _HALF_LOG_2PI
     if t > _TAIL:
-        G = math.exp(lnphi - _logaddexp(lnR - lnD, lnp))
+        G = math.exp(lnphi - logaddexp(lnR - lnD, lnp))
         GpT = G + t
     else:
         G, GpT = _tail_G(-t, lnR - lnD - lnphi)
@@ -298,7 +298,7 @@ def _output_channel_kernel(omega, V, y, beta, lnZ, g, Gam):
         L = np.empty((K + 1, K + 1))
         S = np.empty((K + 1, K + 1))
         Sc = np.empty((K + 1, K + 1))
-        lnZ[mu] = _channel_row(omega[mu], V[mu], y[mu], beta, lnp, lnq, L, S, Sc, g[mu], Gam[mu])
+        lnZ[mu] = channel_row(omega[mu], V[mu], y[mu], beta, lnp, lnq, L, S, Sc, g[mu], Gam[mu])
 
 
 def _check_channel_inputs(omega, V, y, beta):

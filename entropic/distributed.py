@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from localentropy.entropic.errors import EntropicError
-from localentropy.entropic.esgd import as_schedule, focusing_gamma
-from localentropy.entropic.replicated import _sgd_optimizer, coupling_grad, recompute_bn_stats, replica_seed
+from localentropy.entropic.schedules import as_schedule, focusing_gamma
+from localentropy.entropic.replicated import sgd_optimizer, coupling_grad, recompute_bn_stats, replica_seed
 
 __all__ = ["init_from_env", "build_replica", "DistributedReplicated"]
 
@@ -107,7 +107,7 @@ class DistributedReplicated:
         self.loss_fn = loss_fn
         self.params = [p for p in model.parameters()]
         if optimizer is None:
-            self.optimizer = _sgd_optimizer(self.params, lr, momentum, nesterov, weight_decay)
+            self.optimizer = sgd_optimizer(self.params, lr, momentum, nesterov, weight_decay)
         else:
             self.optimizer = optimizer(self.params)
         self.t = 0

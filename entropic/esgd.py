@@ -37,34 +37,9 @@ import torch
 from torch import nn
 
 from localentropy.entropic.errors import EntropicError
-from localentropy.entropic.schedules import Constant, Schedule
+from localentropy.entropic.schedules import as_schedule, focusing_gamma
 
-__all__ = ["EntropySGD", "as_schedule", "focusing_gamma"]
-
-
-def as_schedule(gamma, name: str = "gamma") -> Schedule:
-    """A float or a Schedule as a Schedule of non-negative, finite values (checked at t = 0)."""
-    if isinstance(gamma, Schedule):
-        sched = gamma
-    elif isinstance(gamma, (int, float)) and not isinstance(gamma, bool):
-        if not (math.isfinite(float(gamma)) and gamma >= 0):
-            raise EntropicError(f"{name} must be finite and >= 0, got {gamma}")
-        sched = Constant(float(gamma))
-    else:
-        raise EntropicError(f"{name} must be a float or an entropic Schedule, got {gamma!r}")
-    g0 = sched.value(0)
-    if not (math.isfinite(g0) and g0 >= 0):
-        raise EntropicError(f"{name} must be finite and >= 0, got {name}(0) = {g0}")
-    return sched
-
-
-def focusing_gamma(schedule: Schedule, t: int, auto_gamma0: bool = False, gamma0: Optional[float] = None) -> float:
-    """γ(t) of the focusing protocol (Sec. 4): schedule(t), or γ0 · schedule(t) with auto γ0 (App. C),
-    0 until γ0 has been set at the first step. Shared by eSGD and both rSGD versions."""
-    g = schedule.value(t)
-    if auto_gamma0:
-        return 0.0 if gamma0 is None else gamma0 * g
-    return g
+__all__ = ["EntropySGD"]
 
 
 def _check_nonneg(name: str, x) -> float:

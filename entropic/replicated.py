@@ -34,7 +34,7 @@ from torch import nn
 from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
 from localentropy.entropic.errors import EntropicError
-from localentropy.entropic.esgd import as_schedule, focusing_gamma
+from localentropy.entropic.schedules import as_schedule, focusing_gamma
 
 __all__ = [
     "barycenter",
@@ -229,7 +229,7 @@ def _cpu_conv_net(model: nn.Module) -> bool:
     return on_cpu and any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
 
 
-def _sgd_optimizer(params: list, lr, momentum, nesterov, weight_decay) -> torch.optim.SGD:
+def sgd_optimizer(params: list, lr, momentum, nesterov, weight_decay) -> torch.optim.SGD:
     """The default base optimizer of rSGD (this module and entropic.distributed): torch SGD over `params`,
     after checking lr > 0, momentum and weight_decay finite and >= 0, Nesterov only with momentum."""
     for name, v in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)):
@@ -315,7 +315,7 @@ class Replicated:
         self.buffers = {k: v.detach().clone() for k, v in buffers.items()}
         self._template = copy.deepcopy(models[0]).to("meta")
         if optimizer is None:
-            self.optimizer = _sgd_optimizer(list(self.params.values()), lr, momentum, nesterov, weight_decay)
+            self.optimizer = sgd_optimizer(list(self.params.values()), lr, momentum, nesterov, weight_decay)
         else:
             self.optimizer = optimizer(list(self.params.values()))
             if not isinstance(self.optimizer, torch.optim.Optimizer):

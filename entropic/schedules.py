@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 from localentropy.entropic.errors import EntropicError
 
@@ -91,3 +92,31 @@ class Cosine(Schedule):
     def value(self, t: float) -> float:
         frac = min(max(float(t) / float(self.t_total), 0.0), 1.0)
         return float(self.x_min) + (float(self.x_max) - float(self.x_min)) * 0.5 * (1.0 - math.cos(math.pi * frac))
+
+
+# Focusing (paper 000, Sec. 4): γ as a schedule, shared by EntropySGD, Replicated and DistributedReplicated.
+
+
+def as_schedule(gamma, name: str = "gamma") -> Schedule:
+    """A float or a Schedule as a Schedule of non-negative, finite values (checked at t = 0)."""
+    if isinstance(gamma, Schedule):
+        sched = gamma
+    elif isinstance(gamma, (int, float)) and not isinstance(gamma, bool):
+        if not (math.isfinite(float(gamma)) and gamma >= 0):
+            raise EntropicError(f"{name} must be finite and >= 0, got {gamma}")
+        sched = Constant(float(gamma))
+    else:
+        raise EntropicError(f"{name} must be a float or an entropic Schedule, got {gamma!r}")
+    g0 = sched.value(0)
+    if not (math.isfinite(g0) and g0 >= 0):
+        raise EntropicError(f"{name} must be finite and >= 0, got {name}(0) = {g0}")
+    return sched
+
+
+def focusing_gamma(schedule: Schedule, t: int, auto_gamma0: bool = False, gamma0: Optional[float] = None) -> float:
+    """γ(t) of the focusing protocol (Sec. 4): schedule(t), or γ0 · schedule(t) with auto γ0 (App. C),
+    0 until γ0 has been set at the first step. Shared by eSGD and both rSGD versions."""
+    g = schedule.value(t)
+    if auto_gamma0:
+        return 0.0 if gamma0 is None else gamma0 * g
+    return g

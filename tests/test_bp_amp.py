@@ -167,6 +167,7 @@ def test_amp_converges_on_the_real_dresscoat_data_with_a_least_action_reference(
 
 def test_auto_uses_amp_and_falls_back_to_per_edge_when_amp_fails(monkeypatch):
     import dataclasses
+    import importlib
 
     import localentropy.bp.amp
 
@@ -180,7 +181,8 @@ def test_auto_uses_amp_and_falls_back_to_per_edge_when_amp_fails(monkeypatch):
     def failing(*args, **kwargs):  # an AMP run that did not converge
         return dataclasses.replace(real(*args, **kwargs), converged=False, reason="forced")
 
-    monkeypatch.setattr(bp.amp, "amp_free_entropy", failing)
+    fe_module = importlib.import_module("localentropy.bp.free_entropy")  # bp.free_entropy is the function
+    monkeypatch.setattr(fe_module, "amp_free_entropy", failing)  # the name free_entropy calls
     fb = bp.free_entropy(X, y, 3, Wt, 0.02, method="auto", tol=1e-10, state=auto.state)
     assert fb.method == "edge" and fb.converged and isinstance(fb.state, bp.EdgeState)
     assert fb.phi == pytest.approx(edge.phi, abs=1e-9)
