@@ -12,6 +12,7 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     from localentropy.committee.errors import CommitteeError
     from localentropy.data.errors import DataError
     from localentropy.entropic.errors import EntropicError
+    from localentropy.figures.errors import FigureError
 
     return (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError,
-            DataError, BPError, EntropicError, CommitteeError)
+            DataError, BPError, EntropicError, CommitteeError, FigureError)

@@ -1,0 +1,91 @@
+"""`localentropy figure 1 | 6`: regenerate a figure of paper 000 (train, evaluate, BP, draw), cached and resumable."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from localentropy.cli.options import check_device, device_option, seed_option
+
+
+@click.command("figure", short_help="Regenerate Figure 1 or 6 of paper 000 (cached, resumable).")
+@click.argument("number", type=click.Choice(["1", "6"]))
+@click.option("--quick", is_flag=True, help="A few-minute preview: 3 restarts, faster schedules (not the paper's settings).")
+@click.option("--restarts", type=int, default=None, help="Solutions per setting [default: 50; 3 with --quick].")
+@click.option("--restart-ids", default=None, help="Compute only these restart ids (e.g. 0-24): a shard; no drawing.")
+@click.option("--shard", default=None, help="Compute shard i of n of the restart ids (e.g. 1/2); no drawing.")
+@click.option("--dropout", default=None, help="Figure 6: comma list of dropout probabilities [default: 0,0.1,0.2,0.3,0.5].")
+@click.option("--draws", type=int, default=None, help="Noise draws per σ for the local energy [default: 200; 100 with --quick].")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Output folder [default: out/figN, out/figN-quick with --quick].")
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None,
+              help="Stage cache folder [default: OUT/cache]; copy it between machines to assemble shards.")
+@click.option("--jobs", type=click.IntRange(min=1), default=None, help="Parallel BP processes [default: CPU count].")
+@seed_option
+@device_option
+@click.pass_context
+def figure(ctx, number, quick, restarts, restart_ids, shard, dropout, draws, out_dir, cache_dir, jobs, seed, device):
+    """Regenerate Figure 1 (five committee settings) or Figure 6 (SGD fast with dropout) of paper 000.
+
+    Every stage (training, test error, local energy, BP curves) is cached per solution under --cache,
+    keyed by its inputs: a rerun recomputes nothing, an interrupted run resumes, and shards computed
+    with --restart-ids or --shard (possibly on other machines) are assembled by a run without them.
+    """
+    from localentropy.figures import FigureError, compute_figure, figure_spec, parse_restart_ids, shard_ids, write_outputs
+
+    quiet = bool((ctx.obj or {}).get("quiet"))
+    check_device(device)
+    if restart_ids is not None and shard is not None:
+        raise FigureError("give --restart-ids or --shard, not both")
+    drops = None
+    if dropout is not None:
+        try:
+            drops = [float(t) for t in dropout.split(",") if t.strip()]
+        except ValueError:
+            raise FigureError(f"--dropout {dropout!r}: expected a comma list of numbers") from None
+    spec = figure_spec(number, quick=quick, restarts=restarts, seed=seed, dropouts=drops, draws=draws)
+    ids = parse_restart_ids(restart_ids) if restart_ids is not None else (
+        shard_ids(shard, spec.restarts) if shard is not None else None)
+    out = Path(out_dir) if out_dir else Path("out") / (f"fig{number}" + ("-quick" if quick else ""))
+    cache = Path(cache_dir) if cache_dir else out / "cache"
+    for folder in (out, cache):
+        if folder.exists() and not folder.is_dir():
+            raise FigureError(f"{folder}: exists and is not a folder")
+    command = "localentropy " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else "localentropy figure"
+    bar = None
+    if not quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=1, desc="figure " + number, dynamic_ncols=True, mininterval=0.5, leave=False)
+    state = {"stage": None}
+
+    def progress(stage, done, total, detail):
+        if bar is None:
+            return
+        if stage != state["stage"]:
+            state["stage"] = stage
+            bar.reset(total=total)  # a new stage: its own count and rate
+        bar.total = total
+        bar.set_description_str(stage, refresh=False)
+        bar.set_postfix_str(detail, refresh=False)
+        bar.update(done - bar.n)
+
+    t0 = time.perf_counter()
+    try:
+        fd = compute_figure(spec, cache, restart_ids=ids, device=device, jobs=jobs, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    wall = dict(fd.wall, total=time.perf_counter() - t0)
+    counts = ", ".join(f"{lab}: {len(s)}" for lab, s in fd.solutions.items())
+    if ids is not None:
+        click.echo(f"shard done (restart ids {ids[0]}–{ids[-1]}), solutions {counts}; cached in {cache}. "
+                   f"Run without --restart-ids/--shard to assemble the figure.")
+        return
+    files = write_outputs(fd, out, command, wall)
+    click.echo(f"figure {number}: solutions {counts}; {wall['total']:.0f} s")
+    click.echo("wrote " + ", ".join(str(f) for f in files))

@@ -1,0 +1,265 @@
+"""The stages of a figure, each cached per solution: train → test error → local energy → BP curve.
+
+``compute_figure(spec, cache_dir)`` makes sure every stage of every solution the figure needs is in
+the cache (computing only what is missing) and returns the assembled ``FigureData``; drawing and
+writing are ``figures.report``'s. Stages split by restart ids (``restart_ids``), so a figure can be
+computed in shards, on several machines or over several sittings; a run without ``restart_ids``
+assembles the figure from the cached pieces, computing what is still missing.
+
+Which restarts are a setting's solutions: restart ids 0, 1, 2, … are trained in order; the first
+``spec.restarts`` that meet their stop rule are the solutions (restarts that never stop are counted
+and named, never used). If too few stop, further ids are trained, up to ``max_tries_factor`` ×
+``spec.restarts`` ids in all.
+
+Misclassified training patterns (BP's hard constraint has no solution at a reference that
+misclassifies a pattern): two treatments, the same for every setting, both reported —
+``hard``: BP with the hard constraint on the patterns that every solution of the figure classifies
+(the dropped patterns are named); ``soft``: BP on all patterns with one finite β (``spec.soft_beta``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from localentropy.figures.cache import StageCache, stage_key
+from localentropy.figures.errors import FigureError
+from localentropy.figures.spec import FigureSpec
+
+Progress = Optional[Callable[[str, int, int, str], None]]  # (stage, done, total, detail)
+
+
+@dataclass
+class Solution:
+    """One trained restart of one setting, with everything the figure draws of it."""
+
+    setting: str
+    restart: int
+    converged: bool
+    epochs: int
+    train_error: float
+    test_error: float
+    weights: np.ndarray = field(repr=False)
+    misclassified: np.ndarray = field(repr=False)  # indices of training patterns it misclassifies
+    energy: Optional[dict] = None  # sigmas, delta_error, delta_error_se
+    curves: dict = field(default_factory=dict)  # treatment → dict of arrays (prior_delta, delta, phi, converged)
+
+
+@dataclass
+class FigureData:
+    spec: FigureSpec
+    solutions: dict  # label → list[Solution] (the used ones, ordered by restart id)
+    excluded: dict  # label → list of (restart id, reason)
+    tried: dict  # label → number of restart ids trained
+    dropped_patterns: list  # training patterns left out of the hard-constraint BP
+    wall: dict  # stage → seconds spent computing in this call
+    data_hash: str
+
+
+def _train_key(spec, setting, data_hash, r):
+    return stage_key("train", {"preset": setting.preset.as_dict(), "seed": spec.seed, "restart": int(r),
+                               "data": data_hash})
+
+
+def _train_missing(spec, setting, ids, ds, data_hash, cache, device, progress, wall):
+    from localentropy.committee.evaluate import solution_errors
+    from localentropy.committee.train import train_committee
+
+    missing = [r for r in ids if not cache.has("train", _train_key(spec, setting, data_hash, r))]
+    if not missing:
+        return
+    ckdir = cache.root / "checkpoints"
+    ckdir.mkdir(parents=True, exist_ok=True)
+    ckpt = ckdir / (stage_key("train", {"batch": missing, "preset": setting.preset.as_dict(), "seed": spec.seed,
+                                        "data": data_hash})[:24] + ".ckpt")
+    t0 = time.perf_counter()
+
+    def on_epoch(epoch, converged, finished, R):
+        if progress is not None:
+            progress("train", epoch, setting.preset.max_epochs,
+                     f"{setting.label}: restarts {missing[0]}–{missing[-1]}, {converged}/{R} stopped")
+
+    res = train_committee(ds.X_train, ds.y_train, setting.preset, restart_ids=missing, seed=spec.seed,
+                          device=device, checkpoint=ckpt, progress=on_epoch)
+    test = solution_errors(res.weights, ds.X_test, ds.y_test)
+    for i, r in enumerate(missing):
+        lam = ds.X_train @ res.weights[i].T
+        from localentropy.committee_sign import misclassified
+
+        bad = np.flatnonzero(misclassified(lam, ds.y_train))
+        cache.save("train", _train_key(spec, setting, data_hash, r),
+                   {"weights": res.weights[i], "misclassified": bad.astype(np.int64)},
+                   {"setting": setting.label, "restart": int(r), "converged": bool(res.converged[i]),
+                    "epochs": int(res.epochs[i]), "train_error": float(res.train_error[i]),
+                    "test_error": float(test[i]), "train_loss": float(res.train_loss[i]),
+                    "stop_value": float(res.stop_value[i])})
+    if ckpt.exists():
+        ckpt.unlink()
+    wall["train"] = wall.get("train", 0.0) + time.perf_counter() - t0
+
+
+def _load_solution(spec, setting, data_hash, r, cache) -> Solution:
+    arrays, meta = cache.load("train", _train_key(spec, setting, data_hash, r))
+    return Solution(setting.label, int(r), bool(meta["converged"]), int(meta["epochs"]), float(meta["train_error"]),
+                    float(meta["test_error"]), arrays["weights"], arrays["misclassified"])
+
+
+def _energy_key(spec, setting, data_hash, r):
+    return stage_key("energy", {"train": _train_key(spec, setting, data_hash, r), "sigmas": list(spec.sigmas),
+                                "draws": spec.draws})
+
+
+def _energies(spec, setting_of, sols, ds, data_hash, cache, device, progress, wall):
+    from localentropy.committee.evaluate import local_energy_profiles
+    from localentropy.committee.train import restart_seed
+
+    todo = [s for s in sols if not cache.has("energy", _energy_key(spec, setting_of[s.setting], data_hash, s.restart))]
+    t0 = time.perf_counter()
+    for i, s in enumerate(todo):
+        prof = local_energy_profiles(s.weights[None], ds.X_train, ds.y_train, np.asarray(spec.sigmas),
+                                     draws=spec.draws, seed=restart_seed(spec.seed, s.restart), device=device)
+        cache.save("energy", _energy_key(spec, setting_of[s.setting], data_hash, s.restart),
+                   {"sigmas": prof.sigmas, "delta_error": prof.delta_error[0], "delta_error_se": prof.delta_error_se[0]},
+                   {"setting": s.setting, "restart": s.restart, "error0": float(prof.error0[0])})
+        if progress is not None:
+            progress("local energy", i + 1, len(todo), s.setting)
+    if todo:
+        wall["energy"] = wall.get("energy", 0.0) + time.perf_counter() - t0
+    for s in sols:
+        arrays, _ = cache.load("energy", _energy_key(spec, setting_of[s.setting], data_hash, s.restart))
+        s.energy = arrays
+
+
+def _curve_key(spec, setting, data_hash, r, treatment, dropped):
+    inputs = {"train": _train_key(spec, setting, data_hash, r), "deltas": list(spec.deltas), "treatment": treatment}
+    inputs.update({"dropped": [int(i) for i in dropped]} if treatment == "hard" else {"beta": spec.soft_beta})
+    return stage_key("curve", inputs)
+
+
+def curve_job(W, X, y, deltas, beta):
+    """One BP curve (runs in a worker process); returns plain arrays and the error text, if any."""
+    from localentropy import bp
+    from localentropy.bp.errors import BPError
+
+    try:
+        c = bp.local_entropy_curve(W, X, y, np.asarray(deltas), beta=beta, method="auto")
+    except BPError as exc:
+        return None, str(exc).strip().splitlines()[0]
+    return {"prior_delta": c.prior_delta, "delta": c.delta, "d": c.d, "phi": c.phi, "phi_ball": c.phi_ball,
+            "phi_G": c.phi_G, "converged": c.converged}, None
+
+
+def _curves(spec, setting_of, sols, ds, data_hash, dropped, cache, jobs, progress, wall):
+    keep = np.setdiff1d(np.arange(len(ds.y_train)), np.asarray(dropped, dtype=np.int64))
+    Xh, yh = ds.X_train[keep], ds.y_train[keep]
+    tasks = []
+    for s in sols:
+        for treatment in ("hard", "soft"):
+            key = _curve_key(spec, setting_of[s.setting], data_hash, s.restart, treatment, dropped)
+            if not cache.has("curve", key):
+                X, y, beta = (Xh, yh, math.inf) if treatment == "hard" else (ds.X_train, ds.y_train, spec.soft_beta)
+                tasks.append((s, treatment, key, X, y, beta))
+    t0 = time.perf_counter()
+    if tasks:
+        _run_curve_tasks(tasks, spec, cache, jobs, progress)
+        wall["curve"] = wall.get("curve", 0.0) + time.perf_counter() - t0
+    for s in sols:
+        for treatment in ("hard", "soft"):
+            arrays, meta = cache.load("curve", _curve_key(spec, setting_of[s.setting], data_hash, s.restart,
+                                                          treatment, dropped))
+            s.curves[treatment] = dict(arrays, error=meta.get("error"))
+
+
+def _save_curve(cache, s, treatment, key, arrays, error):
+    if arrays is None:
+        arrays = {"prior_delta": np.array([]), "delta": np.array([]), "d": np.array([]), "phi": np.array([]),
+                  "phi_ball": np.array([]), "phi_G": np.array([]), "converged": np.zeros(0, bool)}
+    cache.save("curve", key, arrays, {"setting": s.setting, "restart": s.restart, "treatment": treatment,
+                                      "error": error})
+
+
+def _run_curve_tasks(tasks, spec, cache, jobs, progress):
+    jobs = max(1, min(int(jobs or os.cpu_count() or 1), len(tasks)))
+    if jobs == 1:
+        for i, (s, treatment, key, X, y, beta) in enumerate(tasks):
+            arrays, error = curve_job(s.weights, X, y, spec.deltas, beta)
+            _save_curve(cache, s, treatment, key, arrays, error)
+            if progress is not None:
+                progress("BP curves", i + 1, len(tasks), f"{s.setting} restart {s.restart} ({treatment})")
+        return
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    keys = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+    old = {k: os.environ.get(k) for k in keys}
+    os.environ.update({k: str(max(1, (os.cpu_count() or 1) // jobs)) for k in keys})
+    try:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+            futures = {pool.submit(curve_job, s.weights, X, y, spec.deltas, beta): (s, treatment, key)
+                       for (s, treatment, key, X, y, beta) in tasks}
+            for i, fut in enumerate(as_completed(futures)):
+                s, treatment, key = futures[fut]
+                arrays, error = fut.result()
+                _save_curve(cache, s, treatment, key, arrays, error)
+                if progress is not None:
+                    progress("BP curves", i + 1, len(tasks), f"{s.setting} restart {s.restart} ({treatment})")
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def compute_figure(spec: FigureSpec, cache_dir, *, restart_ids=None, device="cpu", jobs=None,
+                   progress: Progress = None, data=None) -> FigureData:
+    """Every stage of the figure's solutions, from the cache or computed (module docstring).
+
+    With ``restart_ids`` (a shard): trains, evaluates and computes the curves of those restart ids
+    only (curves with the patterns that shard's own solutions misclassify dropped, which the full
+    run reuses when its dropped set is the same) and returns what the shard holds.
+    """
+    from localentropy.data import load_dresscoat, patterns_hash
+
+    ds = data if data is not None else load_dresscoat()
+    data_hash = patterns_hash(ds.X_train, ds.y_train)
+    cache = StageCache(cache_dir)
+    setting_of = {s.label: s for s in spec.settings}
+    wall: dict = {}
+    solutions, excluded, tried = {}, {}, {}
+    for setting in spec.settings:
+        if restart_ids is not None:
+            ids = list(restart_ids)
+            _train_missing(spec, setting, ids, ds, data_hash, cache, device, progress, wall)
+        else:
+            ids = list(range(spec.restarts))
+            cap = spec.max_tries_factor * spec.restarts
+            while True:
+                _train_missing(spec, setting, ids, ds, data_hash, cache, device, progress, wall)
+                n_ok = sum(_load_solution(spec, setting, data_hash, r, cache).converged for r in ids)
+                if n_ok >= spec.restarts or len(ids) >= cap:
+                    break
+                rate = max(n_ok / len(ids), 0.25)
+                extra = min(cap - len(ids), math.ceil((spec.restarts - n_ok) / rate))
+                ids = ids + list(range(len(ids), len(ids) + extra))
+        sols, exc = [], []
+        for r in ids:
+            s = _load_solution(spec, setting, data_hash, r, cache)
+            if not s.converged:
+                exc.append((r, f"not converged in {s.epochs} epochs (train error {s.train_error:.4f})"))
+            elif len(sols) < (len(ids) if restart_ids is not None else spec.restarts):
+                sols.append(s)
+        solutions[setting.label], excluded[setting.label], tried[setting.label] = sols, exc, len(ids)
+    all_sols = [s for lab in solutions for s in solutions[lab]]
+    if not all_sols:
+        raise FigureError("no restart met its stop rule; nothing to draw (see the excluded restarts)")
+    _energies(spec, setting_of, all_sols, ds, data_hash, cache, device, progress, wall)
+    dropped = sorted({int(i) for s in all_sols for i in s.misclassified})
+    _curves(spec, setting_of, all_sols, ds, data_hash, dropped, cache, jobs, progress, wall)
+    return FigureData(spec, solutions, excluded, tried, dropped, wall, data_hash)

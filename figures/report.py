@@ -1,0 +1,331 @@
+"""Drawing and writing a computed figure: panels (PNG, PDF), one long CSV, the summary.
+
+Files written into the output folder (each atomically):
+
+- ``figN.png`` / ``figN.pdf``: (a) Φ_LE against δ = d/n, both per weight (n = K·N), mean ± standard
+  error over the setting's solutions (hard-constraint treatment); (b) δE_train against σ, mean ±
+  standard error; (c) test errors per setting (every solution a dot, the box its quartiles).
+- ``figN-correlation.png`` / ``.pdf``: App. B.3 (Figure 7 style): δE_train at σ = 0.5 and Φ_LE at the
+  chosen δ against test error, all solutions, Pearson r and p.
+- ``figN.csv``: every plotted number, one per row. Columns: ``figure``, ``setting``, ``restart``
+  (empty on rows that aggregate over restarts), ``quantity`` (``phi_le_hard``, ``phi_le_soft``:
+  Φ_LE per weight at x = δ per weight; ``delta_train_error``: δE_train at x = σ; ``test_error``,
+  ``train_error``: x empty; ``*_mean`` rows: the mean over solutions at x, with ``y_se``),
+  ``x``, ``y``, ``y_se``.
+- ``figN-summary.md``: per panel the ranking of the settings and Mann–Whitney U tests between
+  neighbours, the correlation, restarts used and excluded, the exact command, the code version and
+  the wall time per stage.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from localentropy.data.atomic import atomic_open
+from localentropy.figures.pipeline import FigureData
+from localentropy.figures.stats import mann_whitney, mean_se, pearson
+
+SIGMA_CORR = 0.5
+
+
+def _fmt(x) -> str:
+    """Shortest text that reads back as the same float (numbers from np.round'ed grids print cleanly)."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return ""
+    return repr(float(x)) if isinstance(x, (float, np.floating)) else str(x)
+
+
+def curve_points(sol, treatment):
+    """(δ per weight, Φ_LE per weight) of a solution's converged BP points with δ > 0."""
+    c = sol.curves.get(treatment) or {}
+    if not len(c.get("delta", [])):
+        return np.array([]), np.array([])
+    ok = np.asarray(c["converged"], bool) & np.isfinite(c["phi"]) & (np.asarray(c["delta"]) > 0)
+    return np.asarray(c["delta"])[ok], np.asarray(c["phi"])[ok]
+
+
+def mean_curve(sols, treatment, grid):
+    """Mean ± se over solutions of Φ_LE interpolated (in log δ) at ``grid``; only where ≥ half the
+    solutions' converged ranges cover the point (no extrapolation)."""
+    vals = []
+    for s in sols:
+        d, phi = curve_points(s, treatment)
+        row = np.full(len(grid), np.nan)
+        if len(d) >= 2:
+            order = np.argsort(d)
+            d, phi = d[order], phi[order]
+            inside = (grid >= d[0]) & (grid <= d[-1])
+            row[inside] = np.interp(np.log(grid[inside]), np.log(d), phi)
+        vals.append(row)
+    vals = np.array(vals) if vals else np.zeros((0, len(grid)))
+    m, se = np.full(len(grid), np.nan), np.full(len(grid), np.nan)
+    for j in range(len(grid)):
+        col = vals[:, j][np.isfinite(vals[:, j])]
+        if len(col) and len(col) * 2 >= len(sols):
+            m[j], se[j] = mean_se(col)
+    return m, se
+
+
+def phi_at(sol, treatment, delta):
+    """Φ_LE of one solution interpolated at δ (NaN outside its converged range)."""
+    d, phi = curve_points(sol, treatment)
+    if len(d) < 2:
+        return math.nan
+    order = np.argsort(d)
+    d, phi = d[order], phi[order]
+    if not d[0] <= delta <= d[-1]:
+        return math.nan
+    return float(np.interp(math.log(delta), np.log(d), phi))
+
+
+def delta_grid(fd: FigureData) -> np.ndarray:
+    ds = np.concatenate([curve_points(s, "hard")[0] for lab in fd.solutions for s in fd.solutions[lab]] or [np.array([])])
+    if ds.size == 0:
+        return np.array([])
+    return np.logspace(np.log10(ds.min()), np.log10(ds.max()), 40)
+
+
+def correlation_delta(fd: FigureData) -> float:
+    """The δ at which Φ_LE is correlated with test error: the median of the solutions' largest converged δ
+    at most, the geometric middle of the range all solutions cover otherwise."""
+    lows, highs = [], []
+    for lab in fd.solutions:
+        for s in fd.solutions[lab]:
+            d, _ = curve_points(s, "hard")
+            if len(d) >= 2:
+                lows.append(d.min())
+                highs.append(d.max())
+    if not lows:
+        return math.nan
+    lo, hi = max(lows), min(highs)
+    return float(math.sqrt(lo * hi)) if hi > lo else float(np.median(highs))
+
+
+def rows(fd: FigureData):
+    name = fd.spec.name
+    grid = delta_grid(fd)
+    for lab, sols in fd.solutions.items():
+        for s in sols:
+            for treatment in ("hard", "soft"):
+                d, phi = curve_points(s, treatment)
+                for x, y in zip(d, phi):
+                    yield [name, lab, s.restart, f"phi_le_{treatment}", x, y, None]
+            if s.energy is not None:
+                for x, y, se in zip(s.energy["sigmas"], s.energy["delta_error"], s.energy["delta_error_se"]):
+                    yield [name, lab, s.restart, "delta_train_error", x, y, se]
+            yield [name, lab, s.restart, "test_error", None, s.test_error, None]
+            yield [name, lab, s.restart, "train_error", None, s.train_error, None]
+        for treatment in ("hard", "soft"):
+            if grid.size:
+                m, se = mean_curve(sols, treatment, grid)
+                for x, y, e in zip(grid, m, se):
+                    if math.isfinite(y):
+                        yield [name, lab, None, f"phi_le_{treatment}_mean", x, y, e]
+        if sols and sols[0].energy is not None:
+            E = np.array([s.energy["delta_error"] for s in sols])
+            for j, x in enumerate(sols[0].energy["sigmas"]):
+                m, e = mean_se(E[:, j])
+                yield [name, lab, None, "delta_train_error_mean", x, m, e]
+        m, e = mean_se([s.test_error for s in sols])
+        yield [name, lab, None, "test_error_mean", None, m, e]
+
+
+def write_csv(fd: FigureData, path) -> None:
+    with atomic_open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["figure", "setting", "restart", "quantity", "x", "y", "y_se"])
+        for row in rows(fd):
+            w.writerow([_fmt(v) for v in row])
+
+
+def _savefig(fig, stem: Path):
+    for ext in ("png", "pdf"):
+        with atomic_open(stem.with_suffix("." + ext)) as fh:
+            fig.savefig(fh, format=ext, dpi=130)
+
+
+def draw(fd: FigureData, out_dir: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    name, labels = fd.spec.name, list(fd.solutions)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
+    grid = delta_grid(fd)
+    for i, lab in enumerate(labels):
+        c = colors[i % len(colors)]
+        sols = fd.solutions[lab]
+        if grid.size and sols:
+            m, se = mean_curve(sols, "hard", grid)
+            axes[0].plot(grid, m, color=c, label=f"{lab} ({len(sols)})")
+            axes[0].fill_between(grid, m - se, m + se, color=c, alpha=0.25, lw=0)
+        if sols and sols[0].energy is not None:
+            E = np.array([s.energy["delta_error"] for s in sols])
+            sig = sols[0].energy["sigmas"]
+            ms = np.array([mean_se(E[:, j]) for j in range(E.shape[1])])
+            axes[1].errorbar(sig, ms[:, 0], yerr=np.nan_to_num(ms[:, 1]), color=c, marker=".", capsize=2, label=lab)
+        te = [s.test_error for s in sols]
+        axes[2].scatter(np.full(len(te), i) + np.linspace(-0.15, 0.15, len(te)) if te else [], te, color=c, s=10)
+        if te:
+            axes[2].boxplot([te], positions=[i], widths=0.5, showfliers=False)
+    axes[0].set_xscale("log")
+    axes[0].set_xlabel("δ = d / (K·N)  (distance per weight)")
+    axes[0].set_ylabel("Φ_LE(δ)  (local entropy per weight, BP)")
+    axes[0].legend(fontsize="small")
+    axes[1].set_xlabel("σ (relative weight noise, Eq. 4)")
+    axes[1].set_ylabel("δE_train(σ)")
+    axes[1].legend(fontsize="small")
+    axes[2].set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize="small")
+    axes[2].set_ylabel("test error")
+    title = f"Figure {name}" + (" — quick preview, not the paper's settings" if fd.spec.quick else "")
+    fig.suptitle(title)
+    fig.tight_layout()
+    stem = out_dir / f"fig{name}"
+    try:
+        _savefig(fig, stem)
+    finally:
+        plt.close(fig)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    dstar = correlation_delta(fd)
+    for ax, (xlab, getter) in zip(axes, _flatness_measures(fd, dstar)):
+        for i, lab in enumerate(labels):
+            sols = fd.solutions[lab]
+            ax.scatter([getter(s) for s in sols], [s.test_error for s in sols], s=12, color=colors[i % len(colors)],
+                       label=lab)
+        xs, ys = _pairs(fd, getter)
+        cor = pearson(xs, ys)
+        ax.set_title(f"Pearson r = {cor.r:.3f}, p = {cor.p:.2g}, n = {cor.n}", fontsize="small")
+        ax.set_xlabel(xlab)
+        ax.set_ylabel("test error")
+    axes[0].legend(fontsize="small")
+    fig.suptitle(f"Figure {name}: flatness against generalisation (App. B.3)" +
+                 (" — quick preview" if fd.spec.quick else ""))
+    fig.tight_layout()
+    try:
+        _savefig(fig, out_dir / f"fig{name}-correlation")
+    finally:
+        plt.close(fig)
+    return [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
+
+
+def _energy_at(s, sigma=SIGMA_CORR):
+    if s.energy is None:
+        return math.nan
+    sig = np.asarray(s.energy["sigmas"])
+    j = int(np.argmin(np.abs(sig - sigma)))
+    return float(s.energy["delta_error"][j]) if abs(sig[j] - sigma) < 1e-9 else math.nan
+
+
+def _flatness_measures(fd, dstar):
+    return [(f"δE_train at σ = {SIGMA_CORR}", _energy_at),
+            (f"Φ_LE at δ = {dstar:.3g} (per weight, hard)", lambda s: phi_at(s, "hard", dstar))]
+
+
+def _pairs(fd, getter):
+    sols = [s for lab in fd.solutions for s in fd.solutions[lab]]
+    return np.array([getter(s) for s in sols], float), np.array([s.test_error for s in sols], float)
+
+
+def _ranking(fd, values_of, higher_is_flatter: bool, what: str) -> list[str]:
+    """Markdown lines: settings ranked by the median of a per-solution quantity, MWU between neighbours."""
+    vals = {lab: np.array([values_of(s) for s in sols], float) for lab, sols in fd.solutions.items()}
+    med = {lab: (np.nanmedian(v) if np.isfinite(v).any() else math.nan) for lab, v in vals.items()}
+    order = sorted((lab for lab in vals if math.isfinite(med[lab])), key=lambda lab: med[lab],
+                   reverse=higher_is_flatter)
+    out = [f"Ranking by {what} (median over solutions; first = {'largest' if higher_is_flatter else 'smallest'}):", ""]
+    out.append("| rank | setting | n | median | mean ± se |")
+    out.append("|---|---|---|---|---|")
+    for i, lab in enumerate(order):
+        m, se = mean_se(vals[lab])
+        out.append(f"| {i + 1} | {lab} | {int(np.isfinite(vals[lab]).sum())} | {med[lab]:.4g} | {m:.4g} ± {se:.2g} |")
+    out.append("")
+    if len(order) > 1:
+        out.append("| neighbours | U | p (two-sided) | A = P(first > second) |")
+        out.append("|---|---|---|---|")
+        for a, b in zip(order[:-1], order[1:]):
+            c = mann_whitney(a, vals[a], b, vals[b])
+            out.append(f"| {a} vs {b} | {c.U:.1f} | {c.p:.3g} | {c.A:.3f} |")
+        out.append("")
+    return out
+
+
+def code_version() -> str:
+    from localentropy import __version__
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        rev = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty"], capture_output=True,
+                             text=True, timeout=10)
+        if rev.returncode == 0 and rev.stdout.strip():
+            return f"{__version__} (git {rev.stdout.strip()})"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return __version__
+
+
+def summary(fd: FigureData, command: str, stage_wall: dict) -> str:
+    spec = fd.spec
+    lines = [f"# Figure {spec.name}" + (" — quick preview, NOT the paper's settings" if spec.quick else ""), ""]
+    lines += [f"Command: `{command}`", "", f"Code version: {code_version()}; data hash {fd.data_hash[:16]}", ""]
+    if spec.quick:
+        lines += ["Quick preview: time rescaled by a factor f per setting — schedules x(t) = x0(1+x1)^t run as "
+                  "x(f·t), learning rate η multiplied by f:", ""]
+        lines += [f"- {s.label}: f = {s.time_scale:g}" for s in spec.settings] + [""]
+    lines += ["## Solutions", "", "| setting | solutions used | restarts tried | excluded | train error (mean) | "
+              "BP points failed (hard / soft) |", "|---|---|---|---|---|---|"]
+    for s in spec.settings:
+        sols = fd.solutions[s.label]
+        fails = [sum(int((~np.asarray(x.curves[t]["converged"], bool)).sum()) +
+                     (1 if x.curves[t].get("error") else 0) for x in sols) for t in ("hard", "soft")]
+        tr = np.mean([x.train_error for x in sols]) if sols else math.nan
+        lines.append(f"| {s.label} | {len(sols)} | {fd.tried[s.label]} | {len(fd.excluded[s.label])} | {tr:.4f} | "
+                     f"{fails[0]} / {fails[1]} |")
+    lines.append("")
+    for lab, exc in fd.excluded.items():
+        for r, why in exc:
+            lines.append(f"- excluded: {lab} restart {r}: {why}")
+    for lab, sols in fd.solutions.items():
+        for x in sols:
+            for t in ("hard", "soft"):
+                if x.curves[t].get("error"):
+                    lines.append(f"- BP failed: {lab} restart {x.restart} ({t}): {x.curves[t]['error']}")
+    lines += ["", f"Training patterns misclassified by some solution, left out of the hard-constraint BP "
+              f"(the same for every setting): {fd.dropped_patterns or 'none'}; the soft treatment keeps every "
+              f"pattern with β = {spec.soft_beta:g}.", ""]
+    dstar = correlation_delta(fd)
+    lines += ["## Panel (a): local entropy", ""]
+    for t in ("hard", "soft"):
+        lines += [f"Treatment `{t}`: Φ_LE per weight at δ = {dstar:.3g}.", ""]
+        lines += _ranking(fd, lambda s, t=t: phi_at(s, t, dstar), True, f"Φ_LE ({t}) — flatter first")
+    lines += ["## Panel (b): local energy", ""]
+    lines += _ranking(fd, _energy_at, False, f"δE_train at σ = {SIGMA_CORR} — flatter first")
+    lines += ["## Panel (c): test error", ""]
+    lines += _ranking(fd, lambda s: s.test_error, False, "test error — better first")
+    lines += ["## Flatness against test error (App. B.3)", ""]
+    for xlab, getter in _flatness_measures(fd, dstar):
+        xs, ys = _pairs(fd, getter)
+        c = pearson(xs, ys)
+        lines.append(f"- {xlab}: Pearson r = {c.r:.3f}, p = {c.p:.3g}, n = {c.n}")
+    lines += ["", "## Wall time of this run", ""]
+    lines += [f"- {k}: {v:.1f} s" for k, v in stage_wall.items()]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def write_outputs(fd: FigureData, out_dir, command: str, stage_wall: dict) -> list[Path]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    name = fd.spec.name
+    write_csv(fd, out_dir / f"fig{name}.csv")
+    files = draw(fd, out_dir)
+    with atomic_open(out_dir / f"fig{name}-summary.md", "w") as fh:
+        fh.write(summary(fd, command, stage_wall))
+    return files + [out_dir / f"fig{name}.csv", out_dir / f"fig{name}-summary.md"]

@@ -1,0 +1,140 @@
+"""What each figure of paper 000 compares: its settings, restarts, grids and the quick preview.
+
+Figure 1 (Sec. 5, App. B.1): the five committee settings sgd-fast, sgd-slow, rsgd-fast, rsgd-slow,
+esgd. Figure 6 (App. B.3): sgd-fast with dropout probabilities p on the hidden units' inputs.
+
+``--quick`` is a preview, not the paper's settings: few restarts, and time rescaled by a factor f
+per setting: every growing schedule x(t) = x0 (1 + x1)^t (β, ω, γ) runs f times faster,
+x1 → (1 + x1)^f − 1, so that x_quick(t) = x(f t), and the (outer) learning rate η is multiplied by
+f, so that one quick epoch moves the weights about as far as f epochs of the paper's run (with the
+schedules alone faster, β and ω outrun learning and sgd-slow restarts freeze before they stop).
+``max_epochs`` is divided by f. The factors are stated in the figure's summary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from localentropy.committee.presets import CommitteePreset, get_preset
+from localentropy.figures.errors import FigureError
+
+FIGURE1_SETTINGS = ("sgd-fast", "sgd-slow", "rsgd-fast", "rsgd-slow", "esgd")
+FIGURE6_DROPOUTS = (0.0, 0.1, 0.2, 0.3, 0.5)
+#: quick preview: schedule speed-up per setting (x(t) → x(f t)) and restarts per setting
+QUICK_TIME_SCALE = {"sgd-fast": 1.0, "sgd-slow": 10.0, "rsgd-fast": 10.0, "rsgd-slow": 100.0, "esgd": 50.0}
+QUICK_RESTARTS = 3
+SIGMAS = tuple(np.round(np.linspace(0.0, 0.5, 11), 12))  # relative noise σ of Eq. 4
+DRAWS = 200
+DELTAS = tuple(np.logspace(-4, 0, 25))  # prior widths Δ of the BP scan
+SOFT_BETA = 10.0  # the second treatment of misclassified patterns: one finite β for every setting
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One compared group of a figure: a label and the full training preset."""
+
+    label: str
+    preset: CommitteePreset
+    time_scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    name: str  # "1" or "6"
+    settings: tuple
+    restarts: int  # solutions (converged restarts) per setting
+    seed: int
+    sigmas: tuple
+    draws: int
+    deltas: tuple
+    quick: bool
+    soft_beta: float = SOFT_BETA
+    max_tries_factor: int = 4  # at most this many restarts tried per wanted solution
+
+    def as_dict(self) -> dict:
+        return {"figure": self.name, "restarts": self.restarts, "seed": self.seed, "quick": self.quick,
+                "sigmas": list(self.sigmas), "draws": self.draws, "deltas": list(self.deltas),
+                "soft_beta": self.soft_beta,
+                "settings": [{"label": s.label, "time_scale": s.time_scale, **s.preset.as_dict()} for s in self.settings]}
+
+
+def shortened(preset: CommitteePreset, factor: float) -> CommitteePreset:
+    """The preset with time rescaled by ``factor``: schedules x(t) → x(f t), η → f η (module docstring)."""
+    if not (math.isfinite(factor) and factor >= 1):
+        raise FigureError(f"time scale must be ≥ 1, got {factor}")
+    if factor == 1:
+        return preset
+    grow = {k: float((1 + getattr(preset, k)) ** factor - 1) for k in ("beta1", "omega1", "gamma1")}
+    return dataclasses.replace(preset, eta=preset.eta * factor, max_epochs=max(1, math.ceil(preset.max_epochs / factor)),
+                               **grow)
+
+
+def figure_spec(name: str, *, quick: bool = False, restarts: int | None = None, seed: int = 0,
+                dropouts=None, draws: int | None = None) -> FigureSpec:
+    """The settings of Figure ``name`` ("1" or "6"), full or ``quick``."""
+    name = str(name)
+    if restarts is not None and (int(restarts) != restarts or restarts < 1):
+        raise FigureError(f"--restarts must be a positive integer, got {restarts}")
+    if int(seed) != seed or seed < 0:
+        raise FigureError(f"--seed must be a non-negative integer, got {seed}")
+    if name == "1":
+        if dropouts is not None:
+            raise FigureError("--dropout belongs to figure 6")
+        base = [(s, get_preset(s)) for s in FIGURE1_SETTINGS]
+    elif name == "6":
+        ps = FIGURE6_DROPOUTS if dropouts is None else tuple(dropouts)
+        if not ps or any(not (0 <= p < 1) for p in ps) or len(set(ps)) != len(ps):
+            raise FigureError(f"--dropout: need distinct probabilities in [0, 1), got {list(ps)}")
+        base = [(f"sgd-fast p={p:g}", get_preset("sgd-fast", dropout=float(p))) for p in ps]
+    else:
+        raise FigureError(f"unknown figure {name!r}; available: 1, 6")
+    settings = []
+    for label, preset in base:
+        f = QUICK_TIME_SCALE[preset.name] if quick else 1.0
+        settings.append(Setting(label, shortened(preset, f), f))
+    n = restarts if restarts is not None else (QUICK_RESTARTS if quick else 50)
+    if draws is not None and (int(draws) != draws or draws < 2):
+        raise FigureError(f"--draws must be an integer ≥ 2, got {draws}")
+    return FigureSpec(name=name, settings=tuple(settings), restarts=int(n), seed=int(seed), sigmas=SIGMAS,
+                      draws=int(draws or (100 if quick else DRAWS)), deltas=DELTAS, quick=quick)
+
+
+def parse_restart_ids(text: str) -> list[int]:
+    """'0-24' → 0..24, '3,5,9' → those, '0-4,10' → both forms; distinct non-negative integers."""
+    ids = []
+    try:
+        for part in str(text).split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if "-" in part:
+                lo, hi = (int(t) for t in part.split("-", 1))
+                if hi < lo:
+                    raise ValueError
+                ids.extend(range(lo, hi + 1))
+            else:
+                ids.append(int(part))
+    except ValueError:
+        raise FigureError(f"--restart-ids {text!r}: expected ranges like 0-24 or a comma list") from None
+    if not ids or min(ids) < 0 or len(set(ids)) != len(ids):
+        raise FigureError(f"--restart-ids {text!r}: need distinct non-negative restart ids")
+    return sorted(ids)
+
+
+def shard_ids(shard: str, restarts: int) -> list[int]:
+    """'i/n' → the i-th of n near-equal consecutive ranges of restart ids 0..restarts−1 (i from 1)."""
+    try:
+        i, n = (int(t) for t in str(shard).split("/"))
+    except ValueError:
+        raise FigureError(f"--shard {shard!r}: expected i/n, e.g. 1/2") from None
+    if not (n >= 1 and 1 <= i <= n):
+        raise FigureError(f"--shard {shard!r}: need 1 ≤ i ≤ n")
+    bounds = np.linspace(0, restarts, n + 1).round().astype(int)
+    ids = list(range(bounds[i - 1], bounds[i]))
+    if not ids:
+        raise FigureError(f"--shard {shard}: no restarts in this shard of {restarts}")
+    return ids

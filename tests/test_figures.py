@@ -1,0 +1,151 @@
+"""figures/: the stage cache, the statistics, the figure specs, and a small figure end to end."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import numpy as np
+import pytest
+
+from localentropy.committee.presets import get_preset
+from localentropy.figures import FigureError, figure_spec, parse_restart_ids, shard_ids
+from localentropy.figures.cache import StageCache, stage_key
+from localentropy.figures.spec import shortened
+from localentropy.figures.stats import mann_whitney, mean_se, pearson
+
+
+def test_stage_keys_change_with_every_input_and_only_then():
+    base = {"preset": get_preset("sgd-fast").as_dict(), "seed": 0, "restart": 3, "data": "abc"}
+    k = stage_key("train", base)
+    assert k == stage_key("train", dict(reversed(list(base.items()))))  # order of keys does not matter
+    assert k != stage_key("train", dict(base, restart=4))
+    assert k != stage_key("train", dict(base, preset=get_preset("sgd-fast", eta=2.0000000001e-4).as_dict()))
+    assert k != stage_key("energy", base)
+    with pytest.raises(FigureError, match="unknown stage"):
+        stage_key("nope", base)
+
+
+def test_cache_round_trip_and_refuses_a_corrupt_or_misplaced_entry(tmp_path):
+    cache = StageCache(tmp_path)
+    key = stage_key("curve", {"x": 1})
+    assert cache.load("curve", key) is None and not cache.has("curve", key)
+    w = np.arange(6.0).reshape(2, 3)
+    cache.save("curve", key, {"w": w}, {"note": "hi", "nan": None})
+    arrays, meta = cache.load("curve", key)
+    assert np.array_equal(arrays["w"], w) and meta["note"] == "hi" and meta["key"] == key
+    other = stage_key("curve", {"x": 2})
+    cache.path("curve", other).parent.mkdir(parents=True, exist_ok=True)
+    cache.path("curve", key).replace(cache.path("curve", other))  # an entry under the wrong name
+    with pytest.raises(FigureError, match="not its file name"):
+        cache.load("curve", other)
+    cache.path("curve", other).write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(FigureError, match="unreadable cache entry"):
+        cache.load("curve", other)
+
+
+def test_mann_whitney_and_pearson_against_hand_computations():
+    c = mann_whitney("a", [5, 6, 7], "b", [1, 2, 3, 4])  # complete separation: U = n_a n_b
+    assert c.U == 12 and c.A == 1.0 and c.rank_biserial == 1.0
+    assert c.p == pytest.approx(2 / math.comb(7, 3))  # exact: one arrangement of 35 as extreme, two-sided
+    c = mann_whitney("a", [1, 3], "b", [2, 4])  # pairs a>b: (3,2) → U = 1
+    assert c.U == 1 and c.A == 0.25
+    x = np.array([0.1, 0.4, 0.2, 0.9, 0.5])
+    y = np.array([1.0, 2.5, 1.1, 3.9, 2.0])
+    assert pearson(x, y).r == pytest.approx(np.corrcoef(x, y)[0, 1])
+    assert math.isnan(pearson([1, 2], [3, 4]).r)
+    m, se = mean_se([1.0, 2.0, 3.0, np.nan])
+    assert m == 2.0 and se == pytest.approx(1 / math.sqrt(3))
+
+
+def test_shortened_time_runs_schedules_and_learning_rate_f_times_faster():
+    p = get_preset("rsgd-slow")
+    q = shortened(p, 100.0)
+    for name in ("beta", "omega", "gamma"):
+        x0, x1, y1 = getattr(p, name + "0"), getattr(p, name + "1"), getattr(q, name + "1")
+        for t in (1, 7, 250):
+            assert x0 * (1 + y1) ** t == pytest.approx(x0 * (1 + x1) ** (100 * t), rel=1e-9)
+    assert q.eta == pytest.approx(100 * p.eta) and q.max_epochs == math.ceil(p.max_epochs / 100)
+    with pytest.raises(FigureError):
+        shortened(p, 0.5)
+
+
+def test_specs_and_restart_selection():
+    s1 = figure_spec("1")
+    assert [s.label for s in s1.settings] == ["sgd-fast", "sgd-slow", "rsgd-fast", "rsgd-slow", "esgd"]
+    assert s1.restarts == 50 and not s1.quick and all(s.time_scale == 1 for s in s1.settings)
+    s6 = figure_spec("6", dropouts=[0, 0.3])
+    assert [s.preset.dropout for s in s6.settings] == [0.0, 0.3]
+    assert figure_spec("1", quick=True).quick
+    for bad in (dict(name="2"), dict(name="1", restarts=0), dict(name="6", dropouts=[1.0]),
+                dict(name="1", dropouts=[0.1]), dict(name="6", dropouts=[0.1, 0.1])):
+        with pytest.raises(FigureError):
+            figure_spec(**bad)
+    assert parse_restart_ids("0-3,7") == [0, 1, 2, 3, 7]
+    for bad in ("3-1", "a", "1,1", "-2"):
+        with pytest.raises(FigureError):
+            parse_restart_ids(bad)
+    assert shard_ids("1/2", 5) + shard_ids("2/2", 5) == [0, 1, 2, 3, 4]
+    for bad in ("0/2", "3/2", "x"):
+        with pytest.raises(FigureError):
+            shard_ids(bad, 5)
+
+
+def _tiny_spec(**kw):
+    """Two cheap settings (sgd-fast, and sgd-fast with dropout), 2 solutions each, short grids."""
+    import dataclasses
+
+    from localentropy.figures.spec import FigureSpec, Setting
+
+    settings = (Setting("fast", get_preset("sgd-fast")), Setting("fast p=0.2", get_preset("sgd-fast", dropout=0.2)))
+    base = FigureSpec(name="6", settings=settings, restarts=2, seed=0, sigmas=(0.0, 0.25, 0.5), draws=8,
+                      deltas=tuple(np.logspace(-3, -1, 4)), quick=True)
+    return dataclasses.replace(base, **kw)
+
+
+def test_a_small_figure_end_to_end_cached_sharded_and_consistent(tmp_path):
+    from localentropy.committee.evaluate import solution_errors
+    from localentropy.data import load_dresscoat
+    from localentropy.figures import compute_figure, write_outputs
+
+    spec = _tiny_spec()
+    cache = tmp_path / "cache"
+    # two shards first, then the assembling run: it must train nothing more
+    for ids in ([0], [1]):
+        compute_figure(spec, cache, restart_ids=ids, jobs=1)
+    fd = compute_figure(spec, cache, jobs=1)
+    assert "train" not in fd.wall
+    assert {lab: len(s) for lab, s in fd.solutions.items()} == {"fast": 2, "fast p=0.2": 2}
+    files = write_outputs(fd, tmp_path / "out", "test", fd.wall)
+    assert all(f.is_file() and f.stat().st_size > 0 for f in files)
+    assert (tmp_path / "out" / "fig6-correlation.png").is_file()
+    # the CSV is numeric where it should be, and its test errors are the solutions' own
+    ds = load_dresscoat()
+    with open(tmp_path / "out" / "fig6.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for row in rows:
+        for col in ("x", "y", "y_se", "restart"):
+            if row[col] != "":
+                float(row[col])
+    for lab, sols in fd.solutions.items():
+        w = np.stack([s.weights for s in sols])
+        expect = solution_errors(w, ds.X_test, ds.y_test)
+        got = [float(r["y"]) for r in rows if r["setting"] == lab and r["quantity"] == "test_error"]
+        assert got == pytest.approx(expect.tolist(), abs=0)
+        phi = [float(r["y"]) for r in rows if r["setting"] == lab and r["quantity"] == "phi_le_hard"]
+        assert phi and all(v <= 1e-12 for v in phi)  # Φ_LE ≤ 0
+    summary = (tmp_path / "out" / "fig6-summary.md").read_text()
+    assert "quick preview" in summary and "fast p=0.2" in summary and "Mann–Whitney" not in summary.split("##")[0]
+    # a rerun computes nothing and writes the same numbers
+    fd2 = compute_figure(spec, cache, jobs=1)
+    assert fd2.wall == {}
+    write_outputs(fd2, tmp_path / "out2", "test", fd2.wall)
+    assert (tmp_path / "out2" / "fig6.csv").read_text() == (tmp_path / "out" / "fig6.csv").read_text()
+    # a changed hyper-parameter of one setting retrains that setting only
+    import dataclasses
+
+    changed = _tiny_spec(settings=(spec.settings[0], dataclasses.replace(
+        spec.settings[1], preset=get_preset("sgd-fast", dropout=0.3))))
+    fd3 = compute_figure(changed, cache, jobs=1)
+    assert "train" in fd3.wall
+    assert [s.weights.tolist() for s in fd3.solutions["fast"]] == [s.weights.tolist() for s in fd.solutions["fast"]]
