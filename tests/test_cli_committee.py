@@ -55,10 +55,19 @@ def test_train_eval_energy_end_to_end(small_data, tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "e.csv")))
     assert [float(x["train_error"]) for x in rows] == pytest.approx(m["train_error"])
 
-    r = _run("energy", out, "--data", data, "--sigma-max", 0.4, "--sigmas", 3, "--draws", 8, "--out", tmp_path / "en.csv")
+    r = _run("energy", out, "--data", data, "--sigma-max", 0.4, "--sigmas", 3, "--draws", 8, "--out", tmp_path / "en.csv",
+             "--summary", tmp_path / "en-mean.csv", "--plot", tmp_path / "en.png")
     assert r.exit_code == 0, r.output
     rows = list(csv.DictReader(open(tmp_path / "en.csv")))
-    assert len(rows) == 3 * 3 + 3 and float(rows[0]["sigma"]) == 0.0 and float(rows[0]["delta_error"]) == 0.0
+    assert len(rows) == 3 * 3 and float(rows[0]["sigma"]) == 0.0 and float(rows[0]["delta_error"]) == 0.0
+    assert [int(x["restart"]) for x in rows] == [0, 0, 0, 1, 1, 1, 2, 2, 2]  # no summary rows in this table
+    assert [x["sigma"] for x in rows[:3]] == ["0", "0.2", "0.4"]
+    mean = list(csv.DictReader(open(tmp_path / "en-mean.csv")))
+    assert list(mean[0]) == ["sigma", "delta_error_mean", "delta_error_se", "restarts"] and len(mean) == 3
+    by_sigma = [np.mean([float(x["delta_error"]) for x in rows if x["sigma"] == m["sigma"]]) for m in mean]
+    assert [float(m["delta_error_mean"]) for m in mean] == pytest.approx(by_sigma, rel=1e-10)
+    assert (tmp_path / "en.png").read_bytes()[:4] == b"\x89PNG"
+    assert "δE_train (mean)" in r.stdout  # the table is printed even with -q
 
 
 def test_rerun_resumes_from_checkpoint_with_the_uninterrupted_result(small_data, tmp_path):
