@@ -54,7 +54,7 @@ def _exact(x: float) -> Fraction:
 def sigma_grid(sigma_max: float, n: int) -> np.ndarray:
     """n equally spaced σ from 0 to sigma_max: σ_i = i·σ_max/(n−1), each the float nearest that value.
 
-    (``np.linspace(0, 0.5, 11)[3]`` is 0.30000000000000004; here it is the float nearest 0.3.)
+    (``np.linspace(0, 0.5, 11)[6]`` is 0.30000000000000004; here it is the float nearest 0.3.)
     """
     if not (isinstance(sigma_max, (int, float)) and math.isfinite(sigma_max) and sigma_max > 0):
         raise CommitteeError(f"sigma_max must be finite and > 0, got {sigma_max}")

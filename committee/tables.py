@@ -20,7 +20,7 @@ from __future__ import annotations
 import csv
 import math
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -99,14 +99,12 @@ def write_curves_table(path, curves) -> Path:
     return write_table(path, CURVE_COLUMNS, curve_rows(curves))
 
 
-def energy_rows(profiles) -> list[dict]:
+def energy_rows(profiles) -> Iterator[dict]:
     """Rows of the per-restart local-energy table from a `committee.evaluate.EnergyProfiles`."""
-    rows = []
     for r in range(profiles.delta_error.shape[0]):
         for j, s in enumerate(profiles.sigmas):
-            rows.append({"restart": r, "sigma": s, "delta_error": profiles.delta_error[r, j],
-                         "delta_error_se": profiles.delta_error_se[r, j], "error0": profiles.error0[r]})
-    return rows
+            yield {"restart": r, "sigma": s, "delta_error": profiles.delta_error[r, j],
+                   "delta_error_se": profiles.delta_error_se[r, j], "error0": profiles.error0[r]}
 
 
 def write_energy_table(path, profiles) -> Path:
