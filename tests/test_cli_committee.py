@@ -125,3 +125,17 @@ def test_threads_option_gives_bitwise_the_same_solutions(small_data, tmp_path):
     assert np.array_equal(outs[0], outs[1])
     bad = CliRunner().invoke(cli, ["train", "--setting", "sgd-fast", "--out", str(tmp_path / "x.npz"), "--threads", "0"])
     assert bad.exit_code == 2 and "--threads" in bad.output
+
+
+def test_a_resumed_train_says_from_which_epoch_and_its_bar_starts_there(small_data, tmp_path):
+    data, ds = small_data
+    p = get_preset("sgd-fast", K=3, batch_size=10, eta=0.05, max_epochs=40)
+    ck = tmp_path / "b.npz.ckpt"
+    assert train_committee(ds.X_train, ds.y_train, p, restarts=2, seed=0, checkpoint=ck, stop_after_epochs=5) is None
+    r = CliRunner().invoke(cli, ["train", "--setting", "sgd-fast", "--restarts", 2, "--seed", 0, "--data", str(data),
+                                 "--out", str(tmp_path / "b.npz"), *SMALL_ARGS])
+    assert r.exit_code == 0, r.output
+    assert f"resuming from {ck} at epoch 5" in r.stderr
+    bar = r.stderr.split("at epoch 5", 1)[1]
+    assert "/40" in bar and not any(f" {k}/40" in bar for k in range(5))  # the bar never counts from 0
+    assert "restarts converged" in r.stdout

@@ -112,6 +112,7 @@ def test_curves_of_each_restart_equal_bp_run_on_that_restart_alone(problem):
     assert summary[1]["phi_mean"] == pytest.approx((res.curves[0].phi[1] + res.curves[2].phi[1]) / 2, rel=1e-12)
 
 
+@pytest.mark.slow
 def test_two_processes_give_the_same_curves_and_report_every_point(problem):
     X, y, W = problem
     spy = Spy()
