@@ -471,7 +471,7 @@ def train_solutions(ds, preset, *, restarts: int, seed: int = 0, device="cpu", c
     report = progress
     if on_resume is not None:
         if "on_resume" in inspect.signature(train_committee).parameters:
-            kwargs["on_resume"] = on_resume
+            kwargs["on_resume"] = lambda epoch: on_resume(int(epoch)) if epoch > 0 else None
         else:  # a trainer without the hook: the first report of a resumed run says where it started
             first = [True]
 
