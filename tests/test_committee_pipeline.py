@@ -280,3 +280,24 @@ def test_evaluate_refuses_solutions_of_other_patterns(small_data):
         evaluate_solutions(Solutions(w, "not-the-hash", {}), small_data)
     err = evaluate_solutions(Solutions(w, patterns_hash(small_data.X_train, small_data.y_train), {}), small_data)
     assert err.converged is None and err.epochs is None and err.train_error.shape == (2,)
+
+
+def test_a_trainer_with_its_own_resume_hook_is_passed_the_callback(small_data, monkeypatch):
+    """Once `train_committee` takes on_resume, train_solutions hands the callback on (a fresh run's epoch 0 is no resume)."""
+    import localentropy.committee.train as train_mod
+
+    real = train_mod.train_committee
+    seen = []
+
+    def with_hook(*args, on_resume=None, **kwargs):
+        seen.append("hook")
+        on_resume(0)
+        on_resume(5)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "train_committee", with_hook)
+    log = []
+    train_solutions(small_data, get_preset("sgd-fast", **PRESET), restarts=1, seed=1,
+                    on_resume=lambda e: log.append(("resume", e)), progress=lambda e, *a: log.append(e))
+    assert seen == ["hook"] and log[0] == ("resume", 5) and log[1] == 1
+    assert [x for x in log if isinstance(x, tuple)] == [("resume", 5)]
