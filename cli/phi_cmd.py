@@ -1,5 +1,5 @@
 """`localentropy phi`: local-entropy curves of saved committee solutions, a thin shell around
-`committee.pipeline.restart_curves`, `committee.tables.write_curves_table` and `committee.plots.plot_curves`."""
+`committee.pipeline.solution_curves`, `committee.tables.write_curves_table` and `committee.plots.plot_curves`."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def phi(ctx, solutions, data_path, deltas, restarts, method, beta, drop_misclass
     that did not converge in training are skipped unless named with --restarts. Prints, per prior
     width, the mean distance d and the mean Φ_LE over restarts.
     """
-    from localentropy.committee.pipeline import load_patterns, load_references, parse_deltas, restart_curves
+    from localentropy.committee.pipeline import load_patterns, load_references, parse_deltas, solution_curves
     from localentropy.committee.plots import plot_curves
     from localentropy.committee.tables import write_curves_table
 
@@ -76,13 +76,7 @@ def phi(ctx, solutions, data_path, deltas, restarts, method, beta, drop_misclass
     beta_v = parse_beta(beta)
     named = parse_restarts(restarts)
     refs = load_references(solutions)
-    if data_path is None:
-        from localentropy.data import load_dresscoat
-
-        ds = load_dresscoat()
-        X, y = ds.X_train, ds.y_train
-    else:
-        X, y = load_patterns(data_path)
+    X, y = (None, None) if data_path is None else load_patterns(data_path)
     jobs = jobs or max(1, min(len(named) if named else refs.weights.shape[0], os.cpu_count() or 1))
     bar = LazyBar(obj, desc="phi", unit="Δ", leave=False, dynamic_ncols=True)
 
@@ -98,9 +92,8 @@ def phi(ctx, solutions, data_path, deltas, restarts, method, beta, drop_misclass
             bar.advance()
 
     try:
-        res = restart_curves(refs.weights, X, y, grid, restarts=named, status=refs.status,
-                             patterns_hash=refs.patterns_hash, method=method, beta=beta_v,
-                             drop_misclassified=drop_misclassified, jobs=jobs, seed=seed, progress=progress)
+        res = solution_curves(refs, X, y, grid, restarts=named, method=method, beta=beta_v,
+                              drop_misclassified=drop_misclassified, jobs=jobs, seed=seed, progress=progress)
     finally:
         bar.close()
     if not res.curves:

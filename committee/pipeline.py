@@ -5,8 +5,8 @@
   ``sol.save(path)``);
 - `evaluate_solutions`: training and test error of every restart;
 - `solution_energies`: local energy δE_train(w, σ) (Eq. 4) of every restart, on `sigma_grid`;
-- `restart_curves`: local-entropy curves Φ_LE(d) by BP for the restarts of a solutions file, in
-  parallel processes, with the checks that belong to the data (patterns hash, restarts that did not
+- `restart_curves` (and `solution_curves`, the same from a solutions file): local-entropy curves
+  Φ_LE(d) by BP for the restarts of a solutions file, in parallel processes, with the checks that belong to the data (patterns hash, restarts that did not
   converge, references that misclassify a pattern) made before any curve is computed.
 
 Each function validates all of its input before it reports any progress, reports progress through
@@ -373,6 +373,29 @@ def restart_curves(weights, X, y, deltas=None, *, restarts: Optional[Sequence[in
     return RestartCurves(restarts=tuple(selected), curves=curves, errors=errors, skipped=tuple(skipped),
                          prior_delta=grid.copy(), method=method, beta=beta,
                          settings={"seed": seed, "drop_misclassified": bool(drop_misclassified), "jobs": int(jobs)})
+
+
+def solution_curves(solutions, X=None, y=None, deltas=None, **options) -> RestartCurves:
+    """`restart_curves` of every restart in a solutions file (a path, `Solutions` or `References`),
+    with its status (restarts that did not converge are skipped unless named) and its patterns hash
+    (checked against X, y). X, y default to the embedded Dress/Coat training set. Other options as
+    in `restart_curves`."""
+    if isinstance(solutions, Solutions):
+        status = solutions.status
+        refs = References(solutions.weights, solutions.patterns_hash, status, "solutions")
+    elif isinstance(solutions, References):
+        refs = solutions
+    else:
+        refs = load_references(solutions)
+    if X is None or y is None:
+        if X is not None or y is not None:
+            raise CommitteeError("give both X and y, or neither (the embedded Dress/Coat training set)")
+        from localentropy.data import load_dresscoat
+
+        ds = load_dresscoat()
+        X, y = ds.X_train, ds.y_train
+    return restart_curves(refs.weights, X, y, deltas, status=refs.status, patterns_hash=refs.patterns_hash,
+                          **options)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -196,6 +196,17 @@ def test_bp_compilation_is_announced_before_it_happens_and_only_when_needed(prob
     assert "compiling" not in log and "compiled" not in log
 
 
+def test_solution_curves_reads_status_and_hash_from_the_file(problem, tmp_path):
+    X, y, W = problem
+    save_solutions(tmp_path / "s.npz", W, patterns_hash(X, y), {"status": ["converged", "not converged", "converged"]})
+    res = pipeline.solution_curves(tmp_path / "s.npz", X, y, [1e-3], method="edge")
+    assert res.restarts == (0, 2) and res.skipped == (1,)
+    same = pipeline.solution_curves(load_solutions(tmp_path / "s.npz"), X, y, [1e-3], method="edge")
+    np.testing.assert_array_equal(same.curves[2].phi, res.curves[2].phi)
+    with pytest.raises(CommitteeError, match="other patterns"):
+        pipeline.solution_curves(tmp_path / "s.npz", X, -y, [1e-3], method="edge")
+
+
 def test_references_load_from_solutions_and_npy_files(problem, tmp_path):
     X, y, W = problem
     save_solutions(tmp_path / "s.npz", W, patterns_hash(X, y), {"status": ["converged"] * 3})
