@@ -10,12 +10,12 @@ import numpy as np
 from localentropy.cli.options import out_option
 
 
-@click.group()
+@click.group(short_help="Prepare, inspect and download the data sets.")
 def data():
-    """Prepare, inspect and download the data sets."""
+    """Prepare, inspect and download the data sets (the Dress/Coat subset, Fashion-MNIST, MNIST)."""
 
 
-@data.command()
+@data.command(short_help="Regenerate the Dress/Coat subset from the raw files.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Folder holding the Fashion-MNIST IDX files.")
 @click.option("--seed", type=int, default=None, help="Seed of the training-pattern draw [default: the embedded subset's, 0].")
 @out_option(default=None, help="Where to write the subset [default: data/raw/dresscoat.npz].")
@@ -34,12 +34,11 @@ def prepare(obj, data_dir, seed, out):
     target = Path(out) if out else RAW_DIR / "dresscoat.npz"
     atomic_write_bytes(target, payload)
     same = EMBEDDED.is_file() and EMBEDDED.read_bytes() == payload
-    if not obj["quiet"]:
-        click.echo(f"wrote {target}: {len(ds.y_train)} training and {len(ds.y_test)} test patterns")
-        click.echo(f"identical to the embedded subset ({EMBEDDED.name}): {'yes' if same else 'no'}")
+    click.echo(f"wrote {target}: {len(ds.y_train)} training and {len(ds.y_test)} test patterns")
+    click.echo(f"identical to the embedded subset ({EMBEDDED.name}): {'yes' if same else 'no'}")
 
 
-@data.command()
+@data.command(short_help="Summarise a Dress/Coat subset file.")
 @click.argument("path", required=False, type=click.Path(dir_okay=False))
 @click.pass_obj
 def info(obj, path):
@@ -62,7 +61,7 @@ def info(obj, path):
     click.echo("\n".join(lines))
 
 
-@data.command()
+@data.command(short_help="Download the official files of a data set.")
 @click.argument("name", type=click.Choice(["fashion-mnist", "mnist"]))
 @click.option("--dest", type=click.Path(file_okay=False), default=None, help="Folder to put the files in [default: data/raw/NAME].")
 @click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds per request.")
@@ -73,5 +72,4 @@ def download(obj, name, dest, timeout):
 
     report = None if obj["quiet"] else (lambda msg: click.echo(msg, err=True))
     folder = fetch_all(name, dest, timeout=timeout, progress=report)
-    if not obj["quiet"]:
-        click.echo(f"{name}: verified files in {folder}")
+    click.echo(f"{name}: verified files in {folder}")

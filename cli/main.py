@@ -1,4 +1,9 @@
-"""The `localentropy` command group. Each sub-group lives in its own module and is registered here."""
+"""The `localentropy` command group. Each sub-group lives in its own module and is registered here.
+
+Errors: every usage mistake (a bad option value, a missing option or argument, an unknown
+command) and every typed error of the packages is one line on stderr, ``localentropy: error: ...``,
+and exit status 2; click's usage block is shown only by ``--help`` (and for a bare group name).
+"""
 
 from __future__ import annotations
 
@@ -9,30 +14,60 @@ import click
 from localentropy.cli.errors import user_error_types
 
 
+class UserError(click.ClickException):
+    """A mistake the user can fix: shown as one line on stderr, exit status 2."""
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:
+        click.echo(f"localentropy: error: {self.format_message()}", err=True)
+
+
+def _one_line(text: str) -> str:
+    lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
+    return lines[0] if lines else "invalid input"
+
+
+def _as_user_error(exc: click.ClickException) -> UserError:
+    """click's message on one line (a list of choices it spreads over several lines is joined)."""
+    if isinstance(exc, UserError):
+        return exc
+    lines = [ln.strip() for ln in exc.format_message().strip().splitlines() if ln.strip()]
+    return UserError(" ".join(lines) or "invalid usage")
+
+
 class _Group(click.Group):
-    """A click group that turns the packages' typed errors into one line on stderr and exit status 2."""
+    """A click group that turns usage mistakes and the packages' typed errors into one line on stderr and exit 2."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.ClickException as exc:  # an unknown global option, a bad -v value, ...
+            raise _as_user_error(exc) from None
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except click.exceptions.Exit:
+        except (click.exceptions.Exit, click.exceptions.NoArgsIsHelpError, click.Abort):
             raise
-        except click.ClickException:
-            raise
+        except click.ClickException as exc:  # parsing a sub-command's options, click.BadParameter from a check
+            raise _as_user_error(exc) from None
         except KeyboardInterrupt:
             click.echo("localentropy: interrupted; rerun the same command to resume from the last checkpoint", err=True)
             sys.exit(130)
         except user_error_types() as exc:
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            message = _one_line(exc) if str(exc).strip() else type(exc).__name__
             if isinstance(exc, OSError) and exc.filename is not None and str(exc.filename) not in message:
                 message = f"{exc.filename}: {message}"
-            click.echo(f"localentropy: error: {message}", err=True)
-            sys.exit(2)
+            raise UserError(message) from None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More output (repeat for more).")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bars or summaries, only errors.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="No progress bars or notes on stderr; results and errors are still printed.")
 @click.version_option(package_name="localentropy")
 @click.pass_context
 def cli(ctx, verbose, quiet):

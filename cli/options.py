@@ -10,8 +10,15 @@ device_option = click.option(
 )
 
 
-def out_option(default=None, help="Where to write the result (written to a temporary name, then renamed)."):
-    return click.option("--out", type=click.Path(dir_okay=False), default=default, show_default=default is not None, help=help)
+def out_option(default=None, help="Where to write the result (written to a temporary name, then renamed).",
+               required=False):
+    kwargs = {"required": True} if required else {"default": default, "show_default": default is not None}
+    return click.option("--out", type=click.Path(dir_okay=False), help=help, **kwargs)
+
+
+def plot_option(what: str):
+    return click.option("--plot", type=click.Path(dir_okay=False), default=None,
+                        help=f"Also draw {what} (.png, .pdf or .svg).")
 
 
 def check_device(device: str) -> str:
@@ -25,3 +32,15 @@ def check_device(device: str) -> str:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise click.BadParameter(f"{device!r} asked for but CUDA is not available here", param_hint="--device")
     return device
+
+
+def check_output(path, option: str = "--out") -> None:
+    """The folder of an output file must exist (checked before any work, so none is wasted)."""
+    from pathlib import Path
+
+    if path is None:
+        return
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise click.BadParameter(f"{path}: folder {folder} does not exist", param_hint=option)

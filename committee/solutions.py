@@ -50,6 +50,34 @@ class Solutions:
     def N(self) -> int:
         return int(self.weights.shape[2])
 
+    def _per_restart(self, key: str):
+        value = self.metadata.get(key)
+        return tuple(value) if isinstance(value, list) and len(value) == self.restarts else None
+
+    @property
+    def status(self):
+        """Per restart "converged" or "not converged" (None if the metadata does not say)."""
+        return self._per_restart("status")
+
+    @property
+    def test_error(self):
+        """Per restart test error recorded when the solutions were trained (None if not recorded)."""
+        return self._per_restart("test_error")
+
+    @property
+    def train_error(self):
+        """Per restart training error recorded when the solutions were trained (None if not recorded)."""
+        return self._per_restart("train_error")
+
+    @property
+    def epochs(self):
+        """Per restart epochs trained (None if not recorded)."""
+        return self._per_restart("epochs")
+
+    def save(self, path) -> Path:
+        """Write this object to ``path`` (see `save_solutions`)."""
+        return save_solutions(path, self.weights, self.patterns_hash, self.metadata)
+
 
 def _check_weights(weights: np.ndarray, where: str) -> np.ndarray:
     """Shape (R, K, N) with R ≥ 1, K odd, N ≥ 1; finite; each hidden unit at ‖w_k‖² = N (rel. 1e-6)."""
@@ -96,6 +124,8 @@ def save_solutions(path, weights, patterns_hash: str, metadata: dict) -> Path:
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise CommitteeError(f"{path}: folder {folder} does not exist")
+    if path.is_dir():
+        raise CommitteeError(f"{path}: is a folder, expected a file name")
     with atomic_open(path) as fh:
         np.savez(
             fh,

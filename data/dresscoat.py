@@ -110,13 +110,17 @@ def patterns_hash(X: np.ndarray, y: np.ndarray) -> str:
 def prepare_dresscoat(data_dir: str | os.PathLike | None = None, seed: int = SEED, n_train: int = N_TRAIN) -> DressCoat:
     """Build the subset from the raw Fashion-MNIST files (found as `data.locate.find_dataset` says)."""
     paths = find_dataset("fashion-mnist", data_dir)
-    arrays = {role: read_idx(p) for role, p in paths.items()}
+    # Fashion-MNIST: images are unsigned bytes of rank 3 (M, 28, 28), labels unsigned bytes of rank 1 in 0..9
+    arrays = {role: read_idx(p, dtype=np.uint8, ndim=3 if role.endswith("images") else 1)
+              for role, p in paths.items()}
     for split in ("train", "test"):
         imgs, labs = arrays[f"{split}_images"], arrays[f"{split}_labels"]
-        if imgs.ndim != 3 or imgs.shape[1:] != (28, 28) or imgs.dtype != np.uint8:
-            raise DataError(f"{paths[split + '_images']}: expected uint8 images of shape (M, 28, 28), got {imgs.dtype} {imgs.shape}")
+        if imgs.shape[1:] != (28, 28):
+            raise DataError(f"{paths[split + '_images']}: expected images of 28 x 28 pixels, got {imgs.shape[1:]}")
         if labs.shape != (imgs.shape[0],):
             raise DataError(f"{paths[split + '_labels']}: {labs.shape[0]} labels for {imgs.shape[0]} images")
+        if labs.size and labs.max() > 9:
+            raise DataError(f"{paths[split + '_labels']}: labels must be classes 0..9, found {int(labs.max())}")
     tr_img, tr_lab = arrays["train_images"], arrays["train_labels"]
     te_img, te_lab = arrays["test_images"], arrays["test_labels"]
     train_index = select_training(tr_lab, np.flatnonzero(keep_mask(tr_img, tr_lab)), seed, n_train)

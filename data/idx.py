@@ -43,36 +43,57 @@ def _raw_bytes(path: Path) -> bytes:
         raise DataError(f"{path}: corrupt gzip stream ({exc})") from None
 
 
-def parse_idx(buf: bytes, name: str = "<bytes>") -> np.ndarray:
-    """Parse the bytes of an IDX file into an array in native byte order, validating every field."""
+_TYPE_NAMES = {0x08: "unsigned bytes", 0x09: "signed bytes", 0x0B: "int16", 0x0C: "int32", 0x0D: "float32",
+               0x0E: "float64"}
+
+
+def parse_idx(buf: bytes, name: str = "<bytes>", *, dtype=None, ndim: int | None = None) -> np.ndarray:
+    """Parse the bytes of an IDX file into an array in native byte order, validating every field.
+
+    The header is checked in the order it is laid out, each field before anything that depends on
+    it: the two zero bytes, the type code (and, if ``dtype`` is given, that it is that type), the
+    number of dimensions (and, if ``ndim`` is given, that it is that number), then the sizes
+    against the bytes the file holds. So a labels file whose header says 3 dimensions is reported
+    as such, not as a truncated file of absurd sizes read from its data bytes.
+    """
     if len(buf) < 4:
         raise DataError(f"{name}: too short to be an IDX file ({len(buf)} bytes)")
-    zero, code, ndim = struct.unpack(">HBB", buf[:4])
+    zero, code, rank = struct.unpack(">HBB", buf[:4])
     if zero != 0:
         raise DataError(f"{name}: not an IDX file (magic starts {buf[:2].hex()}, expected 0000)")
     if code not in _TYPES:
         raise DataError(f"{name}: unknown IDX type code 0x{code:02x}")
-    if ndim == 0:
+    if dtype is not None:
+        want = np.dtype(dtype).newbyteorder("=")
+        if _TYPES[code].newbyteorder("=") != want:
+            want_code = _CODES.get(want)
+            want_name = _TYPE_NAMES.get(want_code, str(want))
+            raise DataError(f"{name}: IDX type code 0x{code:02x} ({_TYPE_NAMES[code]}), expected "
+                            f"{'0x%02x ' % want_code if want_code is not None else ''}({want_name})")
+    if rank == 0:
         raise DataError(f"{name}: IDX header declares 0 dimensions")
-    header = 4 + 4 * ndim
+    if ndim is not None and rank != ndim:
+        raise DataError(f"{name}: IDX header declares {rank} dimension(s), expected {ndim}")
+    header = 4 + 4 * rank
     if len(buf) < header:
-        raise DataError(f"{name}: truncated IDX header")
-    shape = struct.unpack(f">{ndim}I", buf[4:header])
-    dtype = _TYPES[code]
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        raise DataError(f"{name}: truncated IDX header ({rank} dimension sizes need {header} bytes, file has {len(buf)})")
+    shape = struct.unpack(f">{rank}I", buf[4:header])
+    dt = _TYPES[code]
+    expected = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
     body = len(buf) - header
     if body < expected:
         raise DataError(f"{name}: truncated: header says {shape} ({expected} data bytes), file has {body}")
     if body > expected:
         raise DataError(f"{name}: {body - expected} trailing bytes after the {shape} array")
-    arr = np.frombuffer(buf, dtype=dtype, count=expected // dtype.itemsize, offset=header).reshape(shape)
-    return arr.astype(dtype.newbyteorder("="), copy=True)
+    arr = np.frombuffer(buf, dtype=dt, count=expected // dt.itemsize, offset=header).reshape(shape)
+    return arr.astype(dt.newbyteorder("="), copy=True)
 
 
-def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Read an IDX file (gzipped or not, detected from its first bytes)."""
+def read_idx(path: str | os.PathLike, *, dtype=None, ndim: int | None = None) -> np.ndarray:
+    """Read an IDX file (gzipped or not, detected from its first bytes); ``dtype`` and ``ndim``, if
+    given, are required of the header (see `parse_idx`)."""
     path = Path(path)
-    return parse_idx(_raw_bytes(path), str(path))
+    return parse_idx(_raw_bytes(path), str(path), dtype=dtype, ndim=ndim)
 
 
 def idx_bytes(array: np.ndarray) -> bytes:

@@ -55,10 +55,19 @@ def test_train_eval_energy_end_to_end(small_data, tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "e.csv")))
     assert [float(x["train_error"]) for x in rows] == pytest.approx(m["train_error"])
 
-    r = _run("energy", out, "--data", data, "--sigma-max", 0.4, "--sigmas", 3, "--draws", 8, "--out", tmp_path / "en.csv")
+    r = _run("energy", out, "--data", data, "--sigma-max", 0.4, "--sigmas", 3, "--draws", 8, "--out", tmp_path / "en.csv",
+             "--summary", tmp_path / "en-mean.csv", "--plot", tmp_path / "en.png")
     assert r.exit_code == 0, r.output
     rows = list(csv.DictReader(open(tmp_path / "en.csv")))
-    assert len(rows) == 3 * 3 + 3 and float(rows[0]["sigma"]) == 0.0 and float(rows[0]["delta_error"]) == 0.0
+    assert len(rows) == 3 * 3 and float(rows[0]["sigma"]) == 0.0 and float(rows[0]["delta_error"]) == 0.0
+    assert [int(x["restart"]) for x in rows] == [0, 0, 0, 1, 1, 1, 2, 2, 2]  # no summary rows in this table
+    assert [x["sigma"] for x in rows[:3]] == ["0", "0.2", "0.4"]
+    mean = list(csv.DictReader(open(tmp_path / "en-mean.csv")))
+    assert list(mean[0]) == ["sigma", "delta_error_mean", "delta_error_se", "restarts"] and len(mean) == 3
+    by_sigma = [np.mean([float(x["delta_error"]) for x in rows if x["sigma"] == m["sigma"]]) for m in mean]
+    assert [float(m["delta_error_mean"]) for m in mean] == pytest.approx(by_sigma, rel=1e-10)
+    assert (tmp_path / "en.png").read_bytes()[:4] == b"\x89PNG"
+    assert "δE_train (mean)" in r.stdout  # the table is printed even with -q
 
 
 def test_rerun_resumes_from_checkpoint_with_the_uninterrupted_result(small_data, tmp_path):
@@ -116,3 +125,17 @@ def test_threads_option_gives_bitwise_the_same_solutions(small_data, tmp_path):
     assert np.array_equal(outs[0], outs[1])
     bad = CliRunner().invoke(cli, ["train", "--setting", "sgd-fast", "--out", str(tmp_path / "x.npz"), "--threads", "0"])
     assert bad.exit_code == 2 and "--threads" in bad.output
+
+
+def test_a_resumed_train_says_from_which_epoch_and_its_bar_starts_there(small_data, tmp_path):
+    data, ds = small_data
+    p = get_preset("sgd-fast", K=3, batch_size=10, eta=0.05, max_epochs=40)
+    ck = tmp_path / "b.npz.ckpt"
+    assert train_committee(ds.X_train, ds.y_train, p, restarts=2, seed=0, checkpoint=ck, stop_after_epochs=5) is None
+    r = CliRunner().invoke(cli, ["train", "--setting", "sgd-fast", "--restarts", 2, "--seed", 0, "--data", str(data),
+                                 "--out", str(tmp_path / "b.npz"), *SMALL_ARGS])
+    assert r.exit_code == 0, r.output
+    assert f"resuming from {ck} at epoch 5" in r.stderr
+    bar = r.stderr.split("at epoch 5", 1)[1]
+    assert "/40" in bar and not any(f" {k}/40" in bar for k in range(5))  # the bar never counts from 0
+    assert "restarts converged" in r.stdout

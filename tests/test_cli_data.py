@@ -52,3 +52,35 @@ def test_prepare_from_small_files_writes_atomically(tmp_path):
 def test_unknown_dataset_name_is_a_usage_error():
     res = run("data", "download", "cifar-11")
     assert res.exit_code == 2
+
+
+def _raw_files(folder, labels_train=None):
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 300), ("t10k", 40)):
+        level = rng.integers(60, 190, size=n)
+        imgs = np.clip(level[:, None, None] + rng.integers(-30, 31, size=(n, 28, 28)), 0, 255).astype(np.uint8)
+        write_idx(folder / f"{prefix}-images-idx3-ubyte", imgs)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte", np.where(rng.random(n) < 0.5, 3, 4).astype(np.uint8))
+    if labels_train is not None:
+        (folder / "train-labels-idx1-ubyte").write_bytes(labels_train)
+
+
+def test_prepare_names_a_labels_file_of_the_wrong_rank_or_type(tmp_path):
+    import struct
+
+    body = bytes([3, 4]) * 150
+    cases = {
+        "rank": (b"\x00\x00\x08\x03" + struct.pack(">I", 300) + body, "declares 3 dimension(s), expected 1"),
+        "signed": (b"\x00\x00\x09\x01" + struct.pack(">I", 300) + body, "0x09 (signed bytes)"),
+        "class": (b"\x00\x00\x08\x01" + struct.pack(">I", 300) + bytes([3, 12]) * 150, "classes 0..9"),
+    }
+    for name, (payload, words) in cases.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        _raw_files(folder, payload)
+        out = folder / "sub.npz"
+        res = run("data", "prepare", "--data-dir", str(folder), "--out", str(out))
+        assert res.exit_code == 2, res.output
+        assert res.output.count("\n") == 1 and "train-labels-idx1-ubyte" in res.output and words in res.output, \
+            res.output
+        assert "truncated" not in res.output and not out.exists()

@@ -151,3 +151,55 @@ def test_restarts_that_did_not_converge_are_skipped_unless_named(problem):
     named = run("phi", sols, "--data", tmp / "pats.npz", "--deltas", "1e-3", "--restarts", "1", "--out", tmp / "d.csv")
     assert named.exit_code == 2
     assert f"restart 1 misclassifies {P} of {P} patterns" in named.output and not (tmp / "d.csv").exists()
+
+
+def test_quiet_phi_still_prints_the_report_and_the_table_of_phi(problem):
+    X, y, W, tmp = problem
+    res = run("phi", tmp / "w.npy", "--data", tmp / "pats.npz", "--deltas", "1e-3,1e-2", "--method", "edge",
+              "--jobs", 1, "--out", tmp / "c.csv")
+    assert res.exit_code == 0, res.output
+    assert res.stderr == ""
+    lines = res.stdout.splitlines()
+    assert lines[:3] == [f"restart {r}: 2/2 prior widths converged (method edge)" for r in range(3)]
+    assert lines[3].split() == ["prior_delta", "d", "(mean)", "Φ_LE", "(mean)", "converged"]
+    rows = read_csv(tmp / "c.csv")
+    for line, D in zip(lines[4:], ("0.001", "0.01")):
+        mean_phi = np.mean([float(r["phi"]) for r in rows if r["prior_delta"] == D])
+        mean_d = np.mean([float(r["d"]) for r in rows if r["prior_delta"] == D])
+        got = line.split()
+        assert float(got[0]) == float(D) and got[3] == "3/3"
+        assert float(got[1]) == pytest.approx(mean_d, rel=1e-3) and float(got[2]) == pytest.approx(mean_phi, rel=1e-4)
+
+
+def test_a_word_before_bp_compiles_and_none_when_quiet(problem, monkeypatch):
+    X, y, W, tmp = problem
+    monkeypatch.setattr(bp, "needs_compilation", lambda: True, raising=False)
+    monkeypatch.setattr(bp, "compile_kernels", lambda: None, raising=False)
+    args = ["phi", str(tmp / "w.npy"), "--data", str(tmp / "pats.npz"), "--deltas", "1e-3", "--restarts", "0",
+            "--method", "edge", "--out", str(tmp / "c.csv")]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    assert res.stderr.startswith("compiling BP kernels once for this machine")
+    res = CliRunner().invoke(cli, ["-q", *args])
+    assert res.exit_code == 0 and "compiling" not in res.output
+
+
+def test_a_restart_whose_bp_fails_is_reported_and_the_others_written_with_exit_1(problem, monkeypatch):
+    X, y, W, tmp = problem
+    real = bp.local_entropy_curve
+
+    def failing(center, *a, **kw):
+        if np.allclose(center, W[1]):
+            raise bp.BPError("synthetic failure")
+        return real(center, *a, **kw)
+
+    monkeypatch.setattr(bp, "local_entropy_curve", failing)
+    res = run("phi", tmp / "w.npy", "--data", tmp / "pats.npz", "--deltas", "1e-3", "--method", "edge", "--jobs", 1,
+              "--out", tmp / "c.csv")
+    assert res.exit_code == 1, res.output
+    assert "restart 1: error: synthetic failure" in res.stdout
+    assert sorted({r["restart"] for r in read_csv(tmp / "c.csv")}) == ["0", "2"]
+    res = run("phi", tmp / "w.npy", "--data", tmp / "pats.npz", "--deltas", "1e-3", "--method", "edge",
+              "--restarts", "1", "--out", tmp / "d.csv")
+    one_line_error(res, "synthetic failure")
+    assert not (tmp / "d.csv").exists()

@@ -69,3 +69,28 @@ def test_corrupt_gzip_stream_gives_a_data_error(tmp_path):
 def test_missing_file_gives_a_data_error(tmp_path):
     with pytest.raises(DataError, match="no such file"):
         read_idx(tmp_path / "nope.idx")
+
+
+def test_expected_rank_is_checked_before_the_sizes(tmp_path):
+    """A labels file whose header says 3 dimensions: the rank is the error, not a 'truncated' file whose
+    'sizes' are label bytes read as uint32."""
+    path = tmp_path / "labels.idx"
+    body = bytes(range(10)) * 100
+    path.write_bytes(b"\x00\x00\x08\x03" + struct.pack(">I", 1000) + body)
+    with pytest.raises(DataError, match=r"declares 3 dimension\(s\), expected 1") as info:
+        read_idx(path, dtype=np.uint8, ndim=1)
+    assert "truncated" not in str(info.value)
+    with pytest.raises(DataError, match="truncated"):  # without an expectation, the sizes are all there is to check
+        read_idx(path)
+
+
+def test_expected_type_is_checked_and_signed_bytes_are_not_unsigned(tmp_path):
+    path = tmp_path / "labels.idx"
+    write_idx(path, np.arange(10, dtype=np.int8))
+    with pytest.raises(DataError, match=r"type code 0x09 \(signed bytes\), expected 0x08 \(unsigned bytes\)"):
+        read_idx(path, dtype=np.uint8, ndim=1)
+    assert read_idx(path, dtype=np.int8, ndim=1).tolist() == list(range(10))
+    # the type is checked before the rank, the rank before the sizes
+    path.write_bytes(b"\x00\x00\x0d\x07" + b"\x00" * 3)
+    with pytest.raises(DataError, match="type code 0x0d"):
+        read_idx(path, dtype=np.uint8, ndim=1)
