@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from localentropy.cli.options import check_device, device_option, seed_option
+from localentropy.cli.progress import LazyBar, note
 
 
 @click.command("figure", short_help="Regenerate Figure 1 or 6 of paper 000 (cached, resumable).")
@@ -37,7 +38,6 @@ def figure(ctx, number, quick, restarts, restart_ids, shard, dropout, draws, out
     """
     from localentropy.figures import FigureError, compute_figure, figure_spec, parse_restart_ids, shard_ids, write_outputs
 
-    quiet = bool((ctx.obj or {}).get("quiet"))
     check_device(device)
     if restart_ids is not None and shard is not None:
         raise FigureError("give --restart-ids or --shard, not both")
@@ -56,36 +56,34 @@ def figure(ctx, number, quick, restarts, restart_ids, shard, dropout, draws, out
         if folder.exists() and not folder.is_dir():
             raise FigureError(f"{folder}: exists and is not a folder")
     command = "localentropy " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else "localentropy figure"
-    bar = None
-    if not quiet:
-        from tqdm import tqdm
-
-        bar = tqdm(total=1, desc="figure " + number, dynamic_ncols=True, mininterval=0.5, leave=False)
-    state = {"stage": None}
+    bars = {"stage": None, "bar": None}
 
     def progress(stage, done, total, detail):
-        if bar is None:
-            return
-        if stage != state["stage"]:
-            state["stage"] = stage
-            bar.reset(total=total)  # a new stage: its own count and rate
-        bar.total = total
-        bar.set_description_str(stage, refresh=False)
-        bar.set_postfix_str(detail, refresh=False)
-        bar.update(done - bar.n)
+        """One bar per stage (its own count, rate and time left), replaced when the next stage starts."""
+        if stage != bars["stage"]:
+            if bars["bar"] is not None:
+                bars["bar"].close()
+            bars["stage"] = stage
+            bars["bar"] = LazyBar(ctx.obj, desc=stage, total=total, unit="", dynamic_ncols=True, mininterval=0.5,
+                                  leave=False)
+            bars["bar"].start(0, total)
+        bars["bar"].kwargs["total"] = total
+        if bars["bar"].bar is not None:
+            bars["bar"].bar.total = total
+        bars["bar"].update_to(done, detail)
 
     t0 = time.perf_counter()
     try:
         fd = compute_figure(spec, cache, restart_ids=ids, device=device, jobs=jobs, progress=progress)
     finally:
-        if bar is not None:
-            bar.close()
+        if bars["bar"] is not None:
+            bars["bar"].close()
     wall = dict(fd.wall, total=time.perf_counter() - t0)
     counts = ", ".join(f"{lab}: {len(s)}" for lab, s in fd.solutions.items())
     if ids is not None:
-        click.echo(f"shard done (restart ids {ids[0]}–{ids[-1]}), solutions {counts}; cached in {cache}. "
-                   f"Run without --restart-ids/--shard to assemble the figure.")
+        click.echo(f"shard done (restart ids {ids[0]}–{ids[-1]}), solutions {counts}; cached in {cache}")
+        note(ctx.obj, "run without --restart-ids/--shard to assemble the figure")
         return
     files = write_outputs(fd, out, command, wall)
-    click.echo(f"figure {number}: solutions {counts}; {wall['total']:.0f} s")
-    click.echo("wrote " + ", ".join(str(f) for f in files))
+    click.echo(f"figure {number}: solutions {counts}; {wall['total']:.0f} s; summary {out / f'fig{number}-summary.md'}")
+    note(ctx.obj, "wrote " + ", ".join(str(f) for f in files))

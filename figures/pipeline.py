@@ -23,11 +23,11 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
 
+from localentropy.committee_sign import misclassified
 from localentropy.figures.cache import StageCache, stage_key
 from localentropy.figures.errors import FigureError
 from localentropy.figures.spec import FigureSpec
@@ -90,8 +90,6 @@ def _train_missing(spec, setting, ids, ds, data_hash, cache, device, progress, w
     test = solution_errors(res.weights, ds.X_test, ds.y_test)
     for i, r in enumerate(missing):
         lam = ds.X_train @ res.weights[i].T
-        from localentropy.committee_sign import misclassified
-
         bad = np.flatnonzero(misclassified(lam, ds.y_train))
         cache.save("train", _train_key(spec, setting, data_hash, r),
                    {"weights": res.weights[i], "misclassified": bad.astype(np.int64)},
@@ -142,79 +140,56 @@ def _curve_key(spec, setting, data_hash, r, treatment, dropped):
     return stage_key("curve", inputs)
 
 
-def curve_job(W, X, y, deltas, beta):
-    """One BP curve (runs in a worker process); returns plain arrays and the error text, if any."""
-    from localentropy import bp
-    from localentropy.bp.errors import BPError
-
-    try:
-        c = bp.local_entropy_curve(W, X, y, np.asarray(deltas), beta=beta, method="auto")
-    except BPError as exc:
-        return None, str(exc).strip().splitlines()[0]
+def _curve_arrays(c) -> dict:
+    if c is None:
+        return {"prior_delta": np.array([]), "delta": np.array([]), "d": np.array([]), "phi": np.array([]),
+                "phi_ball": np.array([]), "phi_G": np.array([]), "converged": np.zeros(0, bool)}
     return {"prior_delta": c.prior_delta, "delta": c.delta, "d": c.d, "phi": c.phi, "phi_ball": c.phi_ball,
-            "phi_G": c.phi_G, "converged": c.converged}, None
+            "phi_G": c.phi_G, "converged": c.converged}
 
 
 def _curves(spec, setting_of, sols, ds, data_hash, dropped, cache, jobs, progress, wall):
+    """BP curves of every solution in both treatments; the ones the cache lacks are computed by
+    ``committee.pipeline.restart_curves`` (parallel processes)."""
+    from localentropy.committee.pipeline import restart_curves
+
     keep = np.setdiff1d(np.arange(len(ds.y_train)), np.asarray(dropped, dtype=np.int64))
-    Xh, yh = ds.X_train[keep], ds.y_train[keep]
-    tasks = []
-    for s in sols:
-        for treatment in ("hard", "soft"):
-            key = _curve_key(spec, setting_of[s.setting], data_hash, s.restart, treatment, dropped)
-            if not cache.has("curve", key):
-                X, y, beta = (Xh, yh, math.inf) if treatment == "hard" else (ds.X_train, ds.y_train, spec.soft_beta)
-                tasks.append((s, treatment, key, X, y, beta))
+    treatments = {"hard": (ds.X_train[keep], ds.y_train[keep], math.inf),
+                  "soft": (ds.X_train, ds.y_train, spec.soft_beta)}
     t0 = time.perf_counter()
-    if tasks:
-        _run_curve_tasks(tasks, spec, cache, jobs, progress)
+    computed = False
+    for treatment, (X, y, beta) in treatments.items():
+        key_of = {id(s): _curve_key(spec, setting_of[s.setting], data_hash, s.restart, treatment, dropped) for s in sols}
+        todo = [s for s in sols if not cache.has("curve", key_of[id(s)])]
+        if not todo:
+            continue
+        computed = True
+        state = {"done": 0, "total": len(todo) * len(spec.deltas)}
+
+        def report(info, todo=todo, state=state, treatment=treatment):
+            if progress is None:
+                return
+            if info.get("event") == "compiling":
+                progress("compiling BP kernels (once per machine)", 0, 1, "")
+            elif info.get("event") == "point":
+                state["done"] += 1
+                s = todo[info["restart"]]
+                progress(f"BP curves ({treatment})", state["done"], state["total"], f"{s.setting} restart {s.restart}")
+
+        res = restart_curves(np.stack([s.weights for s in todo]), X, y, np.asarray(spec.deltas), beta=beta,
+                             method="auto", jobs=max(1, min(int(jobs or os.cpu_count() or 1), len(todo))),
+                             progress=report)
+        for i, s in enumerate(todo):
+            cache.save("curve", key_of[id(s)], _curve_arrays(res.curves.get(i)),
+                       {"setting": s.setting, "restart": s.restart, "treatment": treatment,
+                        "error": res.errors.get(i)})
+    if computed:
         wall["curve"] = wall.get("curve", 0.0) + time.perf_counter() - t0
     for s in sols:
-        for treatment in ("hard", "soft"):
+        for treatment in treatments:
             arrays, meta = cache.load("curve", _curve_key(spec, setting_of[s.setting], data_hash, s.restart,
                                                           treatment, dropped))
             s.curves[treatment] = dict(arrays, error=meta.get("error"))
-
-
-def _save_curve(cache, s, treatment, key, arrays, error):
-    if arrays is None:
-        arrays = {"prior_delta": np.array([]), "delta": np.array([]), "d": np.array([]), "phi": np.array([]),
-                  "phi_ball": np.array([]), "phi_G": np.array([]), "converged": np.zeros(0, bool)}
-    cache.save("curve", key, arrays, {"setting": s.setting, "restart": s.restart, "treatment": treatment,
-                                      "error": error})
-
-
-def _run_curve_tasks(tasks, spec, cache, jobs, progress):
-    jobs = max(1, min(int(jobs or os.cpu_count() or 1), len(tasks)))
-    if jobs == 1:
-        for i, (s, treatment, key, X, y, beta) in enumerate(tasks):
-            arrays, error = curve_job(s.weights, X, y, spec.deltas, beta)
-            _save_curve(cache, s, treatment, key, arrays, error)
-            if progress is not None:
-                progress("BP curves", i + 1, len(tasks), f"{s.setting} restart {s.restart} ({treatment})")
-        return
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    keys = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
-    old = {k: os.environ.get(k) for k in keys}
-    os.environ.update({k: str(max(1, (os.cpu_count() or 1) // jobs)) for k in keys})
-    try:
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
-            futures = {pool.submit(curve_job, s.weights, X, y, spec.deltas, beta): (s, treatment, key)
-                       for (s, treatment, key, X, y, beta) in tasks}
-            for i, fut in enumerate(as_completed(futures)):
-                s, treatment, key = futures[fut]
-                arrays, error = fut.result()
-                _save_curve(cache, s, treatment, key, arrays, error)
-                if progress is not None:
-                    progress("BP curves", i + 1, len(tasks), f"{s.setting} restart {s.restart} ({treatment})")
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def compute_figure(spec: FigureSpec, cache_dir, *, restart_ids=None, device="cpu", jobs=None,

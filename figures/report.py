@@ -20,7 +20,6 @@ Files written into the output folder (each atomically):
 from __future__ import annotations
 
 import csv
-import io
 import math
 import subprocess
 from pathlib import Path

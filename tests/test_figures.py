@@ -91,36 +91,51 @@ def test_specs_and_restart_selection():
             shard_ids(bad, 5)
 
 
-def _tiny_spec(**kw):
+def _tiny_spec(K=9, **kw):
     """Two cheap settings (sgd-fast, and sgd-fast with dropout), 2 solutions each, short grids."""
     import dataclasses
 
     from localentropy.figures.spec import FigureSpec, Setting
 
-    settings = (Setting("fast", get_preset("sgd-fast")), Setting("fast p=0.2", get_preset("sgd-fast", dropout=0.2)))
+    settings = (Setting("fast", get_preset("sgd-fast", K=K)), Setting("fast p=0.2", get_preset("sgd-fast", dropout=0.2, K=K)))
     base = FigureSpec(name="6", settings=settings, restarts=2, seed=0, sigmas=(0.0, 0.25, 0.5), draws=8,
                       deltas=tuple(np.logspace(-3, -1, 4)), quick=True)
     return dataclasses.replace(base, **kw)
 
 
-def test_a_small_figure_end_to_end_cached_sharded_and_consistent(tmp_path):
+def _planted_data():
+    """A small teacher committee's patterns (K=3, N=60): 80 to train on, 200 to test."""
+    from types import SimpleNamespace
+
+    from localentropy.bp.instances import planted_instance
+
+    X, y, _ = planted_instance(5, 3, 60, 280)
+    return SimpleNamespace(X_train=X[:80], y_train=y[:80], X_test=X[80:], y_test=y[80:])
+
+
+@pytest.mark.parametrize("real", [pytest.param(True, marks=pytest.mark.slow), False])
+def test_a_small_figure_end_to_end_cached_sharded_and_consistent(tmp_path, real):
     from localentropy.committee.evaluate import solution_errors
     from localentropy.data import load_dresscoat
     from localentropy.figures import compute_figure, write_outputs
 
-    spec = _tiny_spec()
+    ds = load_dresscoat() if real else _planted_data()
+    spec = _tiny_spec(K=9 if real else 3)
     cache = tmp_path / "cache"
-    # two shards first, then the assembling run: it must train nothing more
-    for ids in ([0], [1]):
-        compute_figure(spec, cache, restart_ids=ids, jobs=1)
-    fd = compute_figure(spec, cache, jobs=1)
-    assert "train" not in fd.wall
+    # two shards first, then the assembling run: it trains nothing more when the shards hold enough solutions
+    stopped = {s.label: 0 for s in spec.settings}
+    for ids in ([0, 1], [2, 3]):
+        shard = compute_figure(spec, cache, restart_ids=ids, jobs=1, data=ds)
+        for lab, sols in shard.solutions.items():
+            stopped[lab] += len(sols)
+            assert all(s.restart in ids for s in sols)
+    fd = compute_figure(spec, cache, jobs=1, data=ds)
+    assert ("train" in fd.wall) == any(n < 2 for n in stopped.values())
     assert {lab: len(s) for lab, s in fd.solutions.items()} == {"fast": 2, "fast p=0.2": 2}
     files = write_outputs(fd, tmp_path / "out", "test", fd.wall)
     assert all(f.is_file() and f.stat().st_size > 0 for f in files)
     assert (tmp_path / "out" / "fig6-correlation.png").is_file()
     # the CSV is numeric where it should be, and its test errors are the solutions' own
-    ds = load_dresscoat()
     with open(tmp_path / "out" / "fig6.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     for row in rows:
@@ -137,15 +152,33 @@ def test_a_small_figure_end_to_end_cached_sharded_and_consistent(tmp_path):
     summary = (tmp_path / "out" / "fig6-summary.md").read_text()
     assert "quick preview" in summary and "fast p=0.2" in summary and "Mann–Whitney" not in summary.split("##")[0]
     # a rerun computes nothing and writes the same numbers
-    fd2 = compute_figure(spec, cache, jobs=1)
+    fd2 = compute_figure(spec, cache, jobs=1, data=ds)
     assert fd2.wall == {}
     write_outputs(fd2, tmp_path / "out2", "test", fd2.wall)
     assert (tmp_path / "out2" / "fig6.csv").read_text() == (tmp_path / "out" / "fig6.csv").read_text()
     # a changed hyper-parameter of one setting retrains that setting only
     import dataclasses
 
-    changed = _tiny_spec(settings=(spec.settings[0], dataclasses.replace(
-        spec.settings[1], preset=get_preset("sgd-fast", dropout=0.3))))
-    fd3 = compute_figure(changed, cache, jobs=1)
+    changed = dataclasses.replace(spec, settings=(spec.settings[0], dataclasses.replace(
+        spec.settings[1], preset=dataclasses.replace(spec.settings[1].preset, dropout=0.3))))
+    fd3 = compute_figure(changed, cache, jobs=1, data=ds)
     assert "train" in fd3.wall
     assert [s.weights.tolist() for s in fd3.solutions["fast"]] == [s.weights.tolist() for s in fd.solutions["fast"]]
+
+
+def test_the_figure_command_validates_before_any_progress_and_says_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from localentropy.cli.main import cli
+
+    runner = CliRunner()
+    for args, needle in ((["figure", "2"], "2"), (["figure", "1", "--shard", "3/2"], "--shard"),
+                         (["figure", "1", "--restart-ids", "0-3", "--shard", "1/2"], "not both"),
+                         (["figure", "1", "--restarts", "0"], "--restarts"),
+                         (["figure", "6", "--dropout", "0.1,x"], "--dropout"),
+                         (["figure", "1", "--dropout", "0.1"], "figure 6")):
+        res = runner.invoke(cli, args + ["--out", str(tmp_path / "o")])
+        assert res.exit_code == 2, (args, res.output)
+        lines = [ln for ln in res.output.splitlines() if ln.strip()]
+        assert len(lines) == 1 and needle in lines[0], (args, res.output)
+        assert not (tmp_path / "o").exists()
