@@ -80,14 +80,14 @@ class RandomCrop:
         if p == 0:
             return x
         B, C, H, W = x.shape
-        padded = F.pad(x, (p, p, p, p))
+        Wp = W + 2 * p
+        padded = F.pad(x, (p, p, p, p)).reshape(B, C, -1)
         dy = randint(2 * p + 1, (B,), g)
         dx = randint(2 * p + 1, (B,), g)
-        rows = (dy[:, None] + torch.arange(H, device=x.device))[:, None, :, None]
-        cols = (dx[:, None] + torch.arange(W, device=x.device))[:, None, None, :]
-        b = torch.arange(B, device=x.device)[:, None, None, None]
-        c = torch.arange(C, device=x.device)[None, :, None, None]
-        return padded[b, c, rows, cols]
+        rows = dy[:, None, None] + torch.arange(H, device=x.device)[None, :, None]
+        cols = dx[:, None, None] + torch.arange(W, device=x.device)[None, None, :]
+        flat = (rows * Wp + cols).reshape(B, 1, H * W).expand(B, C, H * W)
+        return torch.gather(padded, 2, flat).reshape(B, C, H, W)
 
     def __repr__(self):
         return f"RandomCrop(padding={self.padding})"
@@ -220,28 +220,25 @@ def blend(x, other, factor):
 
 
 def rgb_to_hsv(x):
-    """RGB in [0, 1] → (h, s, v) in [0, 1], each (B, H, W)."""
-    r, g_, b = x[:, 0], x[:, 1], x[:, 2]
-    maxc, _ = x.max(1)
-    minc, _ = x.min(1)
-    delta = maxc - minc
-    s = torch.where(maxc > 0, delta / maxc.clamp_min(1e-12), torch.zeros_like(maxc))
-    dz = delta.clamp_min(1e-12)
-    rc, gc, bc = (maxc - r) / dz, (maxc - g_) / dz, (maxc - b) / dz
-    h = torch.where(maxc == r, bc - gc, torch.where(maxc == g_, 2.0 + rc - bc, 4.0 + gc - rc))
-    h = torch.where(delta > 0, (h / 6.0) % 1.0, torch.zeros_like(h))
+    """RGB in [0, 1] (B, 3, H, W) → (h, s, v) in [0, 1], each (B, H, W). Hue from the sector of the largest
+    channel: (G − B)/Δ, 2 + (B − R)/Δ or 4 + (R − G)/Δ, over 6 (zero where Δ = 0)."""
+    maxc, arg = x.max(1)
+    delta = maxc - x.amin(1)
+    s = delta / maxc.clamp_min(1e-12)
+    r, g_, b = x.unbind(1)
+    num = torch.stack([g_ - b, b - r, r - g_], 1).gather(1, arg[:, None])[:, 0]
+    h = torch.remainder(num / delta.clamp_min(1e-12) + 2.0 * arg, 6.0) / 6.0
+    h = h.masked_fill_(delta <= 0, 0.0)
     return h, s, maxc
 
 
 def hsv_to_rgb(h, s, v):
-    i = torch.floor(h * 6.0)
-    f = h * 6.0 - i
-    i = i.long() % 6
-    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
-    table = torch.stack([torch.stack(c, 0) for c in ((v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q))], 0)
-    # table (6, 3, B, H, W); pick row i per pixel
-    idx = i[None, None].expand(1, 3, *i.shape)
-    return torch.gather(table, 0, idx)[0].permute(1, 0, 2, 3)
+    """(h, s, v) in [0, 1] → RGB (B, 3, H, W): channel n = v − v·s·clamp(min(k, 4 − k), 0, 1), k = (n + 6h) mod 6
+    for n = 5, 3, 1 (R, G, B): the piecewise-linear hexcone, without per-pixel branching."""
+    n = torch.tensor([5.0, 3.0, 1.0], device=h.device, dtype=h.dtype)[None, :, None, None]
+    k = torch.remainder(n + 6.0 * h[:, None], 6.0)
+    ramp = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
+    return v[:, None] - (v * s)[:, None] * ramp
 
 
 def adjust_hue(x, shift):
@@ -292,9 +289,12 @@ class RandomGrayscale:
 
     def __call__(self, x, g):
         check_uint8(x, "RandomGrayscale")
-        pick = uniform((x.shape[0],), g) < self.p
-        gray = to_uint8(grayscale(x.float())).expand_as(x)
-        return torch.where(pick[:, None, None, None], gray, x)
+        pick = torch.nonzero(uniform((x.shape[0],), g) < self.p).flatten()
+        if pick.numel() == 0 or x.shape[1] == 1:
+            return x
+        out = x.clone()
+        out[pick] = to_uint8(grayscale(x[pick].float())).expand(-1, x.shape[1], -1, -1)
+        return out
 
     def __repr__(self):
         return f"RandomGrayscale(p={self.p})"
