@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from localentropy.deep.augment import affine, check_uint8, rotate, to_uint8, uniform
+from localentropy.deep.augment import affine, check_uint8, to_uint8, uniform
 from localentropy.deep.errors import DeepError
 
 CIFAR10_POLICY = (
@@ -56,40 +56,38 @@ def _signed(m, g):
     return m * sign
 
 
-def _zeros2(x):
-    return torch.zeros(x.shape[0], 2, device=x.device, dtype=x.dtype)
+def geometry(name: str, m: torch.Tensor, g, height: int, width: int):
+    """The affine map of geometric operation ``name`` at magnitudes ``m`` (n,): (matrix (n, 2, 2), shift (n, 2))
+    in pixel units about the image centre (see :func:`localentropy.deep.augment.affine`)."""
+    n = m.shape[0]
+    mat = torch.eye(2, device=m.device).expand(n, 2, 2).clone()
+    shift = torch.zeros(n, 2, device=m.device)
+    if name == "ShearX":
+        mat[:, 0, 1] = _signed(0.3 * m / 10, g)
+    elif name == "ShearY":
+        mat[:, 1, 0] = _signed(0.3 * m / 10, g)
+    elif name == "TranslateX":
+        shift[:, 0] = _signed(torch.floor(10 * m / 10) * width / 32, g)
+    elif name == "TranslateY":
+        shift[:, 1] = _signed(torch.floor(10 * m / 10) * height / 32, g)
+    elif name == "Rotate":
+        a = torch.deg2rad(_signed(torch.floor(30 * m / 10), g))
+        c, s = torch.cos(a), torch.sin(a)
+        mat = torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
+    else:
+        raise DeepError(f"{name} is not a geometric operation")
+    return mat, shift
 
 
-def _eye(x):
-    return torch.eye(2, device=x.device, dtype=x.dtype).expand(x.shape[0], 2, 2).clone()
+GEOMETRIC = ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate")
 
 
-def shear_x(x, m, g):
-    mat = _eye(x)
-    mat[:, 0, 1] = _signed(0.3 * m / 10, g)
-    return affine(x, mat, _zeros2(x), FILL)
-
-
-def shear_y(x, m, g):
-    mat = _eye(x)
-    mat[:, 1, 0] = _signed(0.3 * m / 10, g)
-    return affine(x, mat, _zeros2(x), FILL)
-
-
-def translate_x(x, m, g):
-    shift = _zeros2(x)
-    shift[:, 0] = _signed(torch.floor(10 * m / 10) * x.shape[-1] / 32, g)
-    return affine(x, _eye(x), shift, FILL)
-
-
-def translate_y(x, m, g):
-    shift = _zeros2(x)
-    shift[:, 1] = _signed(torch.floor(10 * m / 10) * x.shape[-2] / 32, g)
-    return affine(x, _eye(x), shift, FILL)
-
-
-def rotate_op(x, m, g):
-    return rotate(x, _signed(torch.floor(30 * m / 10), g), fill=FILL)
+def _geometric_op(name):
+    def op(x, m, g):
+        mat, shift = geometry(name, m, g, x.shape[-2], x.shape[-1])
+        return affine(x, mat.to(x.dtype), shift.to(x.dtype), FILL)
+    op.__name__ = name
+    return op
 
 
 def _factor(m):
@@ -175,8 +173,7 @@ def equalize(x, m, g):
 
 
 OPS = {
-    "ShearX": shear_x, "ShearY": shear_y, "TranslateX": translate_x, "TranslateY": translate_y,
-    "Rotate": rotate_op, "Color": color, "Contrast": contrast, "Brightness": brightness,
+    **{name: _geometric_op(name) for name in GEOMETRIC}, "Color": color, "Contrast": contrast, "Brightness": brightness,
     "Sharpness": sharpness, "Posterize": posterize, "Solarize": solarize, "Invert": invert,
     "AutoContrast": autocontrast, "Equalize": equalize,
 }
@@ -200,23 +197,44 @@ class AutoAugment:
                 if name not in OPS or not 0 <= p <= 1 or not 0 <= m <= 9:
                     raise DeepError(f"bad AutoAugment operation {(name, p, m)}")
         self.policy = tuple(policy)
+        self.names = sorted({name for sub in self.policy for name, _, _ in sub})
+        code = {name: k for k, name in enumerate(self.names)}
+        # per stage: (operation code, probability, magnitude) of each sub-policy
+        self.table = torch.tensor([[[code[sub[st][0]], sub[st][1], sub[st][2]] for sub in self.policy] for st in (0, 1)],
+                                  dtype=torch.float32)
+        self._on = {}
+
+    def _table(self, device):
+        if device not in self._on:
+            self._on[device] = self.table.to(device)
+        return self._on[device]
 
     def __call__(self, x, g):
         check_uint8(x, "AutoAugment")
-        B = x.shape[0]
+        B, _, H, W = x.shape
+        table = self._table(x.device)
         choice = torch.floor(uniform((B,), g) * len(self.policy)).long()
         y = x.float()
         for stage in range(2):
-            names = [sub[stage][0] for sub in self.policy]
-            probs = torch.tensor([sub[stage][1] for sub in self.policy], device=x.device)
-            mags = torch.tensor([float(sub[stage][2]) for sub in self.policy], device=x.device)
-            applied = uniform((B,), g) < probs[choice]
-            m = mags[choice]
-            for name in sorted(set(names)):
-                uses = torch.tensor([n == name for n in names], device=x.device)
-                sel = torch.nonzero(applied & uses[choice]).flatten()
-                if sel.numel():
+            op, prob, m = table[stage, choice].unbind(1)
+            op = torch.where(uniform((B,), g) < prob, op, torch.full_like(op, -1))  # −1: not applied
+            present = torch.unique(op).long().tolist()
+            # all geometric operations of this stage in one resampling: identity for the other images
+            mat = torch.eye(2, device=x.device).expand(B, 2, 2).clone()
+            shift = torch.zeros(B, 2, device=x.device)
+            moved = None
+            for k in present:
+                if k < 0:
+                    continue
+                name = self.names[k]
+                sel = torch.nonzero(op == k).flatten()
+                if name in GEOMETRIC:
+                    mat[sel], shift[sel] = geometry(name, m[sel], g, H, W)
+                    moved = sel if moved is None else torch.cat([moved, sel])
+                else:
                     y[sel] = OPS[name](y[sel], m[sel], g).round_().clamp_(0, 255)
+            if moved is not None:
+                y[moved] = affine(y[moved], mat[moved], shift[moved], FILL).round_().clamp_(0, 255)
         return to_uint8(y)
 
     def __repr__(self):
