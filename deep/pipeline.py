@@ -91,7 +91,8 @@ class Batches:
         self.batch_size, self.stack, self.generator = int(batch_size), stack, generator
         self.shuffle, self.drop_last = shuffle, drop_last
         self.device = torch.device(device) if device is not None else images.device
-        if self.device != generator.device:
+        gdev = torch.device(generator.device)
+        if (self.device.type, self.device.index or 0) != (gdev.type, gdev.index or 0):
             raise DeepError(f"the generator is on {generator.device}, the batches on {self.device}")
 
     def __len__(self):

@@ -166,6 +166,11 @@ def test_a_batch_with_the_wrong_content_is_refused(cifar10):
         read_cifar10(root)
 
 
+def test_the_folder_is_found_inside_a_data_dir(cifar10):
+    root, _ = cifar10
+    assert read_cifar10(data_dir=root.parent).train_images.shape == (20, 3, 32, 32)
+
+
 def test_a_missing_folder_says_how_to_get_the_data(tmp_path):
     with pytest.raises(DataError, match="cifar-10 not found.*download"):
         read_cifar10(data_dir=tmp_path)

@@ -227,6 +227,8 @@ def test_one_epoch_visits_every_image_once_and_a_seed_fixes_the_order():
     again = [yb.tolist() for _, yb in Batches(x, y, 8, stack, gen(0), drop_last=False)]
     assert sum(again, []) == seen
     assert len(Batches(x, y, 8, stack, gen(0))) == 6
+    with pytest.raises(DeepError, match="generator"):
+        Batches(x, y, 8, stack, gen(0), device="meta")
 
 
 def test_efficientnet_stack_gives_224_pixel_float_batches():
