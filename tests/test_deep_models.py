@@ -47,9 +47,10 @@ def test_resnet110_has_1_7M_parameters_as_he_et_al_table_6():
 def test_pyramidnet272_alpha200_has_26M_parameters():
     # Cubuk et al. 2018 (AutoAugment), Table 2: PyramidNet+ShakeDrop 26.2M (the setting App. C follows);
     # Han et al. 2017, Table 4: PyramidNet-272 (α = 200, bottleneck) 26.0M.
+    # Han et al. give one count per network (CIFAR-10's classifier: at 100 classes ours is +1.1 % above 26.0M).
+    assert within(n_params("pyramidnet272", num_classes=10), 26_000_000)
     for classes in (10, 100):
-        ours = n_params("pyramidnet272", num_classes=classes)
-        assert within(ours, 26_200_000) and within(ours, 26_000_000, rel=0.012)
+        assert within(n_params("pyramidnet272", num_classes=classes), 26_200_000)
     assert n_params("pyramidnet272", num_classes=10) == 26_210_842
 
 
