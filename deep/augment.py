@@ -59,11 +59,16 @@ def affine(x: torch.Tensor, matrix: torch.Tensor, shift: torch.Tensor, fill: flo
     theta[:, :, :2] = matrix * scale[None, :, None] / scale[None, None, :]
     theta[:, :, 2] = shift * scale
     grid = F.affine_grid(theta, (B, C, H, W), align_corners=False)
+    out = F.grid_sample(x, grid, mode=mode, padding_mode="zeros", align_corners=False)
     if fill == 0.0:
-        return F.grid_sample(x, grid, mode=mode, padding_mode="zeros", align_corners=False)
+        return out
+    if mode == "nearest":  # the pixels whose nearest source lies outside the image: from the grid, no resampling
+        ix = torch.round(((grid[..., 0] + 1) * W - 1) / 2)
+        iy = torch.round(((grid[..., 1] + 1) * H - 1) / 2)
+        outside = (ix < 0) | (ix > W - 1) | (iy < 0) | (iy > H - 1)
+        return out.masked_fill_(outside[:, None], fill)
     ones = torch.ones((B, 1, H, W), device=x.device, dtype=x.dtype)
-    out = F.grid_sample(torch.cat([x, ones], 1), grid, mode=mode, padding_mode="zeros", align_corners=False)
-    return out[:, :C] + fill * (1 - out[:, C:])
+    return out + fill * (1 - F.grid_sample(ones, grid, mode=mode, padding_mode="zeros", align_corners=False))
 
 
 class RandomCrop:
@@ -91,6 +96,35 @@ class RandomCrop:
 
     def __repr__(self):
         return f"RandomCrop(padding={self.padding})"
+
+
+class RandomCropFlip:
+    """:class:`RandomCrop` then :class:`HorizontalFlip`, fused into one gather (the standard preprocessing's
+    two random operations in one pass over the batch): each image is a window of its zero-padded self,
+    mirrored with probability ``p``."""
+
+    def __init__(self, padding: int, p: float = 0.5):
+        if padding < 0:
+            raise DeepError(f"crop padding must be ≥ 0, not {padding}")
+        self.padding, self.p = int(padding), float(p)
+
+    def __call__(self, x, g):
+        check_batch(x, "RandomCropFlip")
+        p = self.padding
+        B, C, H, W = x.shape
+        Wp = W + 2 * p
+        padded = F.pad(x, (p, p, p, p)).reshape(B, C, -1) if p else x.reshape(B, C, -1)
+        dy = randint(2 * p + 1, (B,), g)
+        dx = randint(2 * p + 1, (B,), g)
+        flip = uniform((B,), g) < self.p
+        ar = torch.arange(W, device=x.device)
+        cols = dx[:, None] + torch.where(flip[:, None], W - 1 - ar, ar)
+        rows = dy[:, None] + torch.arange(H, device=x.device)
+        flat = (rows[:, :, None] * Wp + cols[:, None, :]).reshape(B, 1, H * W).expand(B, C, H * W)
+        return torch.gather(padded, 2, flat).reshape(B, C, H, W)
+
+    def __repr__(self):
+        return f"RandomCropFlip(padding={self.padding}, p={self.p})"
 
 
 class HorizontalFlip:
@@ -359,9 +393,9 @@ class Normalize:
         check_batch(x, "Normalize")
         if x.shape[1] != self.mean.numel():
             raise DeepError(f"Normalize has {self.mean.numel()} channel statistics, the images have {x.shape[1]} channels")
-        m = self.mean.to(x.device)[None, :, None, None]
-        s = self.std.to(x.device)[None, :, None, None]
-        return (x.float() / 255.0 - m) / s
+        scale = (1.0 / (255.0 * self.std)).to(x.device)[None, :, None, None]
+        shift = (self.mean / self.std).to(x.device)[None, :, None, None]
+        return x.float().mul_(scale).sub_(shift)
 
     def __repr__(self):
         return f"Normalize(mean={[round(v, 4) for v in self.mean.tolist()]}, std={[round(v, 4) for v in self.std.tolist()]})"

@@ -112,15 +112,6 @@ def color(x, m, g):
     return pil_blend(x, luma(x), _factor(m))
 
 
-def contrast(x, m, g):
-    mean = torch.floor(luma(x).mean((1, 2, 3), keepdim=True) + 0.5)
-    return pil_blend(x, mean, _factor(m))
-
-
-def brightness(x, m, g):
-    return pil_blend(x, torch.zeros_like(x), _factor(m))
-
-
 def sharpness(x, m, g):
     """PIL's ImageFilter.SMOOTH kernel [[1,1,1],[1,5,1],[1,1,1]]/13 on the interior, border pixels kept."""
     smooth = x.clone()
@@ -129,53 +120,86 @@ def sharpness(x, m, g):
     return pil_blend(x, smooth, _factor(m))
 
 
-def posterize(x, m, g):
+def levels(x):
+    """The 256 pixel values, shaped (1, 1, 256) for per-(image, channel) lookup tables."""
+    return torch.arange(256, device=x.device, dtype=torch.float32)[None, None, :]
+
+
+# Operations that map each pixel value through a per-(image, channel) table: the table is built from
+# the image's statistics on (n, C, 256) values, then applied to all such images of a stage in one gather.
+# Each takes images (n, C, H, W) float (only their shape is used by the first four) and returns (n, C, 256).
+
+def posterize_lut(x, m, g):
     bits = 4 - torch.floor(4 * m / 10)
-    step = torch.pow(2.0, 8 - bits)[:, None, None, None]
-    return torch.floor(x / step) * step
+    step = torch.pow(2.0, 8 - bits)[:, None, None]
+    return (torch.floor(levels(x) / step) * step).expand(x.shape[0], x.shape[1], 256)
 
 
-def solarize(x, m, g):
-    threshold = (256 - torch.floor(256 * m / 10))[:, None, None, None]
-    return torch.where(x >= threshold, 255 - x, x)
+def solarize_lut(x, m, g):
+    v = levels(x)
+    threshold = (256 - torch.floor(256 * m / 10))[:, None, None]
+    return torch.where(v >= threshold, 255 - v, v).expand(x.shape[0], x.shape[1], 256)
 
 
-def invert(x, m, g):
-    return 255 - x
+def invert_lut(x, m, g):
+    return (255 - levels(x)).expand(x.shape[0], x.shape[1], 256)
 
 
-def autocontrast(x, m, g):
-    """Stretch each channel so its minimum is 0 and its maximum 255 (unchanged where flat)."""
-    lo = x.amin((2, 3), keepdim=True)
-    hi = x.amax((2, 3), keepdim=True)
-    span = hi - lo
-    scale = torch.where(span > 0, 255.0 / span.clamp_min(1e-12), torch.ones_like(span))
-    offset = torch.where(span > 0, lo, torch.zeros_like(lo))
-    return ((x - offset) * scale).clamp_(0, 255)
+def brightness_lut(x, m, g):
+    return torch.floor((_factor(m)[:, None, None] * levels(x)).clamp_(0, 255)).expand(x.shape[0], x.shape[1], 256)
 
 
-def equalize(x, m, g):
+def contrast_lut(x, m, g):
+    mean = torch.floor(luma(x).mean((1, 2, 3)) + 0.5)[:, None, None]
+    out = torch.floor((mean + _factor(m)[:, None, None] * (levels(x) - mean)).clamp_(0, 255))
+    return out.expand(x.shape[0], x.shape[1], 256)
+
+
+def autocontrast_lut(x, m, g):
+    """PIL's ImageOps.autocontrast: each channel's range [lo, hi] stretched to [0, 255], truncated (flat: unchanged)."""
+    lo = x.amin((2, 3))[..., None]
+    span = x.amax((2, 3))[..., None] - lo
+    v = levels(x)
+    stretched = torch.floor(((v - lo) * (255.0 / span.clamp_min(1e-12))).clamp_(0, 255))
+    return torch.where(span > 0, stretched, v.expand_as(stretched))
+
+
+def equalize_lut(x, m, g):
     """PIL's ImageOps.equalize per channel: lut[i] = (step//2 + #pixels below i) // step, step = (n − count of
     the top value)//255; a channel with step 0 is unchanged."""
     B, C, H, W = x.shape
-    v = x.round().long().clamp(0, 255).reshape(B * C, H * W)
+    v = x.long().reshape(B * C, H * W)
     rows = torch.arange(B * C, device=x.device)[:, None] * 256
     hist = torch.bincount((v + rows).flatten(), minlength=B * C * 256).reshape(B * C, 256)
-    top = v.max(1).values
-    top_count = hist.gather(1, top[:, None])[:, 0]
+    top_count = hist.gather(1, v.max(1).values[:, None])[:, 0]
     step = (H * W - top_count) // 255
     below = torch.cumsum(hist, 1) - hist
-    safe = step.clamp_min(1)[:, None]
-    lut = ((step[:, None] // 2 + below) // safe).clamp(max=255)
-    out = lut.gather(1, v)
-    out = torch.where((step > 0)[:, None], out, v)
-    return out.reshape(B, C, H, W).to(x.dtype)
+    lut = ((step[:, None] // 2 + below) // step.clamp_min(1)[:, None]).clamp(max=255).float()
+    lut = torch.where((step > 0)[:, None], lut, levels(x)[0])
+    return lut.reshape(B, C, 256)
+
+
+def apply_lut(x, lut):
+    """Pixel values of ``x`` (n, C, H, W), integers in [0, 255], through ``lut`` (n, C, 256)."""
+    n, C, H, W = x.shape
+    return lut.gather(2, x.long().reshape(n, C, H * W)).reshape(n, C, H, W)
+
+
+LUTS = {"Posterize": posterize_lut, "Solarize": solarize_lut, "Invert": invert_lut, "Brightness": brightness_lut,
+        "Contrast": contrast_lut, "AutoContrast": autocontrast_lut, "Equalize": equalize_lut}
+NEEDS_PIXELS = {"Contrast", "AutoContrast", "Equalize"}
+
+
+def _lut_op(name):
+    def op(x, m, g):
+        return apply_lut(x, LUTS[name](x, m, g))
+    op.__name__ = name
+    return op
 
 
 OPS = {
-    **{name: _geometric_op(name) for name in GEOMETRIC}, "Color": color, "Contrast": contrast, "Brightness": brightness,
-    "Sharpness": sharpness, "Posterize": posterize, "Solarize": solarize, "Invert": invert,
-    "AutoContrast": autocontrast, "Equalize": equalize,
+    **{name: _geometric_op(name) for name in GEOMETRIC}, "Color": color, "Sharpness": sharpness,
+    **{name: _lut_op(name) for name in LUTS},
 }
 
 
@@ -211,28 +235,37 @@ class AutoAugment:
 
     def __call__(self, x, g):
         check_uint8(x, "AutoAugment")
-        B, _, H, W = x.shape
+        B, C, H, W = x.shape
         table = self._table(x.device)
         choice = torch.floor(uniform((B,), g) * len(self.policy)).long()
         y = x.float()
         for stage in range(2):
             op, prob, m = table[stage, choice].unbind(1)
-            op = torch.where(uniform((B,), g) < prob, op, torch.full_like(op, -1))  # −1: not applied
-            present = torch.unique(op).long().tolist()
+            op = torch.where(uniform((B,), g) < prob, op + 1, torch.zeros_like(op)).long()  # 0: not applied
+            order = torch.argsort(op, stable=True)
+            counts = torch.bincount(op, minlength=len(self.names) + 1).tolist()
+            groups = order.split(counts)
             # all geometric operations of this stage in one resampling: identity for the other images
             mat = torch.eye(2, device=x.device).expand(B, 2, 2).clone()
             shift = torch.zeros(B, 2, device=x.device)
-            moved = None
-            for k in present:
-                if k < 0:
+            moved, lut, looked = None, None, None
+            for k, sel in enumerate(groups[1:]):
+                if not counts[k + 1]:
                     continue
                 name = self.names[k]
-                sel = torch.nonzero(op == k).flatten()
-                if name in GEOMETRIC:
+                if name in GEOMETRIC:  # all geometric operations of the stage in one resampling
                     mat[sel], shift[sel] = geometry(name, m[sel], g, H, W)
                     moved = sel if moved is None else torch.cat([moved, sel])
+                elif name in LUTS:  # all lookup-table operations of the stage in one gather
+                    if lut is None:
+                        lut = levels(y).expand(B, C, 256).clone()
+                    pixels = y[sel] if name in NEEDS_PIXELS else y.new_empty((sel.numel(), C, 1, 1))
+                    lut[sel] = LUTS[name](pixels, m[sel], g)
+                    looked = sel if looked is None else torch.cat([looked, sel])
                 else:
                     y[sel] = OPS[name](y[sel], m[sel], g).round_().clamp_(0, 255)
+            if looked is not None:
+                y[looked] = apply_lut(y[looked], lut[looked])
             if moved is not None:
                 y[moved] = affine(y[moved], mat[moved], shift[moved], FILL).round_().clamp_(0, 255)
         return to_uint8(y)

@@ -14,7 +14,7 @@ import math
 import torch
 
 from localentropy.deep.augment import (ColorJitter, Compose, Cutout, HorizontalFlip, Normalize, RandomCrop,
-                                       RandomGrayscale, RandomResizedCrop, RandomRotation, Resize)
+                                       RandomCropFlip, RandomGrayscale, RandomResizedCrop, RandomRotation, Resize)
 from localentropy.deep.autoaugment import AutoAugment
 from localentropy.deep.errors import DeepError
 
@@ -25,7 +25,7 @@ def crop_padding(side: int) -> int:
 
 
 def _standard(side):
-    return [RandomCrop(crop_padding(side)), HorizontalFlip()]
+    return [RandomCropFlip(crop_padding(side))]  # RandomCrop + HorizontalFlip in one gather
 
 
 STACKS = {

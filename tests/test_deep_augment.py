@@ -8,7 +8,8 @@ import pytest
 import torch
 from PIL import Image, ImageEnhance, ImageOps
 
-from localentropy.deep.augment import (ColorJitter, Cutout, HorizontalFlip, Normalize, RandomCrop, RandomGrayscale,
+from localentropy.deep.augment import (ColorJitter, Cutout, HorizontalFlip, Normalize, RandomCrop, RandomCropFlip,
+                                       RandomGrayscale,
                                        RandomResizedCrop, RandomRotation, Resize, adjust_hue, channel_stats,
                                        hsv_to_rgb, rgb_to_hsv, rotate)
 from localentropy.deep.autoaugment import CIFAR10_POLICY, OPS, AutoAugment, apply_op
@@ -50,6 +51,21 @@ def test_crop_keeps_the_image_inside_its_padding():
         zero_cols = (y[i] == 0).all(dim=(0, 1)).sum().item()
         assert zero_rows == abs(hits[0][0] - p) and zero_cols == abs(hits[0][1] - p)
     assert len(offsets) > 1
+
+
+def test_fused_crop_and_flip_gives_a_padded_window_or_its_mirror():
+    p = 8
+    x = images(40, side=64, low=1)
+    y = RandomCropFlip(p)(x, gen(2))
+    padded = torch.nn.functional.pad(x, (p, p, p, p))
+    kinds = []
+    for i in range(len(x)):
+        hits = [(dy, dx, flip) for dy in range(2 * p + 1) for dx in range(2 * p + 1) for flip in (0, 1)
+                if torch.equal(y[i].flip(-1) if flip else y[i], padded[i, :, dy:dy + 64, dx:dx + 64])]
+        assert len(hits) == 1
+        kinds.append(hits[0][2])
+    assert set(kinds) == {0, 1}
+    assert torch.equal(RandomCropFlip(0, p=0.0)(x, gen()), x)
 
 
 def test_cutout_zeroes_exactly_the_patch():
