@@ -215,12 +215,14 @@ def apply_op(name: str, x: torch.Tensor, magnitude, generator) -> torch.Tensor:
 class AutoAugment:
     """Apply a policy (default: CIFAR-10's) to a uint8 batch: one random sub-policy per image."""
 
-    def __init__(self, policy=CIFAR10_POLICY):
+    def __init__(self, policy=CIFAR10_POLICY, float_output: bool = False):
         for sub in policy:
             for name, p, m in sub:
                 if name not in OPS or not 0 <= p <= 1 or not 0 <= m <= 9:
                     raise DeepError(f"bad AutoAugment operation {(name, p, m)}")
         self.policy = tuple(policy)
+        self.float_output = bool(float_output)  # float32 images with integer values in [0, 255]: saves a
+        # round trip through uint8 when Normalize comes next (the values are the same)
         self.names = sorted({name for sub in self.policy for name, _, _ in sub})
         code = {name: k for k, name in enumerate(self.names)}
         # per stage: (operation code, probability, magnitude) of each sub-policy
@@ -268,7 +270,7 @@ class AutoAugment:
                 y[looked] = apply_lut(y[looked], lut[looked])
             if moved is not None:
                 y[moved] = affine(y[moved], mat[moved], shift[moved], FILL).round_().clamp_(0, 255)
-        return to_uint8(y)
+        return y if self.float_output else to_uint8(y)
 
     def __repr__(self):
         return f"AutoAugment({len(self.policy)} sub-policies)"

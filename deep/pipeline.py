@@ -13,8 +13,8 @@ import math
 
 import torch
 
-from localentropy.deep.augment import (ColorJitter, Compose, Cutout, HorizontalFlip, Normalize, RandomCrop,
-                                       RandomCropFlip, RandomGrayscale, RandomResizedCrop, RandomRotation, Resize)
+from localentropy.deep.augment import (ColorJitter, Compose, Cutout, HorizontalFlip, Normalize, RandomCropFlip,
+                                       RandomGrayscale, RandomResizedCrop, RandomRotation, Resize)
 from localentropy.deep.autoaugment import AutoAugment
 from localentropy.deep.errors import DeepError
 
@@ -33,9 +33,9 @@ STACKS = {
     "standard": ("App. C standard preprocessing: zero-padded random crop (side/8), flip, normalisation",
                  lambda side: (_standard(side), [])),
     "autoaugment": ("standard + AutoAugment CIFAR-10 policy + Cutout 16 (PyramidNet, App. C.1)",
-                    lambda side: (_standard(side) + [AutoAugment()], [Cutout(16)])),
+                    lambda side: (_standard(side) + [AutoAugment(float_output=True)], [Cutout(16)])),
     "efficientnet": ("resize to 224, random crop with padding 32, flip, AutoAugment CIFAR-10 policy (App. C.1)",
-                     lambda side: ([Resize(224), RandomCrop(32), HorizontalFlip(), AutoAugment()], [])),
+                     lambda side: ([Resize(224), RandomCropFlip(32), AutoAugment(float_output=True)], [])),
     "pla-cifar": ("paper 002 CIFAR-10: random-resized crop 60-100 % of the area, ratio 3/4-4/3",
                   lambda side: ([RandomResizedCrop(side, (0.6, 1.0), (3 / 4, 4 / 3))], [])),
     "pla-stl": ("paper 002 STL-10: random-resized crop 8-100 %, flip, greyscale p 0.1, colour jitter 0.5, rotation ±180°",

@@ -173,6 +173,8 @@ def test_the_policy_is_the_25_sub_policies_of_cubuk_et_al():
     assert y.dtype == torch.uint8 and y.shape == x.shape
     changed = (y != x).flatten(1).any(1).float().mean()
     assert 0.3 < changed < 1.0  # some images untouched (probabilities < 1), most changed
+    as_float = AutoAugment(float_output=True)(x, gen(1))
+    assert as_float.dtype == torch.float32 and torch.equal(as_float, y.float())
     with pytest.raises(DeepError):
         AutoAugment(((("Explode", 0.5, 3), ("Invert", 0.1, 1)),))
 
