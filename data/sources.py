@@ -75,3 +75,63 @@ MNIST = IdxDataset(
 )
 
 DATASETS = {d.name: d for d in (FASHION_MNIST, MNIST)}
+
+
+@dataclass(frozen=True)
+class ArchiveDataset:
+    """One image data set distributed as a single archive: where to get it and its published checksum.
+
+    ``md5`` is the checksum its publishers (or torchvision, for STL-10 and Tiny ImageNet, which
+    publish none) give for the archive; SHA-256 is not published for these files.
+    """
+
+    name: str
+    urls: tuple  # tried in order
+    archive: str  # file name of the archive
+    md5: str
+    folder: str  # the top folder the archive extracts to
+    how_to_get: str
+    licence: str
+
+
+CIFAR10 = ArchiveDataset(
+    name="cifar-10",
+    urls=("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",),
+    archive="cifar-10-python.tar.gz",
+    md5="c58f30108f718f92721af3b95e74349a",  # published on https://www.cs.toronto.edu/~kriz/cifar.html
+    folder="cifar-10-batches-py",
+    how_to_get="`localentropy deep download cifar-10`, or unpack cifar-10-python.tar.gz into data/raw/",
+    licence="CIFAR-10: A. Krizhevsky, Learning Multiple Layers of Features from Tiny Images (2009)",
+)
+
+CIFAR100 = ArchiveDataset(
+    name="cifar-100",
+    urls=("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",),
+    archive="cifar-100-python.tar.gz",
+    md5="eb9058c3a382ffc7106e4002c42a8d85",  # published on https://www.cs.toronto.edu/~kriz/cifar.html
+    folder="cifar-100-python",
+    how_to_get="`localentropy deep download cifar-100`, or unpack cifar-100-python.tar.gz into data/raw/",
+    licence="CIFAR-100: A. Krizhevsky, Learning Multiple Layers of Features from Tiny Images (2009)",
+)
+
+STL10 = ArchiveDataset(
+    name="stl-10",
+    urls=("http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz",),
+    archive="stl10_binary.tar.gz",
+    md5="91f7769df0f17e558f3565bffb0c7dfb",  # as in torchvision.datasets.STL10
+    folder="stl10_binary",
+    how_to_get="`localentropy deep download stl-10`, or unpack stl10_binary.tar.gz into data/raw/",
+    licence="STL-10: A. Coates, H. Lee, A. Y. Ng, AISTATS 2011",
+)
+
+TINY_IMAGENET = ArchiveDataset(
+    name="tiny-imagenet",
+    urls=("http://cs231n.stanford.edu/tiny-imagenet-200.zip",),
+    archive="tiny-imagenet-200.zip",
+    md5="90528d7ca1a48142e341f4ef8d21d0de",  # the checksum data-set loaders publish for this zip
+    folder="tiny-imagenet-200",
+    how_to_get="`localentropy deep download tiny-imagenet`, or unzip tiny-imagenet-200.zip into data/raw/",
+    licence="Tiny ImageNet (Stanford CS231n), images from ImageNet: non-commercial research use",
+)
+
+ARCHIVES = {d.name: d for d in (CIFAR10, CIFAR100, STL10, TINY_IMAGENET)}
