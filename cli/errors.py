@@ -5,14 +5,13 @@ from __future__ import annotations
 
 def user_error_types() -> tuple[type[BaseException], ...]:
     """Each package's typed error, plus missing files; imported when an error happens, so start-up stays fast.
-
-    deep/ and figures/ add their error types here when they land.
     """
     from localentropy.bp.errors import BPError
     from localentropy.committee.errors import CommitteeError
     from localentropy.data.errors import DataError
+    from localentropy.deep.errors import DeepError
     from localentropy.entropic.errors import EntropicError
     from localentropy.figures.errors import FigureError
 
     return (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError,
-            DataError, BPError, EntropicError, CommitteeError, FigureError)
+            DataError, BPError, EntropicError, CommitteeError, FigureError, DeepError)

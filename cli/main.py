@@ -78,10 +78,11 @@ def cli(ctx, verbose, quiet):
 def _register() -> None:
     from localentropy.cli.committee_cmd import energy, eval_, train
     from localentropy.cli.data_cmd import data
+    from localentropy.cli.deep_cmd import deep
     from localentropy.cli.figure_cmd import figure
     from localentropy.cli.phi_cmd import phi
 
-    for command in (data, train, eval_, energy, phi, figure):
+    for command in (data, train, eval_, energy, phi, figure, deep):
         cli.add_command(command)
 
 
