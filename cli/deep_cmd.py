@@ -24,7 +24,7 @@ def model_table() -> list[dict]:
     return rows
 
 
-@click.group()
+@click.group(short_help="Deep-net architectures and image data sets.")
 def deep():
     """Deep-net architectures and image data sets (paper 000 Table 1, paper 002 Sec. 4-5)."""
 

@@ -84,6 +84,8 @@ SHORT = {
     "eval": "Training and test error of every restart.",
     "energy": "Local energy of every restart, by sampling.",
     "phi": "Local-entropy curves of saved solutions, by BP.",
+    "figure": "Regenerate Figure 1 or 6 of paper 000 (cached, resumable).",
+    "deep": "Deep-net architectures and image data sets.",
 }
 
 
