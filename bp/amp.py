@@ -53,27 +53,7 @@ _REBUILD_EVERY = 10  # sweeps between rebuilds of the node sums from the message
 # numba kernels: arrays and scalars only
 
 
-@nb.njit(cache=True)
-def _node_sums(X, X2, g, Gam, a, b, c):
-    """a = Σ_μ x² Γ/N, b = Σ_μ x g/√N, c = Σ_μ x³ Γ g/N^{3/2}, rebuilt from the pattern messages."""
-    P, N = X.shape
-    K = g.shape[1]
-    invN = 1.0 / N
-    isq = 1.0 / math.sqrt(N)
-    a[:, :] = 0.0
-    b[:, :] = 0.0
-    c[:, :] = 0.0
-    for mu in range(P):
-        for k in range(K):
-            A = Gam[mu, k] * invN
-            gs = g[mu, k] * isq
-            Ag = A * gs
-            for i in range(N):
-                x = X[mu, i]
-                x2 = X2[mu, i]
-                a[k, i] += x2 * A
-                b[k, i] += x * gs
-                c[k, i] += x2 * x * Ag
+_FAST_MARG = {"contract"}  # FMAs only: the same expression is evaluated in every order-independent way
 
 
 @nb.njit(cache=True)
@@ -86,6 +66,25 @@ def _marginals(center, Delta, a, b, c, Lam, m, v):
             vi = Delta / (1.0 + Delta * a[k, i])
             v[k, i] = vi
             m[k, i] = center[k, i] + Delta * (b[k, i] - vi * c[k, i])
+
+
+@nb.njit(cache=True, fastmath=_FAST_MARG)
+def _marginals_pm1(center, Delta, a, b, c, Lam, m, v):
+    """_marginals for x² = 1, where a_ki = a_k0 for every i (only column 0 is read): v_k and Λ_k once per
+    unit, no division per weight; fills column 0 of Λ and v (the sweep fills the rest at its end)."""
+    K, N = center.shape
+    for k in range(K):
+        ak = a[k, 0]
+        vk = Delta / (1.0 + Delta * ak)
+        Lam[k, 0] = 1.0 / Delta + ak
+        v[k, 0] = vk
+        dv = Delta * vk
+        mk = m[k]
+        ck = c[k]
+        bk = b[k]
+        wk = center[k]
+        for i in range(N):
+            mk[i] = wk[i] + (Delta * bk[i] - dv * ck[i])
 
 
 @nb.njit(cache=True)
@@ -108,8 +107,7 @@ def _fields_channel(X, X2, pm1, idx, j0, j1, y, beta, m, v, Lam, g, Gam, omega, 
             om = 0.0
             os = 0.0
             if pm1:  # x² = 1: Λ_ki, v_ki do not depend on i (a_ki = Σ_μ Γ/N)
-                for i in range(N):
-                    om += X[mu, i] * m[k, i]
+                om = _dot(X[mu], m[k])
                 os = N * v[k, 0]
                 lc = Lam[k, 0] - A
                 Vk = 1.0 / lc
@@ -151,6 +149,32 @@ def _axpy(alpha, x, y):
 
 
 @nb.njit(cache=True)
+def _node_sums(X, X2, X3, pm1, g, Gam, a, b, c):
+    """a = Σ_μ x² Γ/N, b = Σ_μ x g/√N, c = Σ_μ x³ Γ g/N^{3/2}, rebuilt from the pattern messages by row
+    axpys (for x² = 1 only a_k0, then spread). X3 = x³ (unused if pm1)."""
+    P, N = X.shape
+    K = g.shape[1]
+    sqN = math.sqrt(N)
+    a[:, :] = 0.0
+    b[:, :] = 0.0
+    c[:, :] = 0.0
+    for mu in range(P):
+        for k in range(K):
+            gs = g[mu, k] / sqN
+            Ags = Gam[mu, k] / N * gs
+            _axpy(gs, X[mu], b[k])
+            if pm1:
+                _axpy(Ags, X[mu], c[k])
+                a[k, 0] += Gam[mu, k] / N
+            else:
+                _axpy(Ags, X3[mu], c[k])
+                _axpy(Gam[mu, k] / N, X2[mu], a[k])
+    if pm1:
+        for k in range(K):
+            a[k, 1:] = a[k, 0]
+
+
+@nb.njit(cache=True)
 def _sweep_kernel(X, X2, X3, pm1, y, beta, center, Delta, eta, perm, starts, g, Gam, a, b, c, Lam, m, v, rebuild):
     """One AMP sweep, block by block over perm[starts[j]:starts[j+1]] (§3.6), in place on g, Γ (P,K).
 
@@ -164,25 +188,8 @@ def _sweep_kernel(X, X2, X3, pm1, y, beta, center, Delta, eta, perm, starts, g, 
     P, N = X.shape
     K = g.shape[1]
     sqN = math.sqrt(N)
-    # node sums from scratch
-    if rebuild:
-        a[:, :] = 0.0
-        b[:, :] = 0.0
-        c[:, :] = 0.0
-    for mu in range(P if rebuild else 0):
-        for k in range(K):
-            gs = g[mu, k] / sqN
-            Ags = Gam[mu, k] / N * gs
-            _axpy(gs, X[mu], b[k])
-            if pm1:
-                _axpy(Ags, X[mu], c[k])
-                a[k, 0] += Gam[mu, k] / N
-            else:
-                _axpy(Ags, X3[mu], c[k])
-                _axpy(Gam[mu, k] / N, X2[mu], a[k])
-    if pm1 and rebuild:
-        for k in range(K):
-            a[k, :] = a[k, 0]
+    if rebuild:  # node sums from scratch
+        _node_sums(X, X2, X3, pm1, g, Gam, a, b, c)
     lnp = np.empty(K)
     lnq = np.empty(K)
     L = np.empty((K + 1, K + 1))
@@ -201,7 +208,10 @@ def _sweep_kernel(X, X2, X3, pm1, y, beta, center, Delta, eta, perm, starts, g, 
         j1 = starts[j + 1]
         if j1 == j0:
             continue
-        _marginals(center, Delta, a, b, c, Lam, m, v)
+        if pm1:
+            _marginals_pm1(center, Delta, a, b, c, Lam, m, v)
+        else:
+            _marginals(center, Delta, a, b, c, Lam, m, v)
         for jj in range(j0, j1):
             mu = perm[jj]
             for k in range(K):
@@ -240,9 +250,9 @@ def _sweep_kernel(X, X2, X3, pm1, y, beta, center, Delta, eta, perm, starts, g, 
                     _axpy(dA, X2[mu], a[k])
                 g[mu, k] = gd
                 Gam[mu, k] = Gd
-        if pm1:
-            for k in range(K):
-                a[k, 1:] = a[k, 0]
+    if pm1:  # a_ki = a_k0 was kept in column 0 during the sweep
+        for k in range(K):
+            a[k, 1:] = a[k, 0]
     _marginals(center, Delta, a, b, c, Lam, m, v)
     return minlc
 
@@ -417,7 +427,8 @@ def bethe_terms(problem: Problem, Delta, beta, state: AMPState):
     P, K, N = problem.shape
     ws = _Workspace(P, K, N)
     g, Gam = state.g, state.Gam
-    _node_sums(problem.X, problem.X2, g, Gam, ws.a, ws.b, ws.c)
+    X3 = problem.X if problem.pm1 else problem.X2 * problem.X
+    _node_sums(problem.X, problem.X2, X3, problem.pm1, g, Gam, ws.a, ws.b, ws.c)
     _marginals(problem.center, Delta, ws.a, ws.b, ws.c, ws.Lam, ws.m, ws.v)
     a, b, c, m, v = ws.a, ws.b, ws.c, ws.m, ws.v
     if P:
