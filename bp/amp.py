@@ -182,7 +182,7 @@ def _sweep_kernel(X, X2, X3, pm1, y, beta, center, Delta, eta, perm, starts, g, 
     sweep, whose fold-ins kept them current; periodic rebuilds stop rounding drift). Per block: marginals (m, v); Onsager-
     corrected fields ω = x·m/√N − g (x²·v)/N and exact V; the output channel; damping; fold-in of the
     change into a, b, c. Row dot products and axpys only: no (P,K,N) array, no BLAS call (a threaded
-    BLAS on these small products is several times slower on a busy machine). X3 = x³ (unused if pm1).
+    BLAS call on these small products costs more than it saves on a busy machine). X3 = x³ (unused if pm1).
     Ends with the marginals of the new messages in (Lam, m, v); returns the smallest cavity precision.
     """
     P, N = X.shape

@@ -1,8 +1,8 @@
 """Where bp's Numba kernels are cached, and compiling them ahead of a user's first curve.
 
-The kernels (bp.output, bp.edge, bp.amp) are ``@nb.njit(cache=True)``; compiling them all takes tens of
-seconds, so a first ``local_entropy_curve`` would spend most of its time in the compiler. Two functions
-take that out of the user's first run (the CLI calls them, with a message, before computing curves;
+The kernels (bp.output, bp.edge, bp.amp) are ``@nb.njit(cache=True)``; compiling them all takes long
+(benchmarks/bench_bp.py measures it), so a first ``local_entropy_curve`` would spend most of its time in
+the compiler. Two functions take that out of the user's first run (the CLI calls them, with a message, before computing curves;
 ``python -m localentropy.bp.compilation`` does it from a Makefile or an install script):
 
 - ``needs_compilation()``: True when the next BP call would compile (no complete cache for this machine);

@@ -135,6 +135,8 @@ class LocalEntropyCurve:
     version; phi_G = Gaussian-prior free entropy; all per n (n = K·N, or N if normalize="input").
     Entries of non-converged points are NaN and excluded from the curve; `reasons` says why.
     methods: the solver that produced each point ("amp" or "edge"; "" where skipped); `method` is the one asked for.
+    iterations: sweeps of the setting that converged; sweeps: all sweeps spent on the point (failed damping
+    settings, a per-edge fallback and a rerun from an unextrapolated start included).
     gaps: list of dicts naming consecutive converged Δ between which the curve is not continuous.
     """
 
@@ -161,6 +163,7 @@ class LocalEntropyCurve:
     beta: float
     n_dropped: int
     settings: dict = field(default_factory=dict)
+    sweeps: np.ndarray | None = None
 
     _COLUMNS = ("prior_delta", "delta", "d", "phi", "phi_ball", "phi_G", "converged", "iterations", "damping",
                 "n_blocks", "error")
@@ -256,6 +259,7 @@ def local_entropy_curve(center, X, y, deltas=None, *, beta=np.inf, drop_misclass
     dl = np.full(G, np.nan)
     conv = np.zeros(G, dtype=bool)
     iters = np.zeros(G, dtype=np.int64)
+    spent = np.zeros(G, dtype=np.int64)
     damp = np.full(G, np.nan)
     nblk = np.zeros(G, dtype=np.int64)
     err = np.full(G, np.nan)
@@ -274,8 +278,10 @@ def local_entropy_curve(center, X, y, deltas=None, *, beta=np.inf, drop_misclass
         if previous is not None:
             start = extrapolate_state(state, previous, math.log(D / last) / math.log(last / before))
         r = free_entropy(Xs, ys, K, Wt, D, beta, state=start, **kw)
+        spent[j] = r.total_iterations
         if not r.converged and start is not state:
             r = free_entropy(Xs, ys, K, Wt, D, beta, state=state, **kw)
+            spent[j] += r.total_iterations
         iters[j], damp[j], nblk[j], err[j], reasons[j] = r.iterations, r.damping, r.n_blocks, r.error, r.reason
         methods[j] = r.method
         if r.converged:
@@ -310,4 +316,4 @@ def local_entropy_curve(center, X, y, deltas=None, *, beta=np.inf, drop_misclass
                              damping=damp, n_blocks=nblk, error=err, reasons=tuple(reasons), methods=tuple(methods),
                              gaps=tuple(gaps),
                              method=method, normalize=normalize, n=n, K=K, N=N, P=int(len(ys)), beta=float(beta),
-                             n_dropped=n_bad if drop_misclassified else 0, settings=settings)
+                             n_dropped=n_bad if drop_misclassified else 0, settings=settings, sweeps=spent)

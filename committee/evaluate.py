@@ -124,12 +124,13 @@ def _check_sigmas(sigmas) -> np.ndarray:
 def _wrong(up: torch.Tensor, ypos: torch.Tensor) -> torch.Tensor:
     """Misclassified patterns per leading index, from up (..., K, P) = [λ_kμ ≥ 0] and ypos (P,) = [y = +1].
 
-    Units on the second-to-last axis, so the vote is a sum of contiguous (P,) rows (a reduction over a
-    short last axis is ~20× slower). Same rule as ``localentropy.committee_sign``: sign(0) = +1 at
-    both layers, so with c units at λ ≥ 0 the output is +1 iff 2c − K ≥ 0 iff c > (K − 1)/2 (K odd).
+    Units on the second-to-last axis, so the vote is a sum of contiguous (P,) rows (torch reduces a short
+    last axis much more slowly). Same rule as ``localentropy.committee_sign``: sign(0) = +1 at both
+    layers, so with c units at λ ≥ 0 the output is +1 iff 2c − K ≥ 0 iff c > (K − 1)/2 (K odd).
     """
-    h = (up.shape[-2] - 1) // 2
-    return (up.view(torch.uint8).sum(-2, dtype=torch.uint8) > h).ne(ypos).sum(-1)
+    K = up.shape[-2]
+    count = up.view(torch.uint8).sum(-2, dtype=torch.uint8 if K < 256 else torch.int32)
+    return (count > (K - 1) // 2).ne(ypos).sum(-1)
 
 
 def _draw_noise(gen: torch.Generator, B: int, K: int, N: int, dtype) -> torch.Tensor:
