@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import numba as nb
 import numpy as np
 
-from localentropy.bp.edge import EdgeState, Problem, check_delta_beta, damping_ladder, iterate_setting, random_blocks
+from localentropy.bp.edge import EdgeState, Problem, check_delta_beta, damping_ladder, iterate_setting, random_partition
 from localentropy.bp.errors import BPError
 from localentropy.bp.output import channel_row, output_channel_numpy
 from localentropy.bp.result import FreeEntropy, check_inputs
@@ -407,18 +407,32 @@ def sweep(problem: Problem, Delta, beta, eta, blocks, state: AMPState, ws: _Work
     the previous sweep on the same state and Δ (they are current after its fold-ins).
     Returns (m (K,N), v (K,N), min cavity precision).
     """
-    P, K, N = problem.shape
-    ws = ws or _Workspace(P, K, N)
-    pm1 = problem.pm1 if pm1 is None else pm1
+    m, v, minlc = sweep_partition(problem, Delta, beta, eta, *_partition(blocks), state, ws, pm1, rebuild)
+    return m.copy(), v.copy(), minlc
+
+
+def _partition(blocks):
+    """(perm, starts) of a list of blocks."""
     blocks = [np.asarray(bk, dtype=np.int64) for bk in blocks if len(bk)]
     perm = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.int64)
     starts = np.zeros(len(blocks) + 1, dtype=np.int64)
     starts[1:] = np.cumsum([len(bk) for bk in blocks])
-    X3 = problem.X if pm1 else problem.X2 * problem.X
+    return perm, starts
+
+
+def sweep_partition(problem: Problem, Delta, beta, eta, perm, starts, state: AMPState, ws: _Workspace | None = None,
+                    pm1=None, rebuild=True, X3=None):
+    """`sweep` with the blocks given as (perm, starts) (bp.edge.random_partition); X3 = x³ if precomputed.
+    Returns the marginals in the workspace's own arrays (m, v: overwritten by the next sweep)."""
+    P, K, N = problem.shape
+    ws = ws or _Workspace(P, K, N)
+    pm1 = problem.pm1 if pm1 is None else pm1
+    if X3 is None:
+        X3 = problem.X if pm1 else problem.X2 * problem.X
     minlc = _sweep_kernel(problem.X, problem.X2, X3, pm1, problem.y, float(beta), problem.center, float(Delta),
                           float(eta), perm, starts, state.g, state.Gam, ws.a, ws.b, ws.c, ws.Lam, ws.m, ws.v,
                           bool(rebuild))
-    return ws.m.copy(), ws.v.copy(), float(minlc)
+    return ws.m, ws.v, float(minlc)
 
 
 def bethe_terms(problem: Problem, Delta, beta, state: AMPState):
@@ -490,6 +504,7 @@ def run_amp(problem: Problem, Delta, beta=np.inf, state: AMPState | None = None,
     ladder = damping_ladder(schedule, n_blocks, damping, P)
     ws = _Workspace(P, K, N)
     pm1 = problem.pm1
+    X3 = problem.X if pm1 else problem.X2 * problem.X
     total = 0
     best_fail = None
     for rung in range(min(state.rung, len(ladder) - 1), len(ladder)):
@@ -497,9 +512,10 @@ def run_amp(problem: Problem, Delta, beta=np.inf, state: AMPState | None = None,
         cur = state.copy()
 
         def one_sweep(it):
-            blocks = random_blocks(rng, P, nbk) if P else []
-            m, _, minlc = sweep(problem, Delta, beta, eta, blocks, cur, ws, pm1, rebuild=(it % _REBUILD_EVERY == 1))
-            return m, minlc, ws.Lam
+            perm, starts = random_partition(rng, P, nbk)
+            m, _, minlc = sweep_partition(problem, Delta, beta, eta, perm, starts, cur, ws, pm1,
+                                          rebuild=(it % _REBUILD_EVERY == 1), X3=X3)
+            return m.copy(), minlc, ws.Lam
 
         converged, it, err, reason = iterate_setting(one_sweep, P, tol, max_sweeps, patience, progress,
                                                      {"eta": eta, "n_blocks": nbk, "Delta": Delta, "method": "amp"})
@@ -535,6 +551,13 @@ def amp_free_entropy(X, y, K, center, delta, beta=np.inf, *, state=None, schedul
     """Bethe free entropy φ_G(Δ) and distance δ(Δ) by the node-level (AMP) BP; same arguments and result
     type (bp.free_entropy.FreeEntropy, method="amp", state an AMPState) as bp.free_entropy."""
     problem, Delta, beta, n = check_inputs(X, y, K, center, delta, beta, normalize)
+    return amp_result(problem, Delta, beta, n, normalize, state=state, schedule=schedule, n_blocks=n_blocks,
+                      damping=damping, tol=tol, max_sweeps=max_sweeps, patience=patience, seed=seed, progress=progress)
+
+
+def amp_result(problem: Problem, Delta, beta, n, normalize, *, state=None, schedule="block", n_blocks=10,
+               damping=None, tol=1e-7, max_sweeps=1000, patience=200, seed=0, progress=None):
+    """`amp_free_entropy` on inputs already validated (bp.result.check_inputs): a scan over Δ validates once."""
     run = run_amp(problem, Delta, beta, state, schedule=schedule, n_blocks=n_blocks, damping=damping, tol=tol,
                   max_sweeps=max_sweeps, patience=patience, rng=seed, progress=progress)
     F = sq = lnZ = np.nan

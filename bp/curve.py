@@ -28,8 +28,8 @@ from localentropy import committee_sign
 from localentropy.bp.amp import AMPState
 from localentropy.bp.edge import make_problem
 from localentropy.bp.errors import BPError
-from localentropy.bp.free_entropy import METHODS, free_entropy
-from localentropy.bp.result import normaliser
+from localentropy.bp.free_entropy import METHODS, free_entropy_of
+from localentropy.bp.result import check_inputs, normaliser
 
 DEFAULT_POINTS = 30
 DEFAULT_DELTA_MAX = 1.0
@@ -269,7 +269,8 @@ def local_entropy_curve(center, X, y, deltas=None, *, beta=np.inf, drop_misclass
     last = before = None  # the Δ of `state` and `previous`
     failures = 0
     kw = dict(method=method, schedule=schedule, n_blocks=n_blocks, damping=damping, tol=tol, max_sweeps=max_sweeps,
-              patience=patience, seed=rng, normalize="weight")
+              patience=patience, seed=rng)
+    scan, _, beta, n_w = check_inputs(Xs, ys, K, Wt, deltas[0], beta, "weight")  # validated once for the scan
     for j, D in enumerate(deltas):
         if failures >= max_failures:
             reasons[j] = f"skipped after {max_failures} consecutive non-converged prior widths"
@@ -277,10 +278,10 @@ def local_entropy_curve(center, X, y, deltas=None, *, beta=np.inf, drop_misclass
         start = state
         if previous is not None:
             start = extrapolate_state(state, previous, math.log(D / last) / math.log(last / before))
-        r = free_entropy(Xs, ys, K, Wt, D, beta, state=start, **kw)
+        r = free_entropy_of(scan, float(D), beta, n_w, state=start, **kw)
         spent[j] = r.total_iterations
         if not r.converged and start is not state:
-            r = free_entropy(Xs, ys, K, Wt, D, beta, state=state, **kw)
+            r = free_entropy_of(scan, float(D), beta, n_w, state=state, **kw)
             spent[j] += r.total_iterations
         iters[j], damp[j], nblk[j], err[j], reasons[j] = r.iterations, r.damping, r.n_blocks, r.error, r.reason
         methods[j] = r.method
