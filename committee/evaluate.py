@@ -177,6 +177,7 @@ def local_energy_profiles(
     batch_draws: int = 250,
     common_noise: bool = True,
     exact: bool = True,
+    threads: Optional[int] = None,
     progress: Optional[Callable[[int, int], None]] = None,
 ) -> EnergyProfiles:
     """δE_train(w_r, σ) of Eq. (4) for every restart r, multiplicative noise on all K·N weights.
@@ -184,8 +185,10 @@ def local_energy_profiles(
     ``draws`` draws per σ, evaluated ``batch_draws`` at a time (one GEMM each, float64 on ``device``).
     Restart r's noise comes from a torch generator seeded with ``restart_seed(seed, r)``, so a profile
     does not depend on which other restarts are in the file. common_noise: see the module docstring.
-    exact: also compute ``delta_error_exact`` (``expected_delta_error``). ``progress(done, R)`` after each
-    restart.
+    exact: also compute ``delta_error_exact`` (``expected_delta_error``). threads: torch CPU threads for the
+    call (restored afterwards; None keeps torch's setting). On a CPU shared with other work, 1 thread is
+    much faster than several (the elementwise passes are short; waiting threads spin), see
+    benchmarks/bench_local_energy.py. ``progress(done, R)`` after each restart.
     """
     w = _weights(weights)
     Xn, yn = _patterns(X, y, w.shape[2])
@@ -195,6 +198,23 @@ def local_energy_profiles(
     if isinstance(batch_draws, bool) or int(batch_draws) != batch_draws or batch_draws < 1:
         raise CommitteeError(f"batch_draws must be an integer ≥ 1, got {batch_draws}")
     draws, chunk = int(draws), int(batch_draws)
+    if threads is not None and (isinstance(threads, bool) or int(threads) != threads or threads < 1):
+        raise CommitteeError(f"threads must be an integer ≥ 1 or None, got {threads}")
+    old_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+    try:
+        prof = _profiles(w, Xn, yn, sig, draws, seed, device, chunk, common_noise, progress)
+    finally:
+        torch.set_num_threads(old_threads)
+    d, se, e0 = prof
+    ex = expected_delta_error(w, Xn, yn, sig) if exact else None
+    return EnergyProfiles(sigmas=sig, error0=e0, delta_error=d, delta_error_se=se, draws=draws, seed=int(seed),
+                          delta_error_exact=ex, common_noise=bool(common_noise))
+
+
+def _profiles(w, Xn, yn, sig, draws, seed, device, chunk, common_noise, progress):
+    """(mean δE (R, S), its standard error (R, S), E_train(w) (R,)) by sampling."""
     Xt = torch.as_tensor(Xn, device=device)
     ypos = torch.as_tensor(yn > 0, device=device)
     R, P = w.shape[0], Xn.shape[0]
@@ -209,9 +229,7 @@ def local_energy_profiles(
             se[r] = delta.std(axis=1, ddof=1) / math.sqrt(draws)
             if progress is not None:
                 progress(r + 1, R)
-    ex = expected_delta_error(w, Xn, yn, sig) if exact else None
-    return EnergyProfiles(sigmas=sig, error0=e0, delta_error=d, delta_error_se=se, draws=draws, seed=int(seed),
-                          delta_error_exact=ex, common_noise=bool(common_noise))
+    return d, se, e0
 
 
 def expected_delta_error(weights, X, y, sigmas) -> np.ndarray:

@@ -123,6 +123,15 @@ def test_shared_noise_agrees_with_the_per_draw_path_within_sampling_error():
     assert np.all(np.abs(new.delta_error[0] - new.delta_error_exact[0]) < 4.5 * new.delta_error_se[0]), new
 
 
+def test_thread_count_changes_nothing_and_is_restored():
+    w, X, y = _problem(R=2, K=5, N=41, P=60, seed=3)
+    before = torch.get_num_threads()
+    a = local_energy_profiles(w, X, y, [0.2, 0.5], draws=40, seed=4, threads=1)
+    assert torch.get_num_threads() == before
+    b = local_energy_profiles(w, X, y, [0.2, 0.5], draws=40, seed=4, batch_draws=13)
+    assert np.array_equal(a.delta_error, b.delta_error) and np.array_equal(a.delta_error_se, b.delta_error_se)
+
+
 def test_ties_follow_the_sign_of_zero_is_plus_one_convention():
     rng = np.random.default_rng(9)
     X = rng.choice([-1, 1], size=(40, 6)).astype(np.int8)
@@ -154,6 +163,8 @@ def test_bad_inputs_raise_committee_error():
         local_energy_profiles(w, X, y, [-0.1], draws=10)
     with pytest.raises(CommitteeError, match="draws"):
         local_energy_profiles(w, X, y, [0.1], draws=1)
+    with pytest.raises(CommitteeError, match="threads"):
+        local_energy_profiles(w, X, y, [0.1], draws=4, threads=0)
     with pytest.raises(CommitteeError, match="batch_draws"):
         local_energy_profiles(w, X, y, [0.1], draws=4, batch_draws=0)
     with pytest.raises(CommitteeError, match="sigmas"):
