@@ -149,6 +149,15 @@ def _axpy(alpha, x, y):
 
 
 @nb.njit(cache=True)
+def _axpy2(alpha, beta, x, y, z):
+    """y += α x and z += β x in one pass over x (rows of length N)."""
+    for i in range(x.shape[0]):
+        xi = x[i]
+        y[i] += alpha * xi
+        z[i] += beta * xi
+
+
+@nb.njit(cache=True)
 def _node_sums(X, X2, X3, pm1, g, Gam, a, b, c):
     """a = Σ_μ x² Γ/N, b = Σ_μ x g/√N, c = Σ_μ x³ Γ g/N^{3/2}, rebuilt from the pattern messages by row
     axpys (for x² = 1 only a_k0, then spread). X3 = x³ (unused if pm1)."""
@@ -162,11 +171,11 @@ def _node_sums(X, X2, X3, pm1, g, Gam, a, b, c):
         for k in range(K):
             gs = g[mu, k] / sqN
             Ags = Gam[mu, k] / N * gs
-            _axpy(gs, X[mu], b[k])
             if pm1:
-                _axpy(Ags, X[mu], c[k])
+                _axpy2(gs, Ags, X[mu], b[k], c[k])
                 a[k, 0] += Gam[mu, k] / N
             else:
+                _axpy(gs, X[mu], b[k])
                 _axpy(Ags, X3[mu], c[k])
                 _axpy(Gam[mu, k] / N, X2[mu], a[k])
     if pm1:
@@ -241,11 +250,11 @@ def _sweep_kernel(X, X2, X3, pm1, y, beta, center, Delta, eta, perm, starts, g, 
                 dg = (gd - g0) / sqN
                 dAg = (Gd * gd - G0 * g0) / (N * sqN)
                 dA = (Gd - G0) / N
-                _axpy(dg, X[mu], b[k])
                 if pm1:  # a_ki = a_k for all i: keep it in a[k, 0], spread before the next marginals
-                    _axpy(dAg, X[mu], c[k])
+                    _axpy2(dg, dAg, X[mu], b[k], c[k])
                     a[k, 0] += dA
                 else:
+                    _axpy(dg, X[mu], b[k])
                     _axpy(dAg, X3[mu], c[k])
                     _axpy(dA, X2[mu], a[k])
                 g[mu, k] = gd
