@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import numba as nb
 import numpy as np
 
-from localentropy.bp.edge import EdgeState, Problem, check_delta_beta, damping_ladder, iterate_setting, random_blocks
+from localentropy.bp.edge import EdgeState, Problem, check_delta_beta, damping_ladder, iterate_setting, random_partition
 from localentropy.bp.errors import BPError
 from localentropy.bp.output import channel_row, output_channel_numpy
 from localentropy.bp.result import FreeEntropy, check_inputs
@@ -53,27 +53,7 @@ _REBUILD_EVERY = 10  # sweeps between rebuilds of the node sums from the message
 # numba kernels: arrays and scalars only
 
 
-@nb.njit(cache=True)
-def _node_sums(X, X2, g, Gam, a, b, c):
-    """a = Σ_μ x² Γ/N, b = Σ_μ x g/√N, c = Σ_μ x³ Γ g/N^{3/2}, rebuilt from the pattern messages."""
-    P, N = X.shape
-    K = g.shape[1]
-    invN = 1.0 / N
-    isq = 1.0 / math.sqrt(N)
-    a[:, :] = 0.0
-    b[:, :] = 0.0
-    c[:, :] = 0.0
-    for mu in range(P):
-        for k in range(K):
-            A = Gam[mu, k] * invN
-            gs = g[mu, k] * isq
-            Ag = A * gs
-            for i in range(N):
-                x = X[mu, i]
-                x2 = X2[mu, i]
-                a[k, i] += x2 * A
-                b[k, i] += x * gs
-                c[k, i] += x2 * x * Ag
+_FAST_MARG = {"contract"}  # FMAs only: the same expression is evaluated in every order-independent way
 
 
 @nb.njit(cache=True)
@@ -86,6 +66,25 @@ def _marginals(center, Delta, a, b, c, Lam, m, v):
             vi = Delta / (1.0 + Delta * a[k, i])
             v[k, i] = vi
             m[k, i] = center[k, i] + Delta * (b[k, i] - vi * c[k, i])
+
+
+@nb.njit(cache=True, fastmath=_FAST_MARG)
+def _marginals_pm1(center, Delta, a, b, c, Lam, m, v):
+    """_marginals for x² = 1, where a_ki = a_k0 for every i (only column 0 is read): v_k and Λ_k once per
+    unit, no division per weight; fills column 0 of Λ and v (the sweep fills the rest at its end)."""
+    K, N = center.shape
+    for k in range(K):
+        ak = a[k, 0]
+        vk = Delta / (1.0 + Delta * ak)
+        Lam[k, 0] = 1.0 / Delta + ak
+        v[k, 0] = vk
+        dv = Delta * vk
+        mk = m[k]
+        ck = c[k]
+        bk = b[k]
+        wk = center[k]
+        for i in range(N):
+            mk[i] = wk[i] + (Delta * bk[i] - dv * ck[i])
 
 
 @nb.njit(cache=True)
@@ -108,8 +107,7 @@ def _fields_channel(X, X2, pm1, idx, j0, j1, y, beta, m, v, Lam, g, Gam, omega, 
             om = 0.0
             os = 0.0
             if pm1:  # x² = 1: Λ_ki, v_ki do not depend on i (a_ki = Σ_μ Γ/N)
-                for i in range(N):
-                    om += X[mu, i] * m[k, i]
+                om = _dot(X[mu], m[k])
                 os = N * v[k, 0]
                 lc = Lam[k, 0] - A
                 Vk = 1.0 / lc
@@ -151,6 +149,41 @@ def _axpy(alpha, x, y):
 
 
 @nb.njit(cache=True)
+def _axpy2(alpha, beta, x, y, z):
+    """y += α x and z += β x in one pass over x (rows of length N)."""
+    for i in range(x.shape[0]):
+        xi = x[i]
+        y[i] += alpha * xi
+        z[i] += beta * xi
+
+
+@nb.njit(cache=True)
+def _node_sums(X, X2, X3, pm1, g, Gam, a, b, c):
+    """a = Σ_μ x² Γ/N, b = Σ_μ x g/√N, c = Σ_μ x³ Γ g/N^{3/2}, rebuilt from the pattern messages by row
+    axpys (for x² = 1 only a_k0, then spread). X3 = x³ (unused if pm1)."""
+    P, N = X.shape
+    K = g.shape[1]
+    sqN = math.sqrt(N)
+    a[:, :] = 0.0
+    b[:, :] = 0.0
+    c[:, :] = 0.0
+    for mu in range(P):
+        for k in range(K):
+            gs = g[mu, k] / sqN
+            Ags = Gam[mu, k] / N * gs
+            if pm1:
+                _axpy2(gs, Ags, X[mu], b[k], c[k])
+                a[k, 0] += Gam[mu, k] / N
+            else:
+                _axpy(gs, X[mu], b[k])
+                _axpy(Ags, X3[mu], c[k])
+                _axpy(Gam[mu, k] / N, X2[mu], a[k])
+    if pm1:
+        for k in range(K):
+            a[k, 1:] = a[k, 0]
+
+
+@nb.njit(cache=True)
 def _sweep_kernel(X, X2, X3, pm1, y, beta, center, Delta, eta, perm, starts, g, Gam, a, b, c, Lam, m, v, rebuild):
     """One AMP sweep, block by block over perm[starts[j]:starts[j+1]] (§3.6), in place on g, Γ (P,K).
 
@@ -158,31 +191,14 @@ def _sweep_kernel(X, X2, X3, pm1, y, beta, center, Delta, eta, perm, starts, g, 
     sweep, whose fold-ins kept them current; periodic rebuilds stop rounding drift). Per block: marginals (m, v); Onsager-
     corrected fields ω = x·m/√N − g (x²·v)/N and exact V; the output channel; damping; fold-in of the
     change into a, b, c. Row dot products and axpys only: no (P,K,N) array, no BLAS call (a threaded
-    BLAS on these small products is several times slower on a busy machine). X3 = x³ (unused if pm1).
+    BLAS call on these small products costs more than it saves on a busy machine). X3 = x³ (unused if pm1).
     Ends with the marginals of the new messages in (Lam, m, v); returns the smallest cavity precision.
     """
     P, N = X.shape
     K = g.shape[1]
     sqN = math.sqrt(N)
-    # node sums from scratch
-    if rebuild:
-        a[:, :] = 0.0
-        b[:, :] = 0.0
-        c[:, :] = 0.0
-    for mu in range(P if rebuild else 0):
-        for k in range(K):
-            gs = g[mu, k] / sqN
-            Ags = Gam[mu, k] / N * gs
-            _axpy(gs, X[mu], b[k])
-            if pm1:
-                _axpy(Ags, X[mu], c[k])
-                a[k, 0] += Gam[mu, k] / N
-            else:
-                _axpy(Ags, X3[mu], c[k])
-                _axpy(Gam[mu, k] / N, X2[mu], a[k])
-    if pm1 and rebuild:
-        for k in range(K):
-            a[k, :] = a[k, 0]
+    if rebuild:  # node sums from scratch
+        _node_sums(X, X2, X3, pm1, g, Gam, a, b, c)
     lnp = np.empty(K)
     lnq = np.empty(K)
     L = np.empty((K + 1, K + 1))
@@ -201,7 +217,10 @@ def _sweep_kernel(X, X2, X3, pm1, y, beta, center, Delta, eta, perm, starts, g, 
         j1 = starts[j + 1]
         if j1 == j0:
             continue
-        _marginals(center, Delta, a, b, c, Lam, m, v)
+        if pm1:
+            _marginals_pm1(center, Delta, a, b, c, Lam, m, v)
+        else:
+            _marginals(center, Delta, a, b, c, Lam, m, v)
         for jj in range(j0, j1):
             mu = perm[jj]
             for k in range(K):
@@ -231,18 +250,18 @@ def _sweep_kernel(X, X2, X3, pm1, y, beta, center, Delta, eta, perm, starts, g, 
                 dg = (gd - g0) / sqN
                 dAg = (Gd * gd - G0 * g0) / (N * sqN)
                 dA = (Gd - G0) / N
-                _axpy(dg, X[mu], b[k])
                 if pm1:  # a_ki = a_k for all i: keep it in a[k, 0], spread before the next marginals
-                    _axpy(dAg, X[mu], c[k])
+                    _axpy2(dg, dAg, X[mu], b[k], c[k])
                     a[k, 0] += dA
                 else:
+                    _axpy(dg, X[mu], b[k])
                     _axpy(dAg, X3[mu], c[k])
                     _axpy(dA, X2[mu], a[k])
                 g[mu, k] = gd
                 Gam[mu, k] = Gd
-        if pm1:
-            for k in range(K):
-                a[k, 1:] = a[k, 0]
+    if pm1:  # a_ki = a_k0 was kept in column 0 during the sweep
+        for k in range(K):
+            a[k, 1:] = a[k, 0]
     _marginals(center, Delta, a, b, c, Lam, m, v)
     return minlc
 
@@ -397,18 +416,32 @@ def sweep(problem: Problem, Delta, beta, eta, blocks, state: AMPState, ws: _Work
     the previous sweep on the same state and Δ (they are current after its fold-ins).
     Returns (m (K,N), v (K,N), min cavity precision).
     """
-    P, K, N = problem.shape
-    ws = ws or _Workspace(P, K, N)
-    pm1 = problem.pm1 if pm1 is None else pm1
+    m, v, minlc = sweep_partition(problem, Delta, beta, eta, *_partition(blocks), state, ws, pm1, rebuild)
+    return m.copy(), v.copy(), minlc
+
+
+def _partition(blocks):
+    """(perm, starts) of a list of blocks."""
     blocks = [np.asarray(bk, dtype=np.int64) for bk in blocks if len(bk)]
     perm = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.int64)
     starts = np.zeros(len(blocks) + 1, dtype=np.int64)
     starts[1:] = np.cumsum([len(bk) for bk in blocks])
-    X3 = problem.X if pm1 else problem.X2 * problem.X
+    return perm, starts
+
+
+def sweep_partition(problem: Problem, Delta, beta, eta, perm, starts, state: AMPState, ws: _Workspace | None = None,
+                    pm1=None, rebuild=True, X3=None):
+    """`sweep` with the blocks given as (perm, starts) (bp.edge.random_partition); X3 = x³ if precomputed.
+    Returns the marginals in the workspace's own arrays (m, v: overwritten by the next sweep)."""
+    P, K, N = problem.shape
+    ws = ws or _Workspace(P, K, N)
+    pm1 = problem.pm1 if pm1 is None else pm1
+    if X3 is None:
+        X3 = problem.X if pm1 else problem.X2 * problem.X
     minlc = _sweep_kernel(problem.X, problem.X2, X3, pm1, problem.y, float(beta), problem.center, float(Delta),
                           float(eta), perm, starts, state.g, state.Gam, ws.a, ws.b, ws.c, ws.Lam, ws.m, ws.v,
                           bool(rebuild))
-    return ws.m.copy(), ws.v.copy(), float(minlc)
+    return ws.m, ws.v, float(minlc)
 
 
 def bethe_terms(problem: Problem, Delta, beta, state: AMPState):
@@ -417,7 +450,8 @@ def bethe_terms(problem: Problem, Delta, beta, state: AMPState):
     P, K, N = problem.shape
     ws = _Workspace(P, K, N)
     g, Gam = state.g, state.Gam
-    _node_sums(problem.X, problem.X2, g, Gam, ws.a, ws.b, ws.c)
+    X3 = problem.X if problem.pm1 else problem.X2 * problem.X
+    _node_sums(problem.X, problem.X2, X3, problem.pm1, g, Gam, ws.a, ws.b, ws.c)
     _marginals(problem.center, Delta, ws.a, ws.b, ws.c, ws.Lam, ws.m, ws.v)
     a, b, c, m, v = ws.a, ws.b, ws.c, ws.m, ws.v
     if P:
@@ -479,6 +513,7 @@ def run_amp(problem: Problem, Delta, beta=np.inf, state: AMPState | None = None,
     ladder = damping_ladder(schedule, n_blocks, damping, P)
     ws = _Workspace(P, K, N)
     pm1 = problem.pm1
+    X3 = problem.X if pm1 else problem.X2 * problem.X
     total = 0
     best_fail = None
     for rung in range(min(state.rung, len(ladder) - 1), len(ladder)):
@@ -486,9 +521,10 @@ def run_amp(problem: Problem, Delta, beta=np.inf, state: AMPState | None = None,
         cur = state.copy()
 
         def one_sweep(it):
-            blocks = random_blocks(rng, P, nbk) if P else []
-            m, _, minlc = sweep(problem, Delta, beta, eta, blocks, cur, ws, pm1, rebuild=(it % _REBUILD_EVERY == 1))
-            return m, minlc, ws.Lam
+            perm, starts = random_partition(rng, P, nbk)
+            m, _, minlc = sweep_partition(problem, Delta, beta, eta, perm, starts, cur, ws, pm1,
+                                          rebuild=(it % _REBUILD_EVERY == 1), X3=X3)
+            return m.copy(), minlc, ws.Lam
 
         converged, it, err, reason = iterate_setting(one_sweep, P, tol, max_sweeps, patience, progress,
                                                      {"eta": eta, "n_blocks": nbk, "Delta": Delta, "method": "amp"})
@@ -524,6 +560,13 @@ def amp_free_entropy(X, y, K, center, delta, beta=np.inf, *, state=None, schedul
     """Bethe free entropy φ_G(Δ) and distance δ(Δ) by the node-level (AMP) BP; same arguments and result
     type (bp.free_entropy.FreeEntropy, method="amp", state an AMPState) as bp.free_entropy."""
     problem, Delta, beta, n = check_inputs(X, y, K, center, delta, beta, normalize)
+    return amp_result(problem, Delta, beta, n, normalize, state=state, schedule=schedule, n_blocks=n_blocks,
+                      damping=damping, tol=tol, max_sweeps=max_sweeps, patience=patience, seed=seed, progress=progress)
+
+
+def amp_result(problem: Problem, Delta, beta, n, normalize, *, state=None, schedule="block", n_blocks=10,
+               damping=None, tol=1e-7, max_sweeps=1000, patience=200, seed=0, progress=None):
+    """`amp_free_entropy` on inputs already validated (bp.result.check_inputs): a scan over Δ validates once."""
     run = run_amp(problem, Delta, beta, state, schedule=schedule, n_blocks=n_blocks, damping=damping, tol=tol,
                   max_sweeps=max_sweeps, patience=patience, rng=seed, progress=progress)
     F = sq = lnZ = np.nan

@@ -25,12 +25,47 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from localentropy import committee_sign
+from localentropy.bp.amp import AMPState
 from localentropy.bp.edge import make_problem
 from localentropy.bp.errors import BPError
-from localentropy.bp.free_entropy import METHODS, free_entropy
-from localentropy.bp.result import normaliser
+from localentropy.bp.free_entropy import METHODS, free_entropy_of
+from localentropy.bp.result import check_inputs, normaliser
 
-DEFAULT_DELTAS = np.logspace(-4, 0, 25)
+DEFAULT_POINTS = 30
+DEFAULT_DELTA_MAX = 1.0
+
+
+def default_deltas(points: int = DEFAULT_POINTS, delta_max: float = DEFAULT_DELTA_MAX) -> np.ndarray:
+    """The default grid of prior widths: Δ_j = Δ_max (j/J)², j = 1..J (J = `points`), uniform in √Δ.
+
+    Why: Figure 1 plots Φ_LE against d on a linear axis, and d ≈ nΔ/2. A logarithmic grid (the former
+    default, logspace(−4, 0)) puts half its points below Δ = 10⁻², i.e. in the first 1 % of the d axis,
+    where Φ_LE has hardly moved (on a real SGD-fast solution Φ_LE goes from 0 to −5·10⁻⁴ there, out of
+    −1.3·10⁻² at Δ = 1): those points are wasted. Uniform in √Δ, the points are evenly spaced in √d:
+    three in the first 1 % of the axis (to catch the initial drop of Φ_LE), the rest spread over the
+    whole range, denser at small d where the curve bends. Δ_max = 1 (δ ≈ ½ per weight) is where the
+    typical perturbation is as large as the reference itself (‖w̃_k‖² = N): beyond it "local" has lost
+    its meaning. Neighbouring Δ are within a factor 4 (first step) and then ≤ 1.8, close enough for
+    the warm starts of the scan.
+    """
+    points = int(points)
+    if points < 1 or not (math.isfinite(delta_max) and delta_max > 0):
+        raise BPError(f"need points ≥ 1 and a finite delta_max > 0, got {points}, {delta_max}")
+    return float(delta_max) * (np.arange(1, points + 1) / points) ** 2
+
+
+DEFAULT_DELTAS = default_deltas()
+
+
+def extrapolate_state(state, previous, log_step: float):
+    """Warm start at the next Δ from the fixed points at the last two (AMP messages only): linear in ln Δ,
+    state + log_step·(state − previous), log_step = ln(Δ_next/Δ_last)/ln(Δ_last/Δ_before). It starts
+    the iteration closer to the new fixed point than `state` (fewer sweeps); the fixed point reached is
+    the same (it does not depend on the start). Anything else is returned unchanged."""
+    if not (isinstance(state, AMPState) and isinstance(previous, AMPState)) or not math.isfinite(log_step):
+        return state
+    return AMPState(state.g + log_step * (state.g - previous.g), state.Gam + log_step * (state.Gam - previous.Gam),
+                    state.rung)
 
 
 def normalize_reference(center) -> np.ndarray:
@@ -100,6 +135,8 @@ class LocalEntropyCurve:
     version; phi_G = Gaussian-prior free entropy; all per n (n = K·N, or N if normalize="input").
     Entries of non-converged points are NaN and excluded from the curve; `reasons` says why.
     methods: the solver that produced each point ("amp" or "edge"; "" where skipped); `method` is the one asked for.
+    iterations: sweeps of the setting that converged; sweeps: all sweeps spent on the point (failed damping
+    settings, a per-edge fallback and a rerun from an unextrapolated start included).
     gaps: list of dicts naming consecutive converged Δ between which the curve is not continuous.
     """
 
@@ -126,6 +163,7 @@ class LocalEntropyCurve:
     beta: float
     n_dropped: int
     settings: dict = field(default_factory=dict)
+    sweeps: np.ndarray | None = None
 
     _COLUMNS = ("prior_delta", "delta", "d", "phi", "phi_ball", "phi_G", "converged", "iterations", "damping",
                 "n_blocks", "error")
@@ -170,14 +208,23 @@ class LocalEntropyCurve:
 
 
 def local_entropy_curve(center, X, y, deltas=None, *, beta=np.inf, drop_misclassified=False, method="edge",
-                        schedule="block", n_blocks=10, damping=None, tol=1e-7, max_sweeps=1000, patience=200,
+                        schedule="block", n_blocks=None, damping=None, tol=1e-6, max_sweeps=1000, patience=200,
                         max_failures=2, gap_factor=3.0, seed=0, normalize="weight",
                         progress=None) -> LocalEntropyCurve:
     """Local entropy s(d) of the committee machine around `center` (BP.md §5; Pittorino et al. App. B.1).
 
     center: (K,N) reference, rescaled here to ‖w̃_k‖² = N per hidden unit (documented convention);
-    X: (P,N) patterns; y: (P,) labels ±1; deltas: increasing prior widths Δ (default logspace(−4, 0, 25);
-    large Δ may not converge, §3.6). A reference that misclassifies patterns raises BPError unless
+    X: (P,N) patterns; y: (P,) labels ±1; deltas: increasing prior widths Δ (default `default_deltas()`:
+    30 points uniform in √Δ up to Δ = 1, see there; large Δ may not converge, §3.6). n_blocks: blocks
+    of the block schedule (default: blocks of ~10 patterns, max(1, P // 10); on the real Dress/Coat data
+    this converges with η = 0 up to Δ = 1, where 10 blocks of 50 needed η = 0.5–0.8 and 2–3× the sweeps).
+    From the third Δ on, AMP warm starts are extrapolated from the last two fixed points
+    (`extrapolate_state`); if such a start does not converge, the Δ is rerun from the last fixed point.
+    tol: on max|Δm| between sweeps, 1e-6 by default (free_entropy's is 1e-7): measured on real SGD-fast
+    solutions, the curve moves by ≤ 2e-11 in Φ_LE and ≤ 1e-8 relative in d against tol = 1e-7 or 1e-8
+    (the Bethe free entropy is stationary at the fixed point, so its error is quadratic in that of the
+    messages; BP's own error is O(1/N)), for ~25 %
+    fewer sweeps. A reference that misclassifies patterns raises BPError unless
     beta is finite (soft constraint: local free entropy) or drop_misclassified=True (BP on the patterns it
     classifies correctly: a lower bound, §6.6). Each Δ starts from the previous converged fixed point;
     after max_failures consecutive non-converged Δ the rest of the grid is skipped. Other options as in
@@ -198,6 +245,8 @@ def local_entropy_curve(center, X, y, deltas=None, *, beta=np.inf, drop_misclass
     bad = misclassified(Wt, problem.X, problem.y)
     n_bad = int(bad.sum())
     Xs, ys = problem.X, problem.y
+    if n_blocks is None:
+        n_blocks = max(1, P // 10)
     if n_bad:
         if drop_misclassified:
             Xs, ys = Xs[~bad], ys[~bad]
@@ -210,26 +259,40 @@ def local_entropy_curve(center, X, y, deltas=None, *, beta=np.inf, drop_misclass
     dl = np.full(G, np.nan)
     conv = np.zeros(G, dtype=bool)
     iters = np.zeros(G, dtype=np.int64)
+    spent = np.zeros(G, dtype=np.int64)
     damp = np.full(G, np.nan)
     nblk = np.zeros(G, dtype=np.int64)
     err = np.full(G, np.nan)
     reasons = ["skipped"] * G
     methods = [""] * G
-    state = None
+    state = previous = None
+    last = before = None  # the Δ of `state` and `previous`
     failures = 0
+    kw = dict(method=method, schedule=schedule, n_blocks=n_blocks, damping=damping, tol=tol, max_sweeps=max_sweeps,
+              patience=patience, seed=rng)
+    scan, _, beta, n_w = check_inputs(Xs, ys, K, Wt, deltas[0], beta, "weight")  # validated once for the scan
     for j, D in enumerate(deltas):
         if failures >= max_failures:
             reasons[j] = f"skipped after {max_failures} consecutive non-converged prior widths"
             continue
-        r = free_entropy(Xs, ys, K, Wt, D, beta, method=method, state=state, schedule=schedule, n_blocks=n_blocks,
-                         damping=damping, tol=tol, max_sweeps=max_sweeps, patience=patience, seed=rng,
-                         normalize="weight")
+        start = state
+        if previous is not None:
+            start = extrapolate_state(state, previous, math.log(D / last) / math.log(last / before))
+        r = free_entropy_of(scan, float(D), beta, n_w, state=start, **kw)
+        spent[j] = r.total_iterations
+        if not r.converged and start is not state:
+            r = free_entropy_of(scan, float(D), beta, n_w, state=state, **kw)
+            spent[j] += r.total_iterations
         iters[j], damp[j], nblk[j], err[j], reasons[j] = r.iterations, r.damping, r.n_blocks, r.error, r.reason
         methods[j] = r.method
         if r.converged:
             conv[j] = True
             phi_G[j], dl[j] = r.phi, r.delta
-            state = r.state
+            if state is not None and type(r.state) is type(state) and failures == 0:
+                previous, before = state, last
+            else:
+                previous = before = None
+            state, last = r.state, D
             failures = 0
         else:
             failures += 1
@@ -254,4 +317,4 @@ def local_entropy_curve(center, X, y, deltas=None, *, beta=np.inf, drop_misclass
                              damping=damp, n_blocks=nblk, error=err, reasons=tuple(reasons), methods=tuple(methods),
                              gaps=tuple(gaps),
                              method=method, normalize=normalize, n=n, K=K, N=N, P=int(len(ys)), beta=float(beta),
-                             n_dropped=n_bad if drop_misclassified else 0, settings=settings)
+                             n_dropped=n_bad if drop_misclassified else 0, settings=settings, sweeps=spent)

@@ -497,10 +497,21 @@ def sweep(problem: Problem, Delta, beta, eta, blocks, state: EdgeState, ws: _Wor
     return ws.Xi / ws.Lam, float(ws.mlp.min())
 
 
-def random_blocks(rng, P, n_blocks):
-    """A fresh random partition of range(P) into up to n_blocks non-empty blocks (the block schedule, §3.6)."""
+def random_partition(rng, P, n_blocks):
+    """A fresh random partition of range(P) into n_blocks blocks (the block schedule, §3.6) as (perm, starts):
+    block j is perm[starts[j]:starts[j+1]]; sizes as np.array_split (the first P mod n_blocks one longer)."""
     perm = rng.permutation(P).astype(np.int64)
-    return [b for b in np.array_split(perm, n_blocks) if len(b)]
+    n = max(1, int(n_blocks))
+    q, extra = divmod(P, n)
+    starts = np.zeros(n + 1, dtype=np.int64)
+    starts[1:] = np.cumsum(np.where(np.arange(n) < extra, q + 1, q))
+    return perm, starts
+
+
+def random_blocks(rng, P, n_blocks):
+    """`random_partition` as a list of its non-empty blocks (same random stream)."""
+    perm, starts = random_partition(rng, P, n_blocks)
+    return [perm[a:b] for a, b in zip(starts[:-1], starts[1:]) if b > a]
 
 
 def iterate_setting(sweep_once, P, tol, max_sweeps, patience, progress=None, info=None):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from localentropy.bp.amp import AMPState, amp_free_entropy, edge_state_from_amp
+from localentropy.bp.amp import AMPState, amp_result, edge_state_from_amp
 from localentropy.bp.edge import EdgeState, bethe_terms, run_edge_bp
 from localentropy.bp.errors import BPError
 from localentropy.bp.result import NORMALIZATIONS, FreeEntropy, check_inputs, normaliser  # noqa: F401 (re-exported)
@@ -32,13 +32,23 @@ def free_entropy(X, y, K, center, delta, beta=np.inf, *, method="edge", state=No
     bp.edge.run_edge_bp; seed: int or numpy Generator for the random blocks. progress(dict) per sweep.
     """
     problem, Delta, beta, n = check_inputs(X, y, K, center, delta, beta, normalize)
+    return free_entropy_of(problem, Delta, beta, n, normalize, method=method, state=state, schedule=schedule,
+                           n_blocks=n_blocks, damping=damping, tol=tol, max_sweeps=max_sweeps, patience=patience,
+                           seed=seed, progress=progress)
+
+
+def free_entropy_of(problem, Delta, beta, n, normalize="weight", *, method="edge", state=None, schedule="block",
+                    n_blocks=10, damping=None, tol=1e-7, max_sweeps=1000, patience=200, seed=0,
+                    progress=None) -> FreeEntropy:
+    """`free_entropy` on inputs already validated by bp.result.check_inputs (a bp.edge.Problem, Δ, β and the
+    normaliser n), so that a scan over Δ validates and converts its arrays once."""
     if method not in METHODS:
         raise BPError(f"unknown method {method!r}; available: {', '.join(METHODS)}")
     amp_sweeps = 0
     if method in ("amp", "auto") and not isinstance(state, EdgeState):
-        r = amp_free_entropy(problem.X, problem.y, K, problem.center, Delta, beta, state=state, schedule=schedule,
-                             n_blocks=n_blocks, damping=damping, tol=tol, max_sweeps=max_sweeps, patience=patience,
-                             seed=seed, normalize=normalize, progress=progress)
+        r = amp_result(problem, Delta, beta, n, normalize, state=state, schedule=schedule, n_blocks=n_blocks,
+                       damping=damping, tol=tol, max_sweeps=max_sweeps, patience=patience, seed=seed,
+                       progress=progress)
         if r.converged or method == "amp":
             return r
         amp_sweeps = r.total_iterations

@@ -88,7 +88,7 @@ def channel_row(omega, V, y, beta, lnp, lnq, L, S, Sc, g, Gam):
     The count DP runs in linear scale (`_channel_linear`: each unit's two probabilities divided by the
     larger one, so the most likely configuration weighs 1) when every quantity it returns is far above
     the underflow range, which then costs nothing in accuracy (sums of positive terms); otherwise, and for
-    K = 1, in logs (`_channel_log`: exact at any |t|, ~10× slower).
+    K = 1, in logs (`_channel_log`: exact at any |t|, slower: a logaddexp per DP step).
     """
     K = omega.shape[0]
     for k in range(K):

@@ -176,13 +176,13 @@ def test_auto_uses_amp_and_falls_back_to_per_edge_when_amp_fails(monkeypatch):
     auto = bp.free_entropy(X, y, 3, Wt, 0.02, method="auto", tol=1e-10)
     assert auto.method == "amp" and auto.converged
     assert auto.phi == pytest.approx(edge.phi, abs=1e-9)
-    real = bp.amp.amp_free_entropy
+    real = bp.amp.amp_result
 
     def failing(*args, **kwargs):  # an AMP run that did not converge
         return dataclasses.replace(real(*args, **kwargs), converged=False, reason="forced")
 
     fe_module = importlib.import_module("localentropy.bp.free_entropy")  # bp.free_entropy is the function
-    monkeypatch.setattr(fe_module, "amp_free_entropy", failing)  # the name free_entropy calls
+    monkeypatch.setattr(fe_module, "amp_result", failing)  # the name free_entropy calls
     fb = bp.free_entropy(X, y, 3, Wt, 0.02, method="auto", tol=1e-10, state=auto.state)
     assert fb.method == "edge" and fb.converged and isinstance(fb.state, bp.EdgeState)
     assert fb.phi == pytest.approx(edge.phi, abs=1e-9)
