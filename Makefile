@@ -10,6 +10,7 @@ $(BIN)/localentropy: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet "$(TORCH)"
 	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/python -c "from localentropy import bp; bp.compile_kernels()"  # BP kernels compiled once, cached
 	touch $@
 
 setup: $(BIN)/localentropy

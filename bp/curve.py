@@ -207,7 +207,7 @@ class LocalEntropyCurve:
             raise
 
 
-def local_entropy_curve(center, X, y, deltas=None, *, beta=np.inf, drop_misclassified=False, method="edge",
+def local_entropy_curve(center, X, y, deltas=None, *, beta=np.inf, drop_misclassified=False, method="auto",
                         schedule="block", n_blocks=None, damping=None, tol=1e-6, max_sweeps=1000, patience=200,
                         max_failures=2, gap_factor=3.0, seed=0, normalize="weight",
                         progress=None) -> LocalEntropyCurve:

@@ -15,7 +15,7 @@ from localentropy.bp.errors import BPError
 from localentropy.bp.result import NORMALIZATIONS, FreeEntropy, check_inputs, normaliser  # noqa: F401 (re-exported)
 
 METHODS = ("edge", "amp", "auto")
-def free_entropy(X, y, K, center, delta, beta=np.inf, *, method="edge", state=None, schedule="block",
+def free_entropy(X, y, K, center, delta, beta=np.inf, *, method="auto", state=None, schedule="block",
                  n_blocks=10, damping=None, tol=1e-7, max_sweeps=1000, patience=200, seed=0,
                  normalize="weight", progress=None) -> FreeEntropy:
     """Bethe free entropy φ_G(Δ) and distance δ(Δ) of the committee machine around `center` (BP.md §4, §5.1).
@@ -23,7 +23,7 @@ def free_entropy(X, y, K, center, delta, beta=np.inf, *, method="edge", state=No
     X: (P,N) patterns (±1, or any finite values: A_{μ→ki} = x_μi² Γ_kμ/N); y: (P,) labels ±1;
     K: number of hidden units (odd); center: (K,N) reference w̃, used as given (no normalisation);
     delta: prior variance Δ > 0; beta: np.inf for "all patterns correct", finite for the soft
-    constraint e^{−β} + (1 − e^{−β})Θ (§3.3, §6.6). method: "edge" (per-edge r-BP, bp.edge), "amp"
+    constraint e^{−β} + (1 − e^{−β})Θ (§3.3, §6.6). method (default "auto", as `localentropy phi`): "edge" (per-edge r-BP, bp.edge), "amp"
     (node-level form of the same equations, same fixed point, bp.amp) or "auto" (AMP; if it does not
     converge, per-edge BP at this Δ, warm-started from the AMP messages; once a scan has fallen back,
     an EdgeState warm start keeps it on per-edge BP). `.method` says which one produced the result.
@@ -37,7 +37,7 @@ def free_entropy(X, y, K, center, delta, beta=np.inf, *, method="edge", state=No
                            seed=seed, progress=progress)
 
 
-def free_entropy_of(problem, Delta, beta, n, normalize="weight", *, method="edge", state=None, schedule="block",
+def free_entropy_of(problem, Delta, beta, n, normalize="weight", *, method="auto", state=None, schedule="block",
                     n_blocks=10, damping=None, tol=1e-7, max_sweeps=1000, patience=200, seed=0,
                     progress=None) -> FreeEntropy:
     """`free_entropy` on inputs already validated by bp.result.check_inputs (a bp.edge.Problem, Δ, β and the

@@ -39,9 +39,9 @@ def parse_restarts(text: str | None):
 @click.argument("solutions", type=click.Path(dir_okay=False))
 @click.option("--data", "data_path", type=click.Path(dir_okay=False), default=None,
               help="Patterns .npz with X (P,N) ±1 and y (P,) [default: the embedded Dress/Coat training set].")
-@click.option("--deltas", default="1e-4:1:25", show_default=True,
+@click.option("--deltas", default=None,
               help="Prior widths Δ (variance per weight of BP's Gaussian prior around the reference): "
-                   "lo:hi:n (log grid) or a comma list, increasing.")
+                   "lo:hi:n (log grid) or a comma list, increasing [default: Δ_j = (j/30)², j = 1..30].")
 @click.option("--restarts", default=None,
               help="Comma list of restart indices [default: every restart that converged in training].")
 @click.option("--method", type=click.Choice(METHOD_CHOICES), default="auto", show_default=True,
@@ -72,7 +72,7 @@ def phi(ctx, solutions, data_path, deltas, restarts, method, beta, drop_misclass
     obj = ctx.obj
     check_output(out)
     check_output(plot, "--plot")
-    grid = parse_deltas(deltas)
+    grid = None if deltas is None else parse_deltas(deltas)
     beta_v = parse_beta(beta)
     named = parse_restarts(restarts)
     refs = load_references(solutions)

@@ -38,8 +38,6 @@ from localentropy.data.dresscoat import patterns_hash
 #: the BP form `restart_curves` uses unless told otherwise (the `localentropy phi` default too):
 #: AMP (node-level BP), falling back to per-edge BP at a prior width where AMP does not converge.
 DEFAULT_METHOD = "auto"
-#: the default grid of prior widths Δ: 25 log-spaced values from 1e-4 to 1
-DEFAULT_DELTAS = "1e-4:1:25"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -319,7 +317,7 @@ def restart_curves(weights, X, y, deltas=None, *, restarts: Optional[Sequence[in
     """Local-entropy curves Φ_LE(d) (paper 000, Sec. 4, Fig. 1) of several restarts, by `bp.local_entropy_curve`.
 
     weights: (R, K, N) or (K, N) references; X (P, N) ±1, y (P,) ±1: the training patterns.
-    deltas: increasing prior widths Δ (default `DEFAULT_DELTAS`). restarts: indices to compute;
+    deltas: increasing prior widths Δ (default `bp.default_deltas()`). restarts: indices to compute;
     None means every restart whose ``status`` (per restart, as a solutions file stores it) is
     "converged", the others listed in ``.skipped``. patterns_hash: if given (a solutions file's),
     (X, y) must hash to it. method: "auto" (default, as `localentropy phi`), "amp" or "edge".
@@ -345,7 +343,7 @@ def restart_curves(weights, X, y, deltas=None, *, restarts: Optional[Sequence[in
     if Xn.shape[1] != w.shape[2]:
         raise CommitteeError(f"weights have N={w.shape[2]} inputs but the patterns have N={Xn.shape[1]}")
     check_patterns(patterns_hash, Xn, yn, "weights")
-    grid = parse_deltas(DEFAULT_DELTAS) if deltas is None else np.asarray(deltas, dtype=np.float64).reshape(-1)
+    grid = bp.default_deltas() if deltas is None else np.asarray(deltas, dtype=np.float64).reshape(-1)
     _check_deltas(grid)
     from localentropy.bp.free_entropy import METHODS
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from localentropy.bp.curve import default_deltas
 from localentropy.committee.presets import CommitteePreset, get_preset
 from localentropy.figures.errors import FigureError
 
@@ -29,7 +30,6 @@ QUICK_TIME_SCALE = {"sgd-fast": 1.0, "sgd-slow": 10.0, "rsgd-fast": 10.0, "rsgd-
 QUICK_RESTARTS = 3
 SIGMAS = tuple(np.round(np.linspace(0.0, 0.5, 11), 12))  # relative noise σ of Eq. 4
 DRAWS = 200
-DELTAS = tuple(np.logspace(-4, 0, 25))  # prior widths Δ of the BP scan
 SOFT_BETA = 10.0  # the second treatment of misclassified patterns: one finite β for every setting
 
 
@@ -100,7 +100,7 @@ def figure_spec(name: str, *, quick: bool = False, restarts: int | None = None, 
     if draws is not None and (int(draws) != draws or draws < 2):
         raise FigureError(f"--draws must be an integer ≥ 2, got {draws}")
     return FigureSpec(name=name, settings=tuple(settings), restarts=int(n), seed=int(seed), sigmas=SIGMAS,
-                      draws=int(draws or (100 if quick else DRAWS)), deltas=DELTAS, quick=quick)
+                      draws=int(draws or (100 if quick else DRAWS)), deltas=tuple(default_deltas()), quick=quick)
 
 
 def parse_restart_ids(text: str) -> list[int]:
