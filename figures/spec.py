@@ -26,7 +26,7 @@ from localentropy.figures.errors import FigureError
 FIGURE1_SETTINGS = ("sgd-fast", "sgd-slow", "rsgd-fast", "rsgd-slow", "esgd")
 FIGURE6_DROPOUTS = (0.0, 0.1, 0.2, 0.3, 0.5)
 #: quick preview: schedule speed-up per setting (x(t) → x(f t)) and restarts per setting
-QUICK_TIME_SCALE = {"sgd-fast": 1.0, "sgd-slow": 10.0, "rsgd-fast": 10.0, "rsgd-slow": 100.0, "esgd": 50.0}
+QUICK_TIME_SCALE = {"sgd-fast": 1.0, "sgd-slow": 6.0, "rsgd-fast": 10.0, "rsgd-slow": 100.0, "esgd": 20.0}
 QUICK_RESTARTS = 3
 SIGMAS = tuple(np.round(np.linspace(0.0, 0.5, 11), 12))  # relative noise σ of Eq. 4
 DRAWS = 200

@@ -59,7 +59,7 @@ def _gardner_samples(alpha, N, samples, seed):
     for _ in range(samples):
         X = rng.choice([-1.0, 1.0], size=(P, N))
         y = rng.choice([-1.0, 1.0], size=P)
-        r = bp.free_entropy(X, y, 1, np.zeros((1, N)), 1.0, tol=1e-9)
+        r = bp.free_entropy(X, y, 1, np.zeros((1, N)), 1.0, tol=1e-9, method="edge")  # reads the per-edge messages
         assert r.converged
         m = r.state.B.sum(0) / (1.0 + r.state.a.sum(0)[:, None])  # w̃ = 0, Δ = 1: m = Ξ'/(1 + Λ')
         phis.append(r.phi)
@@ -92,7 +92,7 @@ def _teacher_student(alpha, N, samples, seed):
         teacher = rng.normal(size=N)
         X = rng.choice([-1.0, 1.0], size=(P, N))
         y = np.sign(X @ teacher)
-        r = bp.free_entropy(X, y, 1, np.zeros((1, N)), 1.0, tol=1e-9)
+        r = bp.free_entropy(X, y, 1, np.zeros((1, N)), 1.0, tol=1e-9, method="edge")  # reads the per-edge messages
         assert r.converged
         m = (r.state.B.sum(0) / (1.0 + r.state.a.sum(0)[:, None]))[0]
         phis.append(r.phi)
