@@ -17,11 +17,11 @@ setup: $(BIN)/localentropy
 
 LE = $(BIN)/localentropy
 
-# The main job runs from the Dress/Coat subset embedded in the package: no data package needed.
-run: setup out/sgd-fast-phi.csv out/sgd-fast-energy.csv
-	$(LE) data info
-	$(LE) eval out/sgd-fast.npz
-	@echo "results in out/: sgd-fast.npz, sgd-fast-phi.csv/.png, sgd-fast-energy.csv"
+# The main job: Figure 1 of paper 000, quick preview, from the Dress/Coat subset embedded in the
+# package (no data package needed). The full figure: `localentropy figure 1` (see README).
+run: setup
+	$(LE) figure 1 --quick --out out/fig1-quick
+	@echo "results in out/fig1-quick/: fig1.png, fig1.pdf, fig1-correlation.png, fig1.csv, fig1-summary.md"
 
 # Optional check: regenerate the embedded subset from the raw Fashion-MNIST files (byte-for-byte
 # comparison). Skipped, with how to get the files, when they are not on this machine.
@@ -31,16 +31,6 @@ data-check: setup
 	then $(LE) data prepare --out out/dresscoat.npz; \
 	else echo "data-check skipped: raw Fashion-MNIST not found; get it with 'sudo apt-get install dataset-fashion-mnist'" \
 	  "or 'localentropy data download fashion-mnist', or point --data-dir / \$$LOCALENTROPY_DATA at it"; fi
-
-out/sgd-fast.npz: | setup
-	mkdir -p out
-	$(LE) train --setting sgd-fast --restarts 4 --seed 0 --out $@
-
-out/sgd-fast-phi.csv: out/sgd-fast.npz
-	$(LE) phi out/sgd-fast.npz --out $@ --plot out/sgd-fast-phi.png
-
-out/sgd-fast-energy.csv: out/sgd-fast.npz
-	$(LE) energy out/sgd-fast.npz --draws 200 --out $@
 
 test: setup
 	$(BIN)/pytest -m "not slow" -q
