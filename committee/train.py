@@ -74,7 +74,6 @@ from localentropy.committee.model import check_K
 from localentropy.committee.presets import CommitteePreset
 from localentropy.committee_sign import misclassified
 from localentropy.data.atomic import atomic_open
-from localentropy.entropic.esgd import EntropySGD
 from localentropy.entropic.replicated import barycenter, replica_distances
 from localentropy.entropic.schedules import Exponential
 
@@ -455,66 +454,74 @@ class _Run:
                 if masks is not None:
                     torch.ge(torch.rand(masks[l].shape[1:], generator=g, dtype=torch.float64), self.p.dropout,
                              out=masks[l][j])
-                if z is not None:
-                    torch.randn(z.shape[2:], generator=g, dtype=torch.float64, out=z[l, j])
+                if z is not None:  # in the run's dtype: float32 normals cost a fraction of float64 ones
+                    torch.randn(z.shape[2:], generator=g, dtype=z.dtype, out=z[l, j])
 
     def epoch_esgd(self, idx):
+        """One epoch of Algorithm 1 (nb outer steps of L SGLD steps each), every restart at once.
+
+        The same arithmetic as ``entropic.EntropySGD`` (no momentum, ``project`` = unit norm), with
+        the elementwise passes fused: inner step w′ ← (1 − η′γ)w′ − η′∇L(w′) + η′γ w + √η′ ε z (with
+        shared mini-batches the η′∇ term is accumulated by the gradient's GEMM itself), then w′ to
+        unit norm and μ ← αμ + (1 − α)w′ (``lerp_``); outer step w ← (1 − η)w + ημ, unit norm.
+        Checked against the numpy Algorithm 1 in tests/test_committee_train.py.
+        """
         t = self.epoch
         beta, omega, gamma = self.beta(t), self.omega(t), self.gamma(t)
         ii = torch.as_tensor(idx, device=self.device)
-        param = self.U[ii].clone().requires_grad_(True)
-        grad = torch.empty_like(param)
+        U = self.U[ii]  # w, (A, K, N), a copy updated in place
+        wp, mu = torch.empty_like(U), torch.empty_like(U)
         gens = [self.gens[i] for i in idx]
-        A, (K, N) = len(idx), param.shape[1:]
+        A, (K, N) = len(idx), U.shape[1:]
         L, nb, p = self.p.inner_steps, self.nb, self.p
-        noisy = math.sqrt(p.inner_lr) * p.noise > 0  # EntropySGD draws noise only then
+        s = math.sqrt(p.inner_lr) * p.noise
+        noisy = s > 0
         perms = torch.empty((L, 1 if self.shared else A, self.P), dtype=torch.long)  # nb·L batches = L passes
         fast = self.shared and not p.dropout
+        grad = None if fast else torch.empty_like(U)
+        lr_in, decay = p.inner_lr, 1.0 - p.inner_lr * gamma
         # two sets of buffers: the worker fills one outer step's draws while the other is consumed
-        slots = [(torch.empty((L, A, K, N), dtype=torch.float64) if noisy else None,
+        slots = [(torch.empty((L, A, K, N), dtype=self.dtype) if noisy else None,
                   [None] * L if p.dropout else None) for _ in range(2)]
-        cur = {"z": None, "masks": None, "k": 0, "l": 0}
-
-        def noise_fn(_):
-            return cur["z"][cur["l"]]
-
-        def closure():
-            k, l = cur["k"], cur["k"] % L
-            cur["k"], cur["l"] = k + 1, l
-            b = k % nb
-            sel = self._sel(self._perms_dev[k // nb], b)
-            if fast:  # every restart on the same mini-batch: two GEMMs
-                _, loss = self._shared_grad(param.detach().unsqueeze(0), sel, beta, omega, grad.unsqueeze(0),
-                                            need_loss=True)
-                param.grad = grad
-                return loss
-            sel = sel.expand(A, sel.shape[-1])
-            mask = None
-            if cur["masks"] is not None:
-                mask = (cur["masks"][l].to(self.dtype) / (1.0 - p.dropout)).to(self.device)
-            _, loss = self._grad(param.detach(), sel, beta, omega, mask, out=grad, need_loss=True)
-            param.grad = grad
-            return loss
-
-        opt = EntropySGD([param], lr=p.eta, inner_lr=p.inner_lr, L=L, gamma=gamma, noise=p.noise, alpha=p.alpha,
-                         noise_fn=noise_fn if noisy else None, project=_unit_)
+        dist = None
         with ThreadPoolExecutor(max_workers=1) as pool:
             pending = pool.submit(self._esgd_draws, gens, 0, *slots[0], perms)
             try:
                 for o in range(nb):
                     pending.result()
                     z, masks = slots[o % 2]
-                    self._perms_dev = perms.to(self.device)
+                    perms_dev = perms.to(self.device)
+                    z = None if z is None else z.to(self.device)
                     if o + 1 < nb:
                         pending = pool.submit(self._esgd_draws, gens, o + 1, *slots[(o + 1) % 2], perms)
-                    cur["z"] = None if z is None else z.to(device=self.device, dtype=self.dtype)
-                    cur["masks"] = masks
-                    opt.step(closure)
+                    wp.copy_(U)  # line 2: w′, μ ← w
+                    mu.copy_(U)
+                    for l in range(L):
+                        k = o * L + l
+                        sel = self._sel(perms_dev[k // nb], k % nb)
+                        if fast:  # every restart on the same mini-batch: two GEMMs, the second fused
+                            Xb, yb = self.X[sel], self.y[sel]
+                            coef, _ = _coef_shared(wp.unsqueeze(0), Xb, yb, beta, omega)
+                            wp.view(1, A * K, N).baddbmm_(coef.transpose(1, 2), Xb, beta=decay, alpha=-lr_in)
+                        else:
+                            mask = None
+                            if masks is not None:
+                                mask = (masks[l].to(self.dtype) / (1.0 - p.dropout)).to(self.device)
+                            self._grad(wp, sel.expand(A, sel.shape[-1]), beta, omega, mask, out=grad)
+                            wp.mul_(decay).add_(grad, alpha=-lr_in)
+                        if gamma != 0.0:
+                            wp.add_(U, alpha=lr_in * gamma)  # lines 5–6: dw′ = ∇L(w′) + γ(w′ − w)
+                        if noisy:
+                            wp.add_(z[l], alpha=s)  # line 6: + √η′ ε N(0, I)
+                        _unit_(wp)
+                        mu.lerp_(wp, 1.0 - p.alpha)  # line 7
+                    dist = _half_sq(U, mu)  # d(w, μ) of this outer iteration
+                    U.mul_(1.0 - p.eta).add_(mu, alpha=p.eta)  # line 9: w ← w − η(w − μ), then unit norm
+                    _unit_(U)
             finally:
                 pending.cancel()  # an interrupted epoch: the checkpoint holds the generators before it
-        st = opt.state[param]
-        self.U[ii] = param.detach()
-        return _half_sq(st["w"], st["mu"])  # d(w, μ) of the last outer iteration
+        self.U[ii] = U
+        return dist  # d(w, μ) of the last outer iteration
 
     # --- stop rules ------------------------------------------------------------------------
     def check_stop(self, idx, dist):
