@@ -74,7 +74,7 @@ from localentropy.committee.model import check_K
 from localentropy.committee.presets import CommitteePreset
 from localentropy.committee_sign import misclassified
 from localentropy.data.atomic import atomic_open
-from localentropy.entropic.replicated import barycenter, replica_distances
+from localentropy.entropic.replicated import barycenter
 from localentropy.entropic.schedules import Exponential
 
 CHECKPOINT_VERSION = 2
@@ -166,6 +166,13 @@ def _fields(U: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
 def _sign_errors(U: torch.Tensor, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Training error of the exact sign network (Eq. 7, ``localentropy.committee_sign``), shape U.shape[:-2]."""
     return misclassified(_fields(U, X), y).to(U.dtype).mean(-1)
+
+
+def _max_replica_distance(U: torch.Tensor) -> torch.Tensor:
+    """max_a d(u_a, ū) per restart, U (y, R, K, N): ``entropic.replica_distances`` in two passes
+    over the replicas (difference, then its norm) instead of four."""
+    diff = U - barycenter(U)
+    return torch.linalg.vector_norm(diff, dim=(-2, -1)).square_().mul_(0.5).amax(0)
 
 
 def _half_sq(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -354,6 +361,21 @@ class _Run:
         torch.bmm(coef.transpose(1, 2), Xb, out=out.view(C, A * K, N))
         return out, loss
 
+    def _take(self, ii):
+        """The weights of the active restarts ``ii``: ``self.U`` itself while every restart is active
+        (no copy), else a contiguous copy (restarts on axis 0, rSGD: axis 1)."""
+        if len(ii) == self.R:
+            return self.U
+        return self.U[:, ii] if self.p.algorithm == "rsgd" else self.U[ii]
+
+    def _put(self, ii, U):
+        if U is self.U:
+            return
+        if self.p.algorithm == "rsgd":
+            self.U[:, ii] = U
+        else:
+            self.U[ii] = U
+
     def _sel(self, perms, b):
         """Pattern indices of mini-batch b, shape perms.shape[:-1] + (batch,)."""
         return perms[..., b * self.p.batch_size:(b + 1) * self.p.batch_size]
@@ -368,13 +390,13 @@ class _Run:
         t = self.epoch
         beta, omega = self.beta(t), self.omega(t)
         ii = torch.as_tensor(idx, device=self.device)
-        U = self.U[ii]  # a copy, updated in place
+        U = self._take(ii)  # updated in place
         perms = self._perms(idx, 1)[0].to(self.device)
         if self.shared and not self.p.dropout:  # one mini-batch for every restart: two GEMMs per step
             U4 = U.unsqueeze(0)
             for b in range(self.nb):
                 self._shared_step(U4, self._sel(perms, b), beta, omega, self.p.eta)
-            self.U[ii] = U
+            self._put(ii, U)
             return None
         perms = perms.expand(len(idx), self.P)
         g = torch.empty_like(U)
@@ -384,7 +406,7 @@ class _Run:
             self._grad(U, sel, beta, omega, mask, out=g)
             U.sub_(g.mul_(self.p.eta))  # u − η ∇, then each hidden unit renormalised
             _unit_(U)
-        self.U[ii] = U
+        self._put(ii, U)
         return None
 
     def epoch_rsgd(self, idx):
@@ -392,7 +414,7 @@ class _Run:
         beta, omega, gamma = self.beta(t), self.omega(t), self.gamma(t)
         y_ = self.p.replicas
         ii = torch.as_tensor(idx, device=self.device)
-        U = self.U[:, ii]  # (y, A, K, N), a contiguous copy updated in place
+        U = self._take(ii)  # (y, A, K, N), contiguous, updated in place
         shape = U.shape
         flat = U.view((-1,) + shape[2:])  # replica a of restart j is network a·A + j
         perms = self._perms(idx, y_).to(self.device)  # (y, A, P), or (y, 1, P) shared
@@ -406,8 +428,8 @@ class _Run:
                 else:
                     self._shared_step(U, sel, beta, omega, self.p.eta)
                 self.step_count += 1
-            self.U[:, ii] = U
-            return replica_distances(U, barycenter(U), keep_dims=2).amax(0)
+            self._put(ii, U)
+            return _max_replica_distance(U)
         perms = perms.expand(y_, len(idx), self.P)
         g = torch.empty_like(U)
         gflat = g.view(flat.shape)
@@ -424,8 +446,8 @@ class _Run:
             U.sub_(g.mul_(self.p.eta))  # line 8, then each replica renormalised
             _unit_(U)
             self.step_count += 1
-        self.U[:, ii] = U
-        return replica_distances(U, barycenter(U), keep_dims=2).amax(0)  # max_a d(u_a, ū) per restart
+        self._put(ii, U)
+        return _max_replica_distance(U)
 
     def _esgd_draws(self, gens, o, z, masks, perms):
         """Every random number of eSGD outer step o, per restart, in the order the algorithm uses them.
@@ -469,7 +491,7 @@ class _Run:
         t = self.epoch
         beta, omega, gamma = self.beta(t), self.omega(t), self.gamma(t)
         ii = torch.as_tensor(idx, device=self.device)
-        U = self.U[ii]  # w, (A, K, N), a copy updated in place
+        U = self._take(ii)  # w, (A, K, N), updated in place
         wp, mu = torch.empty_like(U), torch.empty_like(U)
         gens = [self.gens[i] for i in idx]
         A, (K, N) = len(idx), U.shape[1:]
@@ -520,7 +542,7 @@ class _Run:
                     _unit_(U)
             finally:
                 pending.cancel()  # an interrupted epoch: the checkpoint holds the generators before it
-        self.U[ii] = U
+        self._put(ii, U)
         return dist  # d(w, μ) of the last outer iteration
 
     # --- stop rules ------------------------------------------------------------------------
