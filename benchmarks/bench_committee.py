@@ -5,10 +5,11 @@ For each preset, dtype and batches mode asked for, at ``--restarts`` restarts (d
 
 - **measured**: seconds per epoch, taken between the progress callbacks of the first and the last
   epoch (set-up, initial weights and the final evaluation are not counted), after a warm-up call;
-- **bound**: the time this CPU takes for the same multiply-adds done as one large GEMM of the same
-  dtype and thread count (square ``--gemm-size`` matrices, best of a few runs), measured right
-  before and right after the preset and the faster of the two kept, so that a busy machine slows
-  both sides of the ratio alike. Multiply-adds per epoch: ceil(P/B) steps of two products
+- **bound**: the time this CPU takes for the same multiply-adds done as large GEMMs of the same
+  dtype and thread count (square ``--gemm-size`` matrices, repeated to the epoch's count), run
+  right after every timed epoch (inside the progress callback, outside the epoch's timing), so
+  that a busy machine slows both sides of each epoch's ratio alike; the printed ratio is the
+  median over the timed epochs, the times are medians too. Multiply-adds per epoch: ceil(P/B) steps of two products
   (fields and gradient) of B·N·K per network (rSGD: y replicas per restart; eSGD: L inner steps
   per outer step), plus the stop rule's product over the training set (P·N·K per restart) for
   the SGD rules (rSGD and eSGD stop on distances, no product);
@@ -66,31 +67,43 @@ def macs_per_epoch(p, P, N, R):
     return nb * p.inner_steps * per_network_step * R
 
 
-def gemm_rate(dtype, n, threads, reps=3):
-    """Multiply-adds per second of an n×n by n×n GEMM (best of ``reps``), at ``threads`` torch threads."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+class GemmBound:
+    """The time of ``macs`` multiply-adds done as n×n by n×n GEMMs (``dtype``, torch's current threads)."""
+
+    def __init__(self, dtype, n, macs):
         g = torch.Generator().manual_seed(0)
-        a = torch.randn(n, n, generator=g).to(dtype)
-        b = torch.randn(n, n, generator=g).to(dtype)
-        c = torch.empty(n, n, dtype=dtype)
-        torch.mm(a, b, out=c)
-        best = float("inf")
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            torch.mm(a, b, out=c)
-            best = min(best, time.perf_counter() - t0)
-        return n ** 3 / best
-    finally:
+        self.a = torch.randn(n, n, generator=g).to(dtype)
+        self.b = torch.randn(n, n, generator=g).to(dtype)
+        self.c = torch.empty(n, n, dtype=dtype)
+        self.reps = max(1, round(macs / n ** 3))
+        self.scale = macs / (self.reps * n ** 3)
+        torch.mm(self.a, self.b, out=self.c)
+
+    def __call__(self):
+        t0 = time.perf_counter()
+        for _ in range(self.reps):
+            torch.mm(self.a, self.b, out=self.c)
+        return (time.perf_counter() - t0) * self.scale
+
+
+def timed_epochs(X, y, p, restarts, dtype, shared, threads, device, bound):
+    """(median s/epoch, median bound s, median ratio) over the epochs after the first; the bound's
+    GEMMs run in the progress callback right after each epoch, outside the epoch's time."""
+    marks, bounds = [], []
+
+    def progress(*_):
+        end = time.perf_counter()
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)  # the trainer's own setting while it runs
+        bounds.append(bound())
         torch.set_num_threads(before)
+        marks.append((end, time.perf_counter()))
 
-
-def seconds_per_epoch(X, y, p, restarts, dtype, shared, threads, device):
-    stamps = []
     train_committee(X, y, p, restarts=restarts, seed=0, dtype=dtype, shared_batches=shared, num_threads=threads,
-                    device=device, progress=lambda *a: stamps.append(time.perf_counter()))
-    return (stamps[-1] - stamps[0]) / (len(stamps) - 1)
+                    device=device, progress=progress)
+    per = [marks[i][0] - marks[i - 1][1] for i in range(1, len(marks))]
+    ratios = [e / b for e, b in zip(per, bounds[1:])]
+    return float(np.median(per)), float(np.median(bounds[1:])), float(np.median(ratios))
 
 
 def epochs_to_stop(path):
@@ -113,13 +126,13 @@ def epochs_to_stop(path):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--restarts", type=int, default=50)
-    ap.add_argument("--epochs", type=int, default=3, help="epochs timed per preset (≥ 2; eSGD: 2)")
+    ap.add_argument("--epochs", type=int, default=4, help="epochs run per preset (≥ 2; eSGD: 3); the first is not timed")
     ap.add_argument("--presets", default=",".join(PRESETS))
     ap.add_argument("--dtypes", default="float32,float64")
     ap.add_argument("--batches", default="shared,own", help="shared: restarts share mini-batch sequences")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--gemm-size", type=int, default=1536)
+    ap.add_argument("--gemm-size", type=int, default=768)
     ap.add_argument("--epochs-csv", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                           "epochs_to_stop.csv"))
     ap.add_argument("--fig-restarts", type=int, default=50)
@@ -135,7 +148,7 @@ def main():
           f"{'GEMM GMAC/s':>11}", flush=True)
     measured = {}
     for name in args.presets.split(","):
-        e = 2 if PRESETS[name].algorithm == "esgd" else max(2, args.epochs)
+        e = 3 if PRESETS[name].algorithm == "esgd" else max(2, args.epochs)
         p = _fixed_epochs(name, e)
         for dname in args.dtypes.split(","):
             dtype = DTYPES[dname]
@@ -143,14 +156,13 @@ def main():
                 shared = mode == "shared"
                 train_committee(X, y, p.override(max_epochs=2), restarts=2, seed=0, dtype=dtype,
                                 shared_batches=shared, device=args.device)  # warm-up
-                r0 = gemm_rate(dtype, args.gemm_size, args.threads)
-                per = seconds_per_epoch(X, y, p, args.restarts, dtype, shared, args.threads, args.device)
-                rate = max(r0, gemm_rate(dtype, args.gemm_size, args.threads))
                 macs = macs_per_epoch(PRESETS[name], P, N, args.restarts)
-                bound = macs / rate
+                bound = GemmBound(dtype, args.gemm_size, macs)
+                per, bsec, ratio = timed_epochs(X, y, p, args.restarts, dtype, shared, args.threads, args.device,
+                                                bound)
                 measured[(name, dname, mode)] = per
-                print(f"{name:10} {dname:7} {mode:7} {per:8.3f} {bound:8.3f} {per / bound:6.2f} {macs / 1e9:10.2f} "
-                      f"{rate / 1e9:11.1f}", flush=True)
+                print(f"{name:10} {dname:7} {mode:7} {per:8.3f} {bsec:8.3f} {ratio:6.2f} {macs / 1e9:10.2f} "
+                      f"{macs / bsec / 1e9:11.1f}", flush=True)
 
     # estimate of Figure 1's training from the measured epochs to stop
     ets = epochs_to_stop(args.epochs_csv)

@@ -47,7 +47,10 @@ def moving_patterns(U, X, y, beta, omega):
 
 
 def run(name, args, ds, writer, trace):
-    p = get_preset(name, **({"max_epochs": args.max_epochs} if args.max_epochs else {}))
+    over = dict(kv.split("=", 1) for kv in args.set) if args.set else {}
+    if args.max_epochs:
+        over["max_epochs"] = args.max_epochs
+    p = get_preset(name, **over)
     X, y = ds.X_train, ds.y_train
     kw = dict(restarts=args.restarts, seed=args.seed, num_threads=args.threads)
     if args.dtype == "float32":
@@ -106,6 +109,7 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     ap.add_argument("--shared-batches", action="store_true")
+    ap.add_argument("--set", action="append", default=[], help="NAME=VALUE hyper-parameter override (repeatable)")
     ap.add_argument("--note", default="")
     ap.add_argument("--out", default="benchmarks/epochs_to_stop.csv")
     ap.add_argument("--trace", default="benchmarks/epochs_to_stop_trace.csv")
