@@ -3,21 +3,28 @@
 Paper 000, Sec. 4–5 and App. B.1. Every restart (and, for rSGD, every replica) is trained in one
 batched tensor computation on CPU or CUDA. Each restart r owns one CPU ``torch.Generator`` seeded
 from (seed, r) (``restart_seed``); its initial weights, mini-batch orders, dropout masks and SGLD
-noise are all drawn from it, in an order that does not depend on the other restarts. A restart that
-meets its stop rule is frozen (its weights stop changing, its generator stops being used) while the
-others continue. Hence restart r gives the same result trained alone (``restart_ids=[r]``) or in a
-batch of 50: bitwise on CPU (tests; also measured on the real subset for every algorithm), up to
-the rounding of batched products on CUDA.
+noise are all drawn from it, in an order that does not depend on the other restarts. With
+``shared_batches`` the mini-batch orders come instead from y sequence generators (``batch_seed``)
+shared by all restarts: replica a of every restart reads sequence a. A restart that meets its stop
+rule is frozen (its weights stop changing, its generator stops being used) while the others continue.
+
+Reproducibility (what holds on any machine; tested in tests/test_committee_train.py): the same call
+on the same machine, thread count, device, dtype and batches mode is bitwise repeatable, and a
+resumed run is bitwise the uninterrupted one. Restart r trained alone (``restart_ids=[r]``) and in
+a batch draws the same random numbers, but batched products may round differently with the
+network's place in the batch (BLAS kernels and vector lanes differ between CPUs), and training
+amplifies the last bit: alone and in a batch agree to rounding over the first epochs and in their
+statistics (stop epochs, errors), not bitwise. Across machines only statistics are promised.
 
 Conventions that paper 000 leaves open (documented in ``committee.presets`` too):
 
 - **Units.** Each hidden unit is trained as its direction u_h = w_h/√N, kept at unit norm, with
   λ_h = u_h·ξ = w_h·ξ/√N (Eq. 7). Algorithms 1 and 2, their learning rates and the stop distances
   act on u; saved weights are w = √N u (norm √N). Applying the paper's η to w itself with the
-  1/√N in λ makes every step N times smaller, and SGD fast (η = 2e-4) then barely leaves its random
-  start in 100 epochs on the Dress/Coat subset; in u units with a summed mini-batch loss it reaches
-  a few % training error in 40 epochs (measured while writing this module). This is a calibration
-  of the paper's units, not a quote.
+  1/√N in λ makes every step on u N times smaller (Δu = Δw/√N and ∇_w = ∇_u/√N), and with a mean
+  instead of a summed mini-batch loss B times smaller again; SGD fast (η = 2e-4) then barely leaves
+  its random start. This is a calibration of the paper's units, not a quote
+  (benchmarks/epochs_to_stop.md records what it gives).
 - **Loss.** The gradient is that of Σ_{μ∈batch} f(y^μ ŷ_β(ξ^μ), ω) (Eq. 8 per pattern, summed); the
   loss in stop rules and reports is the mean over the training set (Eq. 8's expectation).
 - **Normalisation** (App. B.1, "after each weight update"): SGD: u after every step. rSGD: every
@@ -41,19 +48,17 @@ Conventions that paper 000 leaves open (documented in ``committee.presets`` too)
 - **Dropout** (Figure 6): each input of the hidden layer is zeroed with probability p, one mask per
   pattern shared by the K hidden units, surviving inputs scaled by 1/(1 − p); training only.
 
-Speed (benchmarks/bench_committee.py; numbers in its docstring): the mini-batch gradient is the
-closed form of ``_loss_grad`` (two batched products per step, no autograd graph); each network's
-patterns are gathered with ``index_select`` into a reused buffer a few networks at a time
-(``CHUNK_BYTES_CPU``, about the L2 cache) so they are read from cache by both products; updates
-are in place. On CPU torch runs single-threaded while training: the tensors are a few MB, and at
-2 intra-op threads on a shared 2-core machine every small op waited on the other thread (2–4×
-slower); ``num_threads`` > 1 instead shares the chunks of networks among worker threads, one
-hand-off per gradient. eSGD draws each outer step's permutations, masks and SGLD noise on a
-worker thread while the previous outer step computes, from the same generators in the same order.
-The elementwise ops are chosen so that a network's arithmetic does not depend on its position in
-the batch (torch's ``sigmoid`` and ``logaddexp`` round differently in vectorised and tail lanes;
-``exp`` and ``tanh`` do not), which keeps restart r alone bitwise equal to restart r in a batch
-on the small test problems.
+Speed (benchmarks/bench_committee.py prints s/epoch against the same-run GEMM bound): the
+mini-batch gradient is the closed form of ``_loss_grad`` / ``_coef_shared`` (no autograd graph).
+With each network's own mini-batches, its patterns are gathered with ``index_select`` into a reused
+buffer a few networks at a time (``CHUNK_BYTES_CPU``, about the L2 cache) and multiplied with
+batched products of B×N×K each, which stay far from the GEMM bound whatever their tuning; on CPU
+torch runs single-threaded and ``num_threads`` > 1 shares the chunks among worker threads. With
+``shared_batches`` a step is two large GEMMs per replica index, (B, N) × (N, R·K) and back, the
+update u − η∇ (and rSGD's coupling, eSGD's elastic term) accumulated into u by the second GEMM
+(``baddbmm_``), and ``num_threads`` sets torch's intra-op threads. eSGD draws each outer step's
+permutations, masks and SGLD noise (in the run's dtype) on a worker thread while the previous
+outer step computes, from the same generators in the same order.
 """
 
 from __future__ import annotations
