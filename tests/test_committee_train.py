@@ -439,3 +439,31 @@ def test_chunks_and_worker_threads_do_not_change_the_result(problem, monkeypatch
     assert np.allclose(shared1.weights, shared2.weights, rtol=0, atol=1e-12)
     with pytest.raises(CommitteeError, match="num_threads"):
         train_committee(X, y, p, restarts=1, num_threads=0)
+
+
+# ---- float32: what its resolution allows (the README's dtype advice rests on these) -------------
+
+def _f32_step_resolution(step_rms, seed=0):
+    """Relative rms error of a random step of rms ``step_rms`` added in float32 to a unit-norm hidden
+    unit of N = 784 inputs (entries ~0.036, float32 spacing ~3.7e-9 there)."""
+    g = torch.Generator().manual_seed(seed)
+    u = torch.rand(9, 784, generator=g, dtype=torch.float64) * 2 - 1
+    u = (u / u.norm(dim=-1, keepdim=True)).float()
+    step = torch.randn(9, 784, generator=g, dtype=torch.float64) * step_rms
+    seen = ((u + step.float()) - u).double()
+    return float((seen - step).norm() / step.norm())
+
+
+def test_float32_resolves_esgd_sgld_noise_at_the_papers_scale():
+    """√η′ ε = √5e-3 · 1e-6 ≈ 7e-8 per weight (App. B.1): ~19 float32 spacings at |u_i| ~ 0.036, so the
+    noise survives the addition to within a few % (exactly halfway-rounded it would be ≤ 1/(2·19))."""
+    assert _f32_step_resolution(math.sqrt(5e-3) * 1e-6) < 0.05
+
+
+def test_float32_cannot_resolve_rsgd_slow_late_coupling_steps():
+    """rsgd-slow stops at max_a ½‖u_a − ū‖² < 1e-8, i.e. per-weight differences ~1.7e-6; the coupling
+    moves them by η·γ·1.7e-6 per step, with η = 1e-3 and γ(8e4 epochs) = 1e-4·(1+1e-4)^8e4 ≈ 0.3:
+    ~5e-10, well below the float32 spacing: most such steps round away (hence float64 for rSGD)."""
+    gamma = 1e-4 * (1 + 1e-4) ** 80_000
+    assert _f32_step_resolution(1e-3 * gamma * 1.7e-6) > 0.5
+    assert _f32_step_resolution(1e-3 * gamma * 1.7e-6, seed=1) > 0.5
