@@ -28,12 +28,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from localentropy.committee.evaluate import solution_errors  # noqa: E402
 from localentropy.committee.presets import get_preset  # noqa: E402
 from localentropy.committee.train import train_committee  # noqa: E402
 from localentropy.data import load_dresscoat  # noqa: E402
 
-FIELDS = ["preset", "seed", "restart", "epochs", "status", "stop_value", "train_error", "train_loss", "beta", "omega",
-          "moving_patterns", "wall_s", "dtype", "batches", "note"]
+FIELDS = ["preset", "seed", "restart", "epochs", "status", "stop_value", "train_error", "train_loss", "test_error",
+          "beta", "omega", "moving_patterns", "wall_s", "dtype", "batches", "note"]
 
 
 def moving_patterns(U, X, y, beta, omega):
@@ -86,6 +87,7 @@ def run(name, args, ds, writer, trace):
             rows = dict(epochs=res.epochs, status=res.status, stop_value=res.stop_value, train_error=res.train_error,
                         train_loss=res.train_loss, last=[int(e) - 1 for e in res.epochs])
     Xt, yt = torch.as_tensor(X, dtype=torch.float64), torch.as_tensor(y, dtype=torch.float64)
+    test = solution_errors((U * math.sqrt(U.shape[-1])).numpy(), ds.X_test, ds.y_test)
     for r in range(args.restarts):
         t = rows["last"][r]
         beta, omega = p.beta0 * (1 + p.beta1) ** t, p.omega0 * (1 + p.omega1) ** t
@@ -93,7 +95,8 @@ def run(name, args, ds, writer, trace):
         writer.writerow(dict(preset=name, seed=args.seed, restart=r, epochs=int(rows["epochs"][r]),
                              status=rows["status"][r], stop_value=f"{float(rows['stop_value'][r]):.4g}",
                              train_error=f"{float(rows['train_error'][r]):.4g}",
-                             train_loss=f"{float(rows['train_loss'][r]):.4g}", beta=f"{beta:.4g}",
+                             train_loss=f"{float(rows['train_loss'][r]):.4g}", test_error=f"{float(test[r]):.4f}",
+                             beta=f"{beta:.4g}",
                              omega=f"{omega:.4g}", moving_patterns=mov, wall_s=f"{wall:.0f}", dtype=args.dtype,
                              batches="shared" if args.shared_batches else "own", note=args.note))
 
