@@ -57,7 +57,7 @@ torch runs single-threaded and ``num_threads`` > 1 shares the chunks among worke
 ``shared_batches`` a step is two large GEMMs per replica index, (B, N) × (N, R·K) and back, the
 update u − η∇ (and rSGD's coupling, eSGD's elastic term) accumulated into u by the second GEMM
 (``baddbmm_``), and ``num_threads`` sets torch's intra-op threads. eSGD draws each outer step's
-permutations, masks and SGLD noise (in the run's dtype) on a worker thread while the previous
+permutations, masks and SGLD noise (float32 normals, any run dtype) on a worker thread while the previous
 outer step computes, from the same generators in the same order.
 """
 
@@ -481,7 +481,7 @@ class _Run:
                 if masks is not None:
                     torch.ge(torch.rand(masks[l].shape[1:], generator=g, dtype=torch.float64), self.p.dropout,
                              out=masks[l][j])
-                if z is not None:  # in the run's dtype: float32 normals cost a fraction of float64 ones
+                if z is not None:  # float32 normals (a fifth of the cost of float64 ones), any run dtype
                     torch.randn(z.shape[2:], generator=g, dtype=z.dtype, out=z[l, j])
 
     def epoch_esgd(self, idx):
@@ -508,7 +508,9 @@ class _Run:
         grad = None if fast else torch.empty_like(U)
         lr_in, decay = p.inner_lr, 1.0 - p.inner_lr * gamma
         # two sets of buffers: the worker fills one outer step's draws while the other is consumed
-        slots = [(torch.empty((L, A, K, N), dtype=self.dtype) if noisy else None,
+        # SGLD noise N(0, I) drawn in float32 whatever the run's dtype: its 24-bit samples are far finer
+        # than the √η′ε scale needs, and float64 normals cost ~5× more (they would bound eSGD's speed)
+        slots = [(torch.empty((L, A, K, N), dtype=torch.float32) if noisy else None,
                   [None] * L if p.dropout else None) for _ in range(2)]
         dist = None
         with ThreadPoolExecutor(max_workers=1) as pool:
