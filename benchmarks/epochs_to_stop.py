@@ -34,7 +34,7 @@ from localentropy.committee.train import train_committee  # noqa: E402
 from localentropy.data import load_dresscoat  # noqa: E402
 
 FIELDS = ["preset", "seed", "restart", "epochs", "status", "stop_value", "train_error", "train_loss", "test_error",
-          "beta", "omega", "moving_patterns", "wall_s", "dtype", "batches", "note"]
+          "beta", "omega", "moving_patterns", "wall_s", "dtype", "batches", "overrides", "note"]
 
 
 def moving_patterns(U, X, y, beta, omega):
@@ -98,7 +98,8 @@ def run(name, args, ds, writer, trace):
                              train_loss=f"{float(rows['train_loss'][r]):.4g}", test_error=f"{float(test[r]):.4f}",
                              beta=f"{beta:.4g}",
                              omega=f"{omega:.4g}", moving_patterns=mov, wall_s=f"{wall:.0f}", dtype=args.dtype,
-                             batches="shared" if args.shared_batches else "own", note=args.note))
+                             batches="shared" if args.shared_batches else "own", overrides=";".join(args.set),
+                             note=args.note))
 
 
 def main():
