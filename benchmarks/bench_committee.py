@@ -108,7 +108,8 @@ def timed_epochs(X, y, p, restarts, dtype, shared, threads, device, bound):
 
 
 def epochs_to_stop(path):
-    """{preset: (median, max, n converged, n not converged, their epochs)} from epochs_to_stop.csv."""
+    """{preset: (median, max, n converged, n not converged, their epochs, epochs reached by unfinished
+    time-limited restarts)} from epochs_to_stop.csv."""
     out = {}
     if not os.path.exists(path):
         return out
@@ -120,10 +121,11 @@ def epochs_to_stop(path):
     for name, rs in rows.items():
         conv = [int(r["epochs"]) for r in rs if r["status"] == "converged"]
         part = [int(r["epochs"]) for r in rs if r["status"] == "not converged"]  # ran to max_epochs
+        cut = [int(r["epochs"]) for r in rs if r["status"] == "partial"]  # time-limited: a lower bound
         if not conv and not part:
             continue  # only partial (time-limited) runs: no epochs to stop measured
         out[name] = (float(np.median(conv)) if conv else None, max(conv) if conv else None, len(conv), len(part),
-                     max(part) if part else None)
+                     max(part) if part else None, max(cut) if cut else None)
     return out
 
 
@@ -176,8 +178,12 @@ def main():
             total, lines = 0.0, []
             for name in args.presets.split(","):
                 per = measured[(name, dname, mode)] * args.fig_restarts / args.restarts
-                med, mx, nconv, npart, mpart = ets.get(name, (None, None, 0, 0, None))
-                if mx is not None and npart == 0:
+                med, mx, nconv, npart, mpart, cut = ets.get(name, (None, None, 0, 0, None, None))
+                if mx is not None and npart == 0 and cut is not None and cut > mx:
+                    epochs = cut
+                    how = (f"measured: {nconv} stopped (median {med:.0f}, max {mx}); another had not by {cut}: "
+                           f"AT LEAST {cut}")
+                elif mx is not None and npart == 0:
                     epochs, how = mx, f"measured: median {med:.0f}, max {mx} of {nconv} restarts"
                 elif mx is not None:
                     epochs = max(mx, PRESETS[name].max_epochs)

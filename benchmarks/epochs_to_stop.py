@@ -1,7 +1,7 @@
 """Epochs to the App. B.1 stop rule, measured on the real Dress/Coat subset (paper 000, Figure 1).
 
 For each preset asked for, trains ``--restarts`` restarts to their stop rule (or ``max_epochs``, or
-until ``--budget-s`` seconds of this run are spent: then the row says ``partial``) and appends one
+until ``--budget-s`` seconds of this run are spent: then the restarts not yet stopped say ``partial``) and appends one
 row per restart to ``--out`` (CSV): epochs, whether the stop rule was met, the stop quantity, the
 training error and loss, β and ω of the last epoch, and, from the final weights, the number of
 training patterns whose gradient is still non-zero in float64 (some hidden unit with
@@ -79,9 +79,11 @@ def run(name, args, ds, writer, trace):
                 U = U.mean(0)
                 U = U / U.norm(dim=-1, keepdim=True)
             e = int(sd["epoch"])
-            rows = dict(epochs=[e] * args.restarts, status=["partial"] * args.restarts, stop_value=sv,
+            conv = np.asarray(sd["converged"], dtype=bool)
+            ep = [int(v) if c else e for v, c in zip(np.asarray(sd["epochs"]), conv)]
+            rows = dict(epochs=ep, status=["converged" if c else "partial" for c in conv], stop_value=sv,
                         train_error=[float("nan")] * args.restarts, train_loss=[float("nan")] * args.restarts,
-                        last=[e - 1] * args.restarts)
+                        last=[v - 1 for v in ep])
         else:
             U = torch.as_tensor(res.weights) / math.sqrt(res.weights.shape[-1])
             rows = dict(epochs=res.epochs, status=res.status, stop_value=res.stop_value, train_error=res.train_error,
