@@ -1,39 +1,42 @@
-"""Benchmark of the committee trainers on the real Dress/Coat subset (P = 500, N = 784, K = 9).
+"""Benchmark of the committee trainers on the real Dress/Coat subset (P = 500, N = 784, K = 9),
+against the arithmetic bound measured in the same run.
 
-1. Batched restarts against a per-restart loop: the same R restarts trained for E epochs in one
-   batched computation and one restart at a time (``restart_ids=[r]``); prints the throughput ratio
-   (goal ≥ 10×) and the largest weight difference between the two paths.
-2. Seconds per epoch for each preset with 50 restarts, for each ``num_threads`` of
-   ``train_committee`` asked for (``--threads``, default "1,<CPU count>": worker threads over
-   chunks of networks, torch ops single-threaded), and the time that implies for
-   ``--extrapolate`` epochs (labelled as an extrapolation, not a measurement).
+For each preset, dtype and batches mode asked for, at ``--restarts`` restarts (default 50):
 
-Every timing excludes one-off costs: a warm-up run (1 restart, 1 epoch) of the same preset comes
-first (imports, first-call allocations), and the seconds per epoch are taken between the progress
-callbacks of the first and the last epoch, so the set-up (initial weights, pattern hash) and the
-final evaluation are not counted. Part 1 times whole calls, as a user would run them.
+- **measured**: seconds per epoch, taken between the progress callbacks of the first and the last
+  epoch (set-up, initial weights and the final evaluation are not counted), after a warm-up call;
+- **bound**: the time this CPU takes for the same multiply-adds done as large GEMMs of the same
+  dtype and thread count (square ``--gemm-size`` matrices, repeated to the epoch's count), run
+  right after every timed epoch (inside the progress callback, outside the epoch's timing), so
+  that a busy machine slows both sides of each epoch's ratio alike; the printed ratio is the
+  median over the timed epochs, the times are medians too. Multiply-adds per epoch: ceil(P/B) steps of two products
+  (fields and gradient) of B·N·K per network (rSGD: y replicas per restart; eSGD: L inner steps
+  per outer step), plus the stop rule's product over the training set (P·N·K per restart) for
+  the SGD rules (rSGD and eSGD stop on distances, no product);
+- **ratio** = measured / bound (the goal of issue 9: ≤ 1.6).
 
-Run: .venv/bin/python benchmarks/bench_committee.py [--restarts 50] [--epochs 3] [--threads 1,2]
-Timings on a shared machine are noisy; the ratios in (1) are measured in the same run.
+Then an estimate of the full Figure 1 training (5 settings × ``--fig-restarts`` restarts): for
+each preset, the measured s/epoch times the epochs to stop read from ``--epochs-csv``
+(benchmarks/epochs_to_stop.csv, written by benchmarks/epochs_to_stop.py), or, for presets with only
+time-limited (partial) or missing rows, the ``--assume`` value, labelled as such (the defaults come
+from benchmarks/epochs_to_stop.md: rsgd-slow from its γ schedule, eSGD the largest measured in
+issue 9). A batch runs until its slowest restart stops, so the largest epochs-to-stop of each
+preset is used too. Printed as an estimate, never as a measurement.
 
-Measured (2-core shared CPU, load 1.3–3.3, torch 2.13 + MKL, 50 restarts, s/epoch; the trainer
-before the speed-up (commit e074997) and after it alternated in one process, median of 2):
-  sgd-fast 0.75 → 0.12, sgd-slow 0.74 → 0.14, rsgd-fast 3.9 → 1.1, rsgd-slow 3.9 → 1.3,
-  esgd 11.3 → 3.9. Most of the old time was torch's 2 intra-op threads waiting on each other in
-  small ops; the old trainer at 1 thread ran 0.19, 0.27, 2.7, 2.6, 4.8. Batched vs loop (1):
-  2.2× (sgd-fast), 1.4× (rsgd-fast), bitwise-equal weights. The ≥ 10× goal is out of reach on a
-  CPU: a single restart's epoch is now ~4 ms of arithmetic (two 100×784×9 products per step and the
-  training-set check), not overhead, and batching cannot make MKL's products per network faster.
+Run: .venv/bin/python benchmarks/bench_committee.py [--restarts 50] [--dtypes float32,float64]
+     [--batches shared,own] [--threads 1] [--presets sgd-fast,...]
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import math
 import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout: the benchmark runs without an install
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout: runs without an install
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -42,70 +45,161 @@ from localentropy.committee.presets import PRESETS  # noqa: E402
 from localentropy.committee.train import train_committee  # noqa: E402
 from localentropy.data import load_dresscoat  # noqa: E402
 
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
 
 def _fixed_epochs(name, epochs):
-    """The preset with a stop rule that cannot fire, so every restart runs exactly ``epochs`` epochs."""
+    """The preset with a stop rule that does not fire, so every restart runs exactly ``epochs`` epochs
+    (the SGD rules still evaluate their product over the training set every epoch)."""
     p = PRESETS[name]
-    if p.algorithm == "sgd":
-        return p.override(stop="loss", stop_threshold=0.0, max_epochs=epochs)
+    if p.stop == "zero_error":  # cannot be met in a few epochs from a random start on the real subset
+        return p.override(max_epochs=epochs)
     return p.override(stop_threshold=0.0, max_epochs=epochs)
 
 
-def _seconds_per_epoch(X, y, p, restarts, device, threads):
-    """Wall seconds per epoch between the end of the first and the end of the last epoch."""
-    stamps = []
-    train_committee(X, y, p, restarts=restarts, seed=0, device=device, num_threads=threads,
-                    progress=lambda *a: stamps.append(time.perf_counter()))
-    return (stamps[-1] - stamps[0]) / (len(stamps) - 1)
+def macs_per_epoch(p, P, N, R):
+    """Multiply-adds of one epoch of preset p with R restarts (see the module docstring)."""
+    nb = math.ceil(P / p.batch_size)
+    per_network_step = 2 * P / nb * N * p.K  # two products of B·N·K (B = P/nb on average)
+    if p.algorithm == "sgd":
+        return nb * per_network_step * R + P * N * p.K * R
+    if p.algorithm == "rsgd":
+        return nb * per_network_step * R * p.replicas
+    return nb * p.inner_steps * per_network_step * R
+
+
+class GemmBound:
+    """The time of ``macs`` multiply-adds done as n×n by n×n GEMMs (``dtype``, torch's current threads)."""
+
+    def __init__(self, dtype, n, macs):
+        g = torch.Generator().manual_seed(0)
+        self.a = torch.randn(n, n, generator=g).to(dtype)
+        self.b = torch.randn(n, n, generator=g).to(dtype)
+        self.c = torch.empty(n, n, dtype=dtype)
+        self.reps = max(1, round(macs / n ** 3))
+        self.scale = macs / (self.reps * n ** 3)
+        torch.mm(self.a, self.b, out=self.c)
+
+    def __call__(self):
+        t0 = time.perf_counter()
+        for _ in range(self.reps):
+            torch.mm(self.a, self.b, out=self.c)
+        return (time.perf_counter() - t0) * self.scale
+
+
+def timed_epochs(X, y, p, restarts, dtype, shared, threads, device, bound):
+    """(median s/epoch, median bound s, median ratio) over the epochs after the first; the bound's
+    GEMMs run in the progress callback right after each epoch, outside the epoch's time."""
+    marks, bounds = [], []
+
+    def progress(*_):
+        end = time.perf_counter()
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)  # the trainer's own setting while it runs
+        bounds.append(bound())
+        torch.set_num_threads(before)
+        marks.append((end, time.perf_counter()))
+
+    train_committee(X, y, p, restarts=restarts, seed=0, dtype=dtype, shared_batches=shared, num_threads=threads,
+                    device=device, progress=progress)
+    per = [marks[i][0] - marks[i - 1][1] for i in range(1, len(marks))]
+    ratios = [e / b for e, b in zip(per, bounds[1:])]
+    return float(np.median(per)), float(np.median(bounds[1:])), float(np.median(ratios))
+
+
+def epochs_to_stop(path):
+    """{preset: (median, max, n converged, n not converged, their epochs, epochs reached by unfinished
+    time-limited restarts)} from epochs_to_stop.csv."""
+    out = {}
+    if not os.path.exists(path):
+        return out
+    rows = {}
+    with open(path) as fh:
+        for r in csv.DictReader(fh):
+            if not r.get("overrides"):  # the preset as it is, not a variant
+                rows.setdefault(r["preset"], []).append(r)
+    for name, rs in rows.items():
+        conv = [int(r["epochs"]) for r in rs if r["status"] == "converged"]
+        part = [int(r["epochs"]) for r in rs if r["status"] == "not converged"]  # ran to max_epochs
+        cut = [int(r["epochs"]) for r in rs if r["status"] == "partial"]  # time-limited: a lower bound
+        if not conv and not part:
+            continue  # only partial (time-limited) runs: no epochs to stop measured
+        out[name] = (float(np.median(conv)) if conv else None, max(conv) if conv else None, len(conv), len(part),
+                     max(part) if part else None, max(cut) if cut else None)
+    return out
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--restarts", type=int, default=50)
-    ap.add_argument("--epochs", type=int, default=3, help="epochs per preset (≥ 2; eSGD: 2)")
-    ap.add_argument("--loop-restarts", type=int, default=10, help="restarts in the batched-vs-loop comparison")
-    ap.add_argument("--loop-epochs", type=int, default=3)
-    ap.add_argument("--extrapolate", type=int, default=1000, help="epochs to extrapolate the per-epoch time to")
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--epochs", type=int, default=4, help="epochs run per preset (≥ 2; eSGD: 3); the first is not timed")
     ap.add_argument("--presets", default=",".join(PRESETS))
-    ap.add_argument("--threads", default=None, help="comma-separated num_threads values (default: 1 and the CPU count)")
-    ap.add_argument("--skip-loop", action="store_true", help="skip part 1")
+    ap.add_argument("--dtypes", default="float32,float64")
+    ap.add_argument("--batches", default="shared,own", help="shared: restarts share mini-batch sequences")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--gemm-size", type=int, default=768)
+    ap.add_argument("--epochs-csv", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                          "epochs_to_stop.csv"))
+    ap.add_argument("--fig-restarts", type=int, default=50)
+    ap.add_argument("--assume", default="rsgd-slow=75800,esgd=9644",
+                    help="epochs to stop assumed where none were measured, name=epochs,… (labelled)")
     args = ap.parse_args()
-    default_threads = torch.get_num_threads()
-    threads = ([int(t) for t in args.threads.split(",")] if args.threads
-               else sorted({1, os.cpu_count() or 1}))
     ds = load_dresscoat()
     X, y = ds.X_train, ds.y_train
-    print(f"device {args.device}, torch {torch.__version__}, torch threads {default_threads}, CPUs {os.cpu_count()}, "
-          f"P={len(y)}, N={X.shape[1]}, load average {os.getloadavg()[0]:.1f}")
-
-    # 1. batched vs per-restart loop (whole calls, default num_threads)
-    if not args.skip_loop:
-        for name in ("sgd-fast", "rsgd-fast"):
-            p = _fixed_epochs(name, args.loop_epochs)
-            train_committee(X, y, p.override(max_epochs=1), restarts=1, seed=0, device=args.device)  # warm-up
-            R = args.loop_restarts
-            t0 = time.perf_counter()
-            batched = train_committee(X, y, p, restarts=R, seed=0, device=args.device)
-            tb = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            singles = [train_committee(X, y, p, restart_ids=[r], seed=0, device=args.device) for r in range(R)]
-            tl = time.perf_counter() - t0
-            same = max(float(np.abs(s.weights[0] - batched.weights[r]).max()) for r, s in enumerate(singles))
-            print(f"[batched vs loop] {name}: {R} restarts x {args.loop_epochs} epochs: batched {tb:.2f} s, "
-                  f"loop {tl:.2f} s, throughput ratio {tl / tb:.1f}x (max |Δw| {same:.1e})", flush=True)
-
-    # 2. seconds per epoch for 50 restarts, per preset and thread count
+    P, N = X.shape
+    print(f"device {args.device}, torch {torch.__version__}, threads {args.threads}, CPUs {os.cpu_count()}, "
+          f"P={P}, N={N}, restarts {args.restarts}, load average {os.getloadavg()[0]:.1f}", flush=True)
+    print(f"{'preset':10} {'dtype':7} {'batches':7} {'s/epoch':>8} {'bound s':>8} {'ratio':>6} {'GMAC/epoch':>10} "
+          f"{'GEMM GMAC/s':>11}", flush=True)
+    measured = {}
     for name in args.presets.split(","):
-        e = 2 if PRESETS[name].algorithm == "esgd" else max(2, args.epochs)
+        e = 3 if PRESETS[name].algorithm == "esgd" else max(2, args.epochs)
         p = _fixed_epochs(name, e)
-        train_committee(X, y, p.override(max_epochs=1), restarts=1, seed=0, device=args.device)  # warm-up
-        for nt in threads:
-            per = _seconds_per_epoch(X, y, p, args.restarts, args.device, nt)
-            print(f"[preset] {name}: {args.restarts} restarts, threads {nt}, {e} epochs run: {per:.3f} s/epoch; "
-                  f"EXTRAPOLATED to {args.extrapolate} epochs: {per * args.extrapolate / 60:.1f} min "
-                  f"(max_epochs guard {PRESETS[name].max_epochs}: {per * PRESETS[name].max_epochs / 3600:.1f} h)",
-                  flush=True)
+        for dname in args.dtypes.split(","):
+            dtype = DTYPES[dname]
+            for mode in args.batches.split(","):
+                shared = mode == "shared"
+                train_committee(X, y, p.override(max_epochs=2), restarts=2, seed=0, dtype=dtype,
+                                shared_batches=shared, device=args.device)  # warm-up
+                macs = macs_per_epoch(PRESETS[name], P, N, args.restarts)
+                bound = GemmBound(dtype, args.gemm_size, macs)
+                per, bsec, ratio = timed_epochs(X, y, p, args.restarts, dtype, shared, args.threads, args.device,
+                                                bound)
+                measured[(name, dname, mode)] = per
+                print(f"{name:10} {dname:7} {mode:7} {per:8.3f} {bsec:8.3f} {ratio:6.2f} {macs / 1e9:10.2f} "
+                      f"{macs / bsec / 1e9:11.1f}", flush=True)
+
+    # estimate of Figure 1's training from the measured epochs to stop
+    ets = epochs_to_stop(args.epochs_csv)
+    assumed = dict(kv.split("=") for kv in args.assume.split(",") if kv)
+    for dname in args.dtypes.split(","):
+        for mode in args.batches.split(","):
+            total, lines = 0.0, []
+            for name in args.presets.split(","):
+                per = measured[(name, dname, mode)] * args.fig_restarts / args.restarts
+                med, mx, nconv, npart, mpart, cut = ets.get(name, (None, None, 0, 0, None, None))
+                if mx is not None and npart == 0 and cut is not None and cut > mx:
+                    epochs = cut
+                    how = (f"measured: {nconv} stopped (median {med:.0f}, max {mx}); another had not by {cut}: "
+                           f"AT LEAST {cut}")
+                elif mx is not None and npart == 0:
+                    epochs, how = mx, f"measured: median {med:.0f}, max {mx} of {nconv} restarts"
+                elif mx is not None:
+                    epochs = max(mx, PRESETS[name].max_epochs)
+                    how = (f"measured: {nconv} stopped (max {mx}), {npart} did not by {mpart}: "
+                           f"the batch runs to max_epochs {PRESETS[name].max_epochs}")
+                elif name in assumed:
+                    epochs = int(assumed[name])
+                    how = f"ASSUMED {epochs} (not measured; see epochs_to_stop.md)"
+                else:
+                    lines.append(f"  {name:10} no epochs-to-stop data: left out")
+                    continue
+                total += per * epochs
+                lines.append(f"  {name:10} {per:7.3f} s/epoch × {epochs:6d} epochs = {per * epochs / 3600:6.2f} h  ({how})")
+            print(f"ESTIMATE of Figure 1's training, {dname}, {mode} batches, {args.fig_restarts} restarts per setting, "
+                  f"one batch per setting: {total / 3600:.1f} h", flush=True)
+            print("\n".join(lines), flush=True)
 
 
 if __name__ == "__main__":

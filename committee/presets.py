@@ -8,15 +8,14 @@ Numbers are the paper's (EXPERIMENTS.md table). Conventions the paper leaves ope
 - The gradient is that of the mini-batch loss summed over its patterns (f of Eq. 8 per pattern);
   the stop rule "loss < 1e-7" uses the mean over the whole training set (Eq. 8's expectation).
 - rSGD: replicas couple every ``coupling_period`` = 1 steps (Algorithm 2's K, called
-  ``coupling_period`` here because K is the number of hidden units); the paper gives none for the
-  committee. eSGD: α = 0.75 (Chaudhari et al. 2019, as in App. C); none given for the committee.
+  ``coupling_period`` here because K is the number of hidden units; first coupling at step K, as in
+  the paper); the paper gives none for the committee. eSGD: α = 0.75 (Chaudhari et al. 2019, as in App. C); none given for the committee.
 - One epoch is ceil(P/B) updates of the trained variable: SGD steps, rSGD steps of every replica
   (each replica sees the data once), eSGD outer iterations (each of L inner mini-batches).
 - ``max_epochs`` is a guard, not a paper number: a restart that has not met its stop rule by then
   is saved as "not converged". Sized from the schedules: rSGD's coupling contracts the replicas
   by η·γ(t) per step, so reaching d ~ 1e-8 from d ~ 3 needs 5·η·Σ_t γ(t) ≈ 18, about 5 300 epochs
-  for rsgd-fast and 8e4 for rsgd-slow; measured on the real subset (2 restarts): sgd-fast stops
-  after 170–540 epochs, sgd-slow after ~3 100.
+  for rsgd-fast and 8e4 for rsgd-slow. Measured epochs to stop: benchmarks/epochs_to_stop.md.
 """
 
 from __future__ import annotations

@@ -3,21 +3,28 @@
 Paper 000, Sec. 4–5 and App. B.1. Every restart (and, for rSGD, every replica) is trained in one
 batched tensor computation on CPU or CUDA. Each restart r owns one CPU ``torch.Generator`` seeded
 from (seed, r) (``restart_seed``); its initial weights, mini-batch orders, dropout masks and SGLD
-noise are all drawn from it, in an order that does not depend on the other restarts. A restart that
-meets its stop rule is frozen (its weights stop changing, its generator stops being used) while the
-others continue. Hence restart r gives the same result trained alone (``restart_ids=[r]``) or in a
-batch of 50: bitwise on CPU (tests; also measured on the real subset for every algorithm), up to
-the rounding of batched products on CUDA.
+noise are all drawn from it, in an order that does not depend on the other restarts. With
+``shared_batches`` the mini-batch orders come instead from y sequence generators (``batch_seed``)
+shared by all restarts: replica a of every restart reads sequence a. A restart that meets its stop
+rule is frozen (its weights stop changing, its generator stops being used) while the others continue.
+
+Reproducibility (what holds on any machine; tested in tests/test_committee_train.py): the same call
+on the same machine, thread count, device, dtype and batches mode is bitwise repeatable, and a
+resumed run is bitwise the uninterrupted one. Restart r trained alone (``restart_ids=[r]``) and in
+a batch draws the same random numbers, but batched products may round differently with the
+network's place in the batch (BLAS kernels and vector lanes differ between CPUs), and training
+amplifies the last bit: alone and in a batch agree to rounding over the first epochs and in their
+statistics (stop epochs, errors), not bitwise. Across machines only statistics are promised.
 
 Conventions that paper 000 leaves open (documented in ``committee.presets`` too):
 
 - **Units.** Each hidden unit is trained as its direction u_h = w_h/√N, kept at unit norm, with
   λ_h = u_h·ξ = w_h·ξ/√N (Eq. 7). Algorithms 1 and 2, their learning rates and the stop distances
   act on u; saved weights are w = √N u (norm √N). Applying the paper's η to w itself with the
-  1/√N in λ makes every step N times smaller, and SGD fast (η = 2e-4) then barely leaves its random
-  start in 100 epochs on the Dress/Coat subset; in u units with a summed mini-batch loss it reaches
-  a few % training error in 40 epochs (measured while writing this module). This is a calibration
-  of the paper's units, not a quote.
+  1/√N in λ makes every step on u N times smaller (Δu = Δw/√N and ∇_w = ∇_u/√N), and with a mean
+  instead of a summed mini-batch loss B times smaller again; SGD fast (η = 2e-4) then barely leaves
+  its random start. This is a calibration of the paper's units, not a quote
+  (benchmarks/epochs_to_stop.md records what it gives).
 - **Loss.** The gradient is that of Σ_{μ∈batch} f(y^μ ŷ_β(ξ^μ), ω) (Eq. 8 per pattern, summed); the
   loss in stop rules and reports is the mean over the training set (Eq. 8's expectation).
 - **Normalisation** (App. B.1, "after each weight update"): SGD: u after every step. rSGD: every
@@ -34,24 +41,24 @@ Conventions that paper 000 leaves open (documented in ``committee.presets`` too)
   its own mini-batch (each replica sees the data once per epoch); eSGD outer iterations (each
   consuming L mini-batches, so one eSGD epoch is L passes over the data). β, ω, γ follow
   x(t) = x0 (1 + x1)^t with t the epoch index (entropic ``Exponential``).
-- **Replica coupling.** Algorithm 2: at the start of each step the barycenter ū is computed; every
-  ``coupling_period``-th step the coupling ``coupling_period``·γ·(u_a − ū) is added to the gradient.
+- **Replica coupling.** Algorithm 2: at the start of step t = 1, 2, … the barycenter ū is computed;
+  when t ≡ 0 mod ``coupling_period`` (first at t = ``coupling_period``, as in the paper and in
+  ``entropic.Replicated``) the coupling ``coupling_period``·γ·(u_a − ū) is added to the gradient.
+  t counts rSGD steps over the whole run (it survives a resume).
 - **Dropout** (Figure 6): each input of the hidden layer is zeroed with probability p, one mask per
   pattern shared by the K hidden units, surviving inputs scaled by 1/(1 − p); training only.
 
-Speed (benchmarks/bench_committee.py; numbers in its docstring): the mini-batch gradient is the
-closed form of ``_loss_grad`` (two batched products per step, no autograd graph); each network's
-patterns are gathered with ``index_select`` into a reused buffer a few networks at a time
-(``CHUNK_BYTES_CPU``, about the L2 cache) so they are read from cache by both products; updates
-are in place. On CPU torch runs single-threaded while training: the tensors are a few MB, and at
-2 intra-op threads on a shared 2-core machine every small op waited on the other thread (2–4×
-slower); ``num_threads`` > 1 instead shares the chunks of networks among worker threads, one
-hand-off per gradient. eSGD draws each outer step's permutations, masks and SGLD noise on a
-worker thread while the previous outer step computes, from the same generators in the same order.
-The elementwise ops are chosen so that a network's arithmetic does not depend on its position in
-the batch (torch's ``sigmoid`` and ``logaddexp`` round differently in vectorised and tail lanes;
-``exp`` and ``tanh`` do not), which keeps restart r alone bitwise equal to restart r in a batch
-on the small test problems.
+Speed (benchmarks/bench_committee.py prints s/epoch against the same-run GEMM bound): the
+mini-batch gradient is the closed form of ``_loss_grad`` / ``_coef_shared`` (no autograd graph).
+With each network's own mini-batches, its patterns are gathered with ``index_select`` into a reused
+buffer a few networks at a time (``CHUNK_BYTES_CPU``, about the L2 cache) and multiplied with
+batched products of B×N×K each, which stay far from the GEMM bound whatever their tuning; on CPU
+torch runs single-threaded and ``num_threads`` > 1 shares the chunks among worker threads. With
+``shared_batches`` a step is two large GEMMs per replica index, (B, N) × (N, R·K) and back, the
+update u − η∇ (and rSGD's coupling, eSGD's elastic term) accumulated into u by the second GEMM
+(``baddbmm_``), and ``num_threads`` sets torch's intra-op threads. eSGD draws each outer step's
+permutations, masks and SGLD noise (float32 normals, any run dtype) on a worker thread while the previous
+outer step computes, from the same generators in the same order.
 """
 
 from __future__ import annotations
@@ -72,11 +79,10 @@ from localentropy.committee.model import check_K
 from localentropy.committee.presets import CommitteePreset
 from localentropy.committee_sign import misclassified
 from localentropy.data.atomic import atomic_open
-from localentropy.entropic.esgd import EntropySGD
-from localentropy.entropic.replicated import barycenter, replica_distances
+from localentropy.entropic.replicated import barycenter
 from localentropy.entropic.schedules import Exponential
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
 # Patterns gathered per chunk of networks in a gradient evaluation (see ``_Run._grad``): on CPU a
 # chunk small enough to stay in cache between the gather and the two products; on CUDA large
 # enough to fill the device.
@@ -90,6 +96,34 @@ def restart_seed(seed: int, restart: int) -> int:
         raise CommitteeError(f"seed must be a non-negative integer, got {seed}")
     state = np.random.SeedSequence([int(seed), int(restart)]).generate_state(1, dtype=np.uint64)[0]
     return int(state >> np.uint64(1))
+
+
+def batch_seed(seed: int, sequence: int) -> int:
+    """Seed of mini-batch sequence a's generator when restarts share mini-batch sequences
+    (``shared_batches``): a hash of (seed, a, 1), distinct from every ``restart_seed``, < 2**63."""
+    state = np.random.SeedSequence([int(seed), int(sequence), 1]).generate_state(1, dtype=np.uint64)[0]
+    return int(state >> np.uint64(1))
+
+
+def _coef_shared(U4: torch.Tensor, Xb: torch.Tensor, yb: torch.Tensor, beta: float, omega: float,
+                 need_loss: bool = False):
+    """The per-pattern coefficients of the mini-batch gradient when every network of a copy shares
+    its mini-batch: ∇_{u_h} Σ_μ f(m_μ) = Σ_μ coef_hμ ξ^μ (see ``_loss_grad`` for the formula).
+
+    U4 (C, A, K, N): C copies (rSGD replicas) of A networks; Xb (C, B, N), yb (C, B): copy c's
+    mini-batch, the same for its A networks. The fields of all A·K hidden units are one GEMM per
+    copy, (B, N) × (N, A·K). Returns (coef (C, B, A·K), summed loss or None).
+    """
+    C, A, K, N = U4.shape
+    c = 1.0 / math.sqrt(K)
+    t = torch.bmm(Xb, U4.view(C, A * K, N).transpose(1, 2)).mul_(beta).tanh_()  # (C, B, A·K)
+    t4 = t.view(C, Xb.shape[1], A, K)
+    yv = yb.unsqueeze(-1)
+    m = t4.sum(-1).mul_(yv).mul_(c)  # (C, B, A) margins
+    loss = margin_loss(m, omega).sum() if need_loss else None
+    d = torch.exp(m.mul_(2.0 * omega)).add_(1.0).reciprocal_().mul_(yv).mul_(-beta * c)
+    t4.square_().neg_().add_(1.0).mul_(d.unsqueeze(-1))
+    return t, loss
 
 
 def _unit(U: torch.Tensor) -> torch.Tensor:
@@ -139,6 +173,13 @@ def _sign_errors(U: torch.Tensor, X: torch.Tensor, y: torch.Tensor) -> torch.Ten
     return misclassified(_fields(U, X), y).to(U.dtype).mean(-1)
 
 
+def _max_replica_distance(U: torch.Tensor) -> torch.Tensor:
+    """max_a d(u_a, ū) per restart, U (y, R, K, N): ``entropic.replica_distances`` in two passes
+    over the replicas (difference, then its norm) instead of four."""
+    diff = U - barycenter(U)
+    return torch.linalg.vector_norm(diff, dim=(-2, -1)).square_().mul_(0.5).amax(0)
+
+
 def _half_sq(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """d(a, b) = ½‖a − b‖² over the last two axes (K·N weights), Eq. (2)."""
     return 0.5 * (a - b).pow(2).sum((-1, -2))
@@ -186,7 +227,7 @@ class TrainResult:
 class _Run:
     """Mutable state of one batched run; everything a resume needs is in ``state_dict``."""
 
-    def __init__(self, preset: CommitteePreset, X, y, restart_ids, seed, device, dtype):
+    def __init__(self, preset: CommitteePreset, X, y, restart_ids, seed, device, dtype, shared=False):
         self.p = preset
         self.device = torch.device(device)
         self.dtype = dtype
@@ -216,14 +257,25 @@ class _Run:
         self.converged = np.zeros(self.R, dtype=bool)
         self.epochs = np.zeros(self.R, dtype=np.int64)
         self.stop_value = np.full(self.R, np.nan)
-        self.step_count = 0  # global rSGD step counter (coupling every coupling_period steps)
+        self.step_count = 0  # rSGD steps done over the whole run: the next step is t = step_count + 1
+        self.shared = bool(shared)
+        copies = preset.replicas if preset.algorithm == "rsgd" else 1
+        # shared mini-batch sequences: replica a of every restart draws its batches from sequence a
+        self.seq_gens = ([torch.Generator().manual_seed(batch_seed(seed, a)) for a in range(copies)]
+                         if self.shared else [])
         self._xbufs = {}
         self.chunk_bytes = CHUNK_BYTES_CUDA if self.device.type == "cuda" else CHUNK_BYTES_CPU
         self.workers, self.pool = 1, None  # set by train_committee
 
     # --- random draws, per restart, on CPU --------------------------------------------------
     def _perms(self, idx, copies: int) -> torch.Tensor:
-        """One permutation of the P patterns per copy (replica) for each active restart: (copies, A, P)."""
+        """One permutation of the P patterns per copy (replica) for each active restart: (copies, A, P).
+
+        With shared mini-batch sequences, one permutation per copy from that copy's sequence
+        generator (drawn whatever restarts are active), shape (copies, 1, P).
+        """
+        if self.shared:
+            return torch.stack([torch.randperm(self.P, generator=g) for g in self.seq_gens]).unsqueeze(1)
         out = torch.empty((copies, len(idx), self.P), dtype=torch.long)
         for j, i in enumerate(idx):
             for c in range(copies):
@@ -289,6 +341,46 @@ class _Run:
             losses.append(_loss_grad(U[s:e], Xb, self.y[rows].view(e - s, b), beta, omega, g[s:e], need_loss))
         return losses
 
+    def _shared_step(self, U4, sel, beta, omega, eta, decay=1.0, centre=None, cscale=0.0):
+        """One update of every network in place when each copy's networks share a mini-batch:
+        U ← decay·U − η ∇ + cscale·centre, then each hidden unit back to unit norm.
+
+        U4 (C, A, K, N) contiguous, sel (C, B). The gradient never exists as a tensor: its second
+        product is accumulated into U by the GEMM itself (``baddbmm_``); with ``decay`` = 1 − ηKγ
+        and ``cscale`` = ηKγ this is Algorithm 2's coupled step u − η(∇ + Kγ(u − ū)).
+        """
+        C, A, K, N = U4.shape
+        Xb, yb = self.X[sel], self.y[sel]  # (C, B, N), (C, B)
+        coef, _ = _coef_shared(U4, Xb, yb, beta, omega)
+        flat = U4.view(C, A * K, N)
+        flat.baddbmm_(coef.transpose(1, 2), Xb, beta=decay, alpha=-eta)
+        if centre is not None:
+            U4.add_(centre, alpha=cscale)
+        _unit_(U4)
+
+    def _shared_grad(self, U4, sel, beta, omega, out, need_loss=False):
+        """∇ of each network's mini-batch loss when each copy's networks share a mini-batch, into ``out``."""
+        C, A, K, N = U4.shape
+        Xb, yb = self.X[sel], self.y[sel]
+        coef, loss = _coef_shared(U4, Xb, yb, beta, omega, need_loss)
+        torch.bmm(coef.transpose(1, 2), Xb, out=out.view(C, A * K, N))
+        return out, loss
+
+    def _take(self, ii):
+        """The weights of the active restarts ``ii``: ``self.U`` itself while every restart is active
+        (no copy), else a contiguous copy (restarts on axis 0, rSGD: axis 1)."""
+        if len(ii) == self.R:
+            return self.U
+        return self.U[:, ii] if self.p.algorithm == "rsgd" else self.U[ii]
+
+    def _put(self, ii, U):
+        if U is self.U:
+            return
+        if self.p.algorithm == "rsgd":
+            self.U[:, ii] = U
+        else:
+            self.U[ii] = U
+
     def _sel(self, perms, b):
         """Pattern indices of mini-batch b, shape perms.shape[:-1] + (batch,)."""
         return perms[..., b * self.p.batch_size:(b + 1) * self.p.batch_size]
@@ -303,8 +395,15 @@ class _Run:
         t = self.epoch
         beta, omega = self.beta(t), self.omega(t)
         ii = torch.as_tensor(idx, device=self.device)
-        U = self.U[ii]  # a copy, updated in place
+        U = self._take(ii)  # updated in place
         perms = self._perms(idx, 1)[0].to(self.device)
+        if self.shared and not self.p.dropout:  # one mini-batch for every restart: two GEMMs per step
+            U4 = U.unsqueeze(0)
+            for b in range(self.nb):
+                self._shared_step(U4, self._sel(perms, b), beta, omega, self.p.eta)
+            self._put(ii, U)
+            return None
+        perms = perms.expand(len(idx), self.P)
         g = torch.empty_like(U)
         for b in range(self.nb):
             sel = self._sel(perms, b)
@@ -312,7 +411,7 @@ class _Run:
             self._grad(U, sel, beta, omega, mask, out=g)
             U.sub_(g.mul_(self.p.eta))  # u − η ∇, then each hidden unit renormalised
             _unit_(U)
-        self.U[ii] = U
+        self._put(ii, U)
         return None
 
     def epoch_rsgd(self, idx):
@@ -320,11 +419,23 @@ class _Run:
         beta, omega, gamma = self.beta(t), self.omega(t), self.gamma(t)
         y_ = self.p.replicas
         ii = torch.as_tensor(idx, device=self.device)
-        U = self.U[:, ii]  # (y, A, K, N), a contiguous copy updated in place
+        U = self._take(ii)  # (y, A, K, N), contiguous, updated in place
         shape = U.shape
         flat = U.view((-1,) + shape[2:])  # replica a of restart j is network a·A + j
-        perms = self._perms(idx, y_).to(self.device)  # (y, A, P)
+        perms = self._perms(idx, y_).to(self.device)  # (y, A, P), or (y, 1, P) shared
         kc = self.p.coupling_period
+        if self.shared and not self.p.dropout:  # replica a of every restart on sequence a's batch
+            for b in range(self.nb):
+                sel = self._sel(perms[:, 0], b)  # (y, B)
+                if (self.step_count + 1) % kc == 0:  # t ≡ 0 mod K: coupled step with ū of line 2
+                    s = self.p.eta * kc * gamma
+                    self._shared_step(U, sel, beta, omega, self.p.eta, 1.0 - s, barycenter(U), s)
+                else:
+                    self._shared_step(U, sel, beta, omega, self.p.eta)
+                self.step_count += 1
+            self._put(ii, U)
+            return _max_replica_distance(U)
+        perms = perms.expand(y_, len(idx), self.P)
         g = torch.empty_like(U)
         gflat = g.view(flat.shape)
         pull = torch.empty_like(U)
@@ -335,13 +446,13 @@ class _Run:
                 mask = mask.reshape((-1,) + mask.shape[2:])
             centre = barycenter(U)  # line 2: barycenter ū
             self._grad(flat, sel.reshape(-1, sel.shape[-1]), beta, omega, mask, out=gflat)
-            if self.step_count % kc == 0:  # lines 6–7: coupling K·γ·(u_a − ū) (entropic.coupling_grad, in place)
+            if (self.step_count + 1) % kc == 0:  # t = step_count + 1 ≡ 0 mod K  # lines 6–7: coupling K·γ·(u_a − ū) (entropic.coupling_grad, in place)
                 g.add_(torch.sub(U, centre, out=pull).mul_(kc * gamma))
             U.sub_(g.mul_(self.p.eta))  # line 8, then each replica renormalised
             _unit_(U)
             self.step_count += 1
-        self.U[:, ii] = U
-        return replica_distances(U, barycenter(U), keep_dims=2).amax(0)  # max_a d(u_a, ū) per restart
+        self._put(ii, U)
+        return _max_replica_distance(U)
 
     def _esgd_draws(self, gens, o, z, masks, perms):
         """Every random number of eSGD outer step o, per restart, in the order the algorithm uses them.
@@ -357,67 +468,89 @@ class _Run:
             for l in range(L):
                 b = (o * L + l) % nb
                 masks[l] = torch.empty((len(gens), min(B, P - b * B), N), dtype=torch.bool)
-        for j, g in enumerate(gens):
+        if self.shared:  # one sequence for every restart (perms (L, 1, P))
             for l in range(L):
                 k = o * L + l
                 if k % nb == 0:
+                    perms[k // nb, 0] = torch.randperm(P, generator=self.seq_gens[0])
+        for j, g in enumerate(gens):
+            for l in range(L):
+                k = o * L + l
+                if k % nb == 0 and not self.shared:
                     perms[k // nb, j] = torch.randperm(P, generator=g)
                 if masks is not None:
                     torch.ge(torch.rand(masks[l].shape[1:], generator=g, dtype=torch.float64), self.p.dropout,
                              out=masks[l][j])
-                if z is not None:
-                    torch.randn(z.shape[2:], generator=g, dtype=torch.float64, out=z[l, j])
+                if z is not None:  # float32 normals (a fifth of the cost of float64 ones), any run dtype
+                    torch.randn(z.shape[2:], generator=g, dtype=z.dtype, out=z[l, j])
 
     def epoch_esgd(self, idx):
+        """One epoch of Algorithm 1 (nb outer steps of L SGLD steps each), every restart at once.
+
+        The same arithmetic as ``entropic.EntropySGD`` (no momentum, ``project`` = unit norm), with
+        the elementwise passes fused: inner step w′ ← (1 − η′γ)w′ − η′∇L(w′) + η′γ w + √η′ ε z (with
+        shared mini-batches the η′∇ term is accumulated by the gradient's GEMM itself), then w′ to
+        unit norm and μ ← αμ + (1 − α)w′ (``lerp_``); outer step w ← (1 − η)w + ημ, unit norm.
+        Checked against the numpy Algorithm 1 in tests/test_committee_train.py.
+        """
         t = self.epoch
         beta, omega, gamma = self.beta(t), self.omega(t), self.gamma(t)
         ii = torch.as_tensor(idx, device=self.device)
-        param = self.U[ii].clone().requires_grad_(True)
-        grad = torch.empty_like(param)
+        U = self._take(ii)  # w, (A, K, N), updated in place
+        wp, mu = torch.empty_like(U), torch.empty_like(U)
         gens = [self.gens[i] for i in idx]
-        A, (K, N) = len(idx), param.shape[1:]
+        A, (K, N) = len(idx), U.shape[1:]
         L, nb, p = self.p.inner_steps, self.nb, self.p
-        noisy = math.sqrt(p.inner_lr) * p.noise > 0  # EntropySGD draws noise only then
-        perms = torch.empty((L, A, self.P), dtype=torch.long)  # one epoch = nb·L mini-batches = L passes
+        s = math.sqrt(p.inner_lr) * p.noise
+        noisy = s > 0
+        perms = torch.empty((L, 1 if self.shared else A, self.P), dtype=torch.long)  # nb·L batches = L passes
+        fast = self.shared and not p.dropout
+        grad = None if fast else torch.empty_like(U)
+        lr_in, decay = p.inner_lr, 1.0 - p.inner_lr * gamma
         # two sets of buffers: the worker fills one outer step's draws while the other is consumed
-        slots = [(torch.empty((L, A, K, N), dtype=torch.float64) if noisy else None,
+        # SGLD noise N(0, I) drawn in float32 whatever the run's dtype: its 24-bit samples are far finer
+        # than the √η′ε scale needs, and float64 normals cost ~5× more (they would bound eSGD's speed)
+        slots = [(torch.empty((L, A, K, N), dtype=torch.float32) if noisy else None,
                   [None] * L if p.dropout else None) for _ in range(2)]
-        cur = {"z": None, "masks": None, "k": 0, "l": 0}
-
-        def noise_fn(_):
-            return cur["z"][cur["l"]]
-
-        def closure():
-            k, l = cur["k"], cur["k"] % L
-            cur["k"], cur["l"] = k + 1, l
-            b = k % nb
-            sel = self._sel(self._perms_dev[k // nb], b)
-            mask = None
-            if cur["masks"] is not None:
-                mask = (cur["masks"][l].to(self.dtype) / (1.0 - p.dropout)).to(self.device)
-            _, loss = self._grad(param.detach(), sel, beta, omega, mask, out=grad, need_loss=True)
-            param.grad = grad
-            return loss
-
-        opt = EntropySGD([param], lr=p.eta, inner_lr=p.inner_lr, L=L, gamma=gamma, noise=p.noise, alpha=p.alpha,
-                         noise_fn=noise_fn if noisy else None, project=_unit_)
+        dist = None
         with ThreadPoolExecutor(max_workers=1) as pool:
             pending = pool.submit(self._esgd_draws, gens, 0, *slots[0], perms)
             try:
                 for o in range(nb):
                     pending.result()
                     z, masks = slots[o % 2]
-                    self._perms_dev = perms.to(self.device)
+                    perms_dev = perms.to(self.device)
+                    z = None if z is None else z.to(self.device)
                     if o + 1 < nb:
                         pending = pool.submit(self._esgd_draws, gens, o + 1, *slots[(o + 1) % 2], perms)
-                    cur["z"] = None if z is None else z.to(device=self.device, dtype=self.dtype)
-                    cur["masks"] = masks
-                    opt.step(closure)
+                    wp.copy_(U)  # line 2: w′, μ ← w
+                    mu.copy_(U)
+                    for l in range(L):
+                        k = o * L + l
+                        sel = self._sel(perms_dev[k // nb], k % nb)
+                        if fast:  # every restart on the same mini-batch: two GEMMs, the second fused
+                            Xb, yb = self.X[sel], self.y[sel]
+                            coef, _ = _coef_shared(wp.unsqueeze(0), Xb, yb, beta, omega)
+                            wp.view(1, A * K, N).baddbmm_(coef.transpose(1, 2), Xb, beta=decay, alpha=-lr_in)
+                        else:
+                            mask = None
+                            if masks is not None:
+                                mask = (masks[l].to(self.dtype) / (1.0 - p.dropout)).to(self.device)
+                            self._grad(wp, sel.expand(A, sel.shape[-1]), beta, omega, mask, out=grad)
+                            wp.mul_(decay).add_(grad, alpha=-lr_in)
+                        if gamma != 0.0:
+                            wp.add_(U, alpha=lr_in * gamma)  # lines 5–6: dw′ = ∇L(w′) + γ(w′ − w)
+                        if noisy:
+                            wp.add_(z[l], alpha=s)  # line 6: + √η′ ε N(0, I)
+                        _unit_(wp)
+                        mu.lerp_(wp, 1.0 - p.alpha)  # line 7
+                    dist = _half_sq(U, mu)  # d(w, μ) of this outer iteration
+                    U.mul_(1.0 - p.eta).add_(mu, alpha=p.eta)  # line 9: w ← w − η(w − μ), then unit norm
+                    _unit_(U)
             finally:
                 pending.cancel()  # an interrupted epoch: the checkpoint holds the generators before it
-        st = opt.state[param]
-        self.U[ii] = param.detach()
-        return _half_sq(st["w"], st["mu"])  # d(w, μ) of the last outer iteration
+        self._put(ii, U)
+        return dist  # d(w, μ) of the last outer iteration
 
     # --- stop rules ------------------------------------------------------------------------
     def check_stop(self, idx, dist):
@@ -463,26 +596,40 @@ class _Run:
     def identity(self) -> dict:
         return {"version": CHECKPOINT_VERSION, "preset": self.p.as_dict(), "seed": int(self.seed),
                 "restart_ids": self.restart_ids, "P": self.P, "N": self.N, "dtype": str(self.dtype),
-                "patterns": self.patterns_digest}
+                "batches": "shared" if self.shared else "own", "patterns": self.patterns_digest}
 
     def state_dict(self) -> dict:
-        return {"identity": self.identity(), "U": self.U.detach().cpu().clone(), "epoch": self.epoch,
-                "active": self.active.copy(), "converged": self.converged.copy(), "epochs": self.epochs.copy(),
-                "stop_value": self.stop_value.copy(), "step_count": self.step_count,
-                "generators": [g.get_state() for g in self.gens]}
+        """Everything a resume needs, as tensors, numbers, strings and plain containers only (so that
+        it loads with ``torch.load(weights_only=True)``); generator states are uint8 tensors."""
+        return {"identity": self.identity(), "U": self.U.detach().cpu().clone(), "epoch": int(self.epoch),
+                "active": torch.from_numpy(self.active.copy()), "converged": torch.from_numpy(self.converged.copy()),
+                "epochs": torch.from_numpy(self.epochs.copy()), "stop_value": torch.from_numpy(self.stop_value.copy()),
+                "step_count": int(self.step_count), "generators": [g.get_state() for g in self.gens],
+                "sequence_generators": [g.get_state() for g in self.seq_gens]}
 
     def load_state_dict(self, sd: dict, where: str):
         if sd.get("identity") != self.identity():
             raise CommitteeError(f"{where}: checkpoint belongs to a different run (setting, hyper-parameters, seed, "
                                  "restarts or patterns differ); delete it or pass another --checkpoint")
-        self.U = sd["U"].to(device=self.device, dtype=self.dtype)
-        self.epoch = int(sd["epoch"])
-        self.active = np.array(sd["active"], dtype=bool)
-        self.converged = np.array(sd["converged"], dtype=bool)
-        self.epochs = np.array(sd["epochs"], dtype=np.int64)
-        self.stop_value = np.array(sd["stop_value"], dtype=np.float64)
-        self.step_count = int(sd["step_count"])
-        for g, s in zip(self.gens, sd["generators"]):
+        try:
+            U, gens, seqs = sd["U"], sd["generators"], sd["sequence_generators"]
+            if not (isinstance(U, torch.Tensor) and U.shape == self.U.shape and len(gens) == len(self.gens)
+                    and len(seqs) == len(self.seq_gens)
+                    and all(isinstance(s, torch.Tensor) and s.dtype == torch.uint8 for s in list(gens) + list(seqs))):
+                raise ValueError("weights or generator states of the wrong shape")
+            vec = {k: torch.as_tensor(sd[k]).numpy() for k in ("active", "converged", "epochs", "stop_value")}
+            if any(v.shape != (self.R,) for v in vec.values()):
+                raise ValueError("per-restart arrays of the wrong length")
+            epoch, step_count = int(sd["epoch"]), int(sd["step_count"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise CommitteeError(f"{where}: malformed committee checkpoint ({exc})") from None
+        self.U = U.to(device=self.device, dtype=self.dtype)
+        self.epoch, self.step_count = epoch, step_count
+        self.active = vec["active"].astype(bool)
+        self.converged = vec["converged"].astype(bool)
+        self.epochs = vec["epochs"].astype(np.int64)
+        self.stop_value = vec["stop_value"].astype(np.float64)
+        for g, s in zip(self.gens + self.seq_gens, list(gens) + list(seqs)):
             g.set_state(s)
 
 
@@ -516,6 +663,8 @@ def train_committee(
     progress: Optional[Callable[[int, int, int, int], None]] = None,
     stop_after_epochs: Optional[int] = None,
     num_threads: Optional[int] = None,
+    on_resume: Optional[Callable[[int], None]] = None,
+    shared_batches: bool = False,
 ) -> Optional[TrainResult]:
     """Train ``restarts`` committee machines (or the restarts ``restart_ids``) with ``preset``.
 
@@ -525,25 +674,42 @@ def train_committee(
     does not depend on whether or where the run was interrupted. ``progress(epoch, converged,
     finished, R)`` is called after every epoch. ``stop_after_epochs`` (for tests and the CLI's
     interruption handling) saves a checkpoint and returns None after that many epochs of this call.
-    ``num_threads`` (CPU only, default 1): worker threads that share the gradient evaluations,
-    a chunk of networks each; torch's own intra-op threads are set to 1 while training and
-    restored afterwards (process-wide). The result is bitwise the same for any value.
+    ``num_threads`` (CPU only, default 1): with each network's own mini-batches, worker threads
+    that share the gradient evaluations, a chunk of networks each, torch's intra-op threads at 1;
+    with ``shared_batches``, torch's intra-op threads (the step is a few large GEMMs). Torch's
+    thread count is restored afterwards (process-wide).
+    ``on_resume(epoch)`` is called once, before training continues, when ``checkpoint`` resumes a run.
+    ``dtype``: torch.float64 (default) or torch.float32, the arithmetic of the whole run.
+    ``shared_batches``: replica a of every restart (SGD, eSGD: every restart) draws its mini-batches
+    from one sequence a (seeded by ``batch_seed(seed, a)``) instead of its own generator, so that a
+    step is a few large GEMMs; initial weights, dropout masks and SGLD noise stay per restart.
+    Restarts then share their data order (see the README's reproducibility and speed notes).
+
+    Reproducibility (tests/test_committee_train.py): the same call on the same machine, thread
+    count, device, dtype and batches mode gives bitwise the same result, interrupted and resumed or
+    not. A restart trained alone equals the same restart trained in a batch up to the rounding of
+    batched products (the first epochs agree to ~1e-12 in float64); later, training may amplify
+    that rounding, so only statistics (stop epochs, errors) are promised to agree.
     """
     if num_threads is not None and (not isinstance(num_threads, int) or isinstance(num_threads, bool)
                                     or num_threads < 1):
         raise CommitteeError(f"num_threads must be a positive integer, got {num_threads}")
+    if dtype not in (torch.float32, torch.float64):
+        raise CommitteeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+    if not isinstance(shared_batches, bool):
+        raise CommitteeError(f"shared_batches must be True or False, got {shared_batches!r}")
     try:
         cpu = torch.device(device).type == "cpu"
     except (RuntimeError, TypeError) as exc:
         raise CommitteeError(f"unknown device {device!r}") from exc
-    workers = (num_threads or 1) if cpu else 1
+    workers = (num_threads or 1) if cpu and not shared_batches else 1
     before = torch.get_num_threads()
     pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
     if cpu:
-        torch.set_num_threads(1)
+        torch.set_num_threads((num_threads or 1) if shared_batches else 1)
     try:
         return _train(X, y, preset, restarts, restart_ids, seed, device, dtype, checkpoint, checkpoint_every,
-                      progress, stop_after_epochs, workers, pool)
+                      progress, stop_after_epochs, workers, pool, on_resume, shared_batches)
     finally:
         if cpu:
             torch.set_num_threads(before)
@@ -552,7 +718,7 @@ def train_committee(
 
 
 def _train(X, y, preset, restarts, restart_ids, seed, device, dtype, checkpoint, checkpoint_every, progress,
-           stop_after_epochs, workers, pool):
+           stop_after_epochs, workers, pool, on_resume, shared_batches):
     if restart_ids is None:
         if restarts is None or int(restarts) != restarts or restarts < 1:
             raise CommitteeError(f"restarts must be a positive integer, got {restarts}")
@@ -569,17 +735,22 @@ def _train(X, y, preset, restarts, restart_ids, seed, device, dtype, checkpoint,
     except (RuntimeError, TypeError) as exc:
         raise CommitteeError(f"unknown device {device!r}") from exc
     Xt, yt = _as_patterns(X, y, device, dtype)
-    run = _Run(preset, Xt, yt, restart_ids, int(seed), device, dtype)
+    run = _Run(preset, Xt, yt, restart_ids, int(seed), device, dtype, shared=shared_batches)
     run.workers, run.pool = workers, pool
     ckpt = Path(checkpoint) if checkpoint is not None else None
     if ckpt is not None and ckpt.exists():
         try:
-            sd = torch.load(ckpt, map_location="cpu", weights_only=False)
-        except Exception as exc:  # a truncated or foreign file
-            raise CommitteeError(f"{ckpt}: cannot read checkpoint ({exc})") from exc
+            # weights_only: a checkpoint holds only tensors, numbers, strings and plain containers,
+            # so loading never unpickles (and runs) anything else a foreign file may carry
+            sd = torch.load(ckpt, map_location="cpu", weights_only=True)
+        except Exception as exc:  # a truncated or foreign file; the first line of torch's reason
+            why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CommitteeError(f"{ckpt}: cannot read checkpoint ({why[:200]})") from None
         if not isinstance(sd, dict):
             raise CommitteeError(f"{ckpt}: not a committee checkpoint")
         run.load_state_dict(sd, str(ckpt))
+        if on_resume is not None:
+            on_resume(run.epoch)
     done_here = 0
     last_saved = run.epoch
     last_state = run.state_dict() if ckpt is not None else None
@@ -627,4 +798,6 @@ def _result(run: _Run) -> TrainResult:
     return TrainResult(preset=run.p, seed=run.seed, restart_ids=run.restart_ids, weights=weights,
                        epochs=run.epochs.copy(), converged=run.converged.copy(),
                        train_error=err.double().cpu().numpy(), train_loss=losses,
-                       stop_value=run.stop_value.copy(), replicas=replicas)
+                       stop_value=run.stop_value.copy(), replicas=replicas,
+                       extra={"dtype": str(run.dtype).replace("torch.", ""),
+                              "batches": "shared" if run.shared else "own"})

@@ -96,6 +96,41 @@ def test_replicas_follow_an_independent_reference_implementation(batched):
             assert torch.allclose(got[k].to(v.dtype), v, atol=1e-10), k
 
 
+@pytest.mark.parametrize("batched", [True, False])
+def test_replicas_follow_the_shared_numpy_oracle_of_algorithm_2_coupling_first_at_step_K(batched):
+    """The same hand-written Algorithm 2 (tests/oracles.py) that checks the committee trainer:
+    a linear model with squared loss, whose mini-batch gradient is written out in numpy. With K = 3
+    the first coupling is at t = 3; the wrong phase (coupling at t = 1, 4, 7) is far from the result."""
+    import numpy as np
+
+    from tests.oracles import algorithm2
+
+    y, K, gam, lr, steps, B = 3, 3, 0.7, 0.05, 7, 6
+    g = torch.Generator().manual_seed(3)
+    X = torch.randn(40, 5, generator=g, dtype=torch.float64)
+    T = torch.randn(40, 1, generator=g, dtype=torch.float64)
+    models = [nn.Linear(5, 1, bias=False).double() for _ in range(y)]
+    for m in models:
+        with torch.no_grad():
+            m.weight.copy_(torch.randn(1, 5, generator=g, dtype=torch.float64))
+    idx = torch.randint(0, 40, (steps, y, B), generator=g)
+    W0 = np.stack([m.weight.detach().numpy().copy() for m in models])  # (y, 1, 5)
+    rep = Replicated(models, lr=lr, K=K, gamma=gam, batched=batched, loss_fn=nn.functional.mse_loss)
+    for t in range(steps):
+        rep.step(X[idx[t]], T[idx[t]])
+    Xn, Tn = X.numpy(), T.numpy()
+
+    def grad(a, t, w):  # ∇_w mean_μ (x_μ·w − t_μ)², the batch of replica a at step t (1-based)
+        xb, tb = Xn[idx[t - 1, a]], Tn[idx[t - 1, a]]
+        return (2.0 / B) * ((xb @ w.T - tb).T @ xb)
+
+    want = algorithm2(W0, grad, lr, K, lambda t: gam, steps)
+    got = rep.params["weight"].detach().numpy()
+    assert np.allclose(got, want, rtol=0, atol=1e-12)
+    wrong = algorithm2(W0, lambda a, t, w: grad(a, t - 2, w), lr, K, lambda t: gam, steps, t0=2)  # t = 3..9
+    assert np.abs(got - wrong).max() > 1e-3, "the coupling phase is tested"
+
+
 def test_batched_replicas_equal_sequential_loop():
     y = 4
     models = [m.double() for m in make_replicas(conv_factory, y, seed=1)]
