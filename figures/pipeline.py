@@ -30,7 +30,7 @@ import numpy as np
 from localentropy.committee_sign import misclassified
 from localentropy.figures.cache import StageCache, stage_key
 from localentropy.figures.errors import FigureError
-from localentropy.figures.spec import FigureSpec
+from localentropy.figures.spec import FigureSpec, train_options
 
 Progress = Optional[Callable[[str, int, int, str], None]]  # (stage, done, total, detail)
 
@@ -63,8 +63,9 @@ class FigureData:
 
 
 def _train_key(spec, setting, data_hash, r):
+    opts = train_options(setting.preset)
     return stage_key("train", {"preset": setting.preset.as_dict(), "seed": spec.seed, "restart": int(r),
-                               "data": data_hash})
+                               "data": data_hash, "shared_batches": opts["shared_batches"], "dtype": str(opts["dtype"])})
 
 
 def _train_missing(spec, setting, ids, ds, data_hash, cache, device, progress, wall):
@@ -76,8 +77,8 @@ def _train_missing(spec, setting, ids, ds, data_hash, cache, device, progress, w
         return
     ckdir = cache.root / "checkpoints"
     ckdir.mkdir(parents=True, exist_ok=True)
-    ckpt = ckdir / (stage_key("train", {"batch": missing, "preset": setting.preset.as_dict(), "seed": spec.seed,
-                                        "data": data_hash})[:24] + ".ckpt")
+    ckpt = ckdir / (stage_key("train", {"batch": missing, "restart0": _train_key(spec, setting, data_hash, missing[0])})[:24]
+                    + ".ckpt")
     t0 = time.perf_counter()
 
     def on_epoch(epoch, converged, finished, R):
@@ -86,7 +87,7 @@ def _train_missing(spec, setting, ids, ds, data_hash, cache, device, progress, w
                      f"{setting.label}: restarts {missing[0]}–{missing[-1]}, {converged}/{R} stopped")
 
     res = train_committee(ds.X_train, ds.y_train, setting.preset, restart_ids=missing, seed=spec.seed,
-                          device=device, checkpoint=ckpt, progress=on_epoch)
+                          device=device, checkpoint=ckpt, progress=on_epoch, **train_options(setting.preset))
     test = solution_errors(res.weights, ds.X_test, ds.y_test)
     for i, r in enumerate(missing):
         lam = ds.X_train @ res.weights[i].T

@@ -276,7 +276,7 @@ def summary(fd: FigureData, command: str, stage_wall: dict) -> str:
     lines += [f"Command: `{command}`", "", f"Code version: {code_version()}; data hash {fd.data_hash[:16]}", ""]
     if spec.quick:
         lines += ["Quick preview: time rescaled by a factor f per setting — schedules x(t) = x0(1+x1)^t run as "
-                  "x(f·t), learning rate η multiplied by f:", ""]
+                  "x(f·t), and the learning rate η (SGD, eSGD) or the coupling γ0 (rSGD) multiplied by f:", ""]
         lines += [f"- {s.label}: f = {s.time_scale:g}" for s in spec.settings] + [""]
     lines += ["## Solutions", "", "| setting | solutions used | restarts tried | excluded | train error (mean) | "
               "BP points failed (hard / soft) |", "|---|---|---|---|---|---|"]

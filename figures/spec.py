@@ -5,10 +5,16 @@ esgd. Figure 6 (App. B.3): sgd-fast with dropout probabilities p on the hidden u
 
 ``--quick`` is a preview, not the paper's settings: few restarts, and time rescaled by a factor f
 per setting: every growing schedule x(t) = x0 (1 + x1)^t (β, ω, γ) runs f times faster,
-x1 → (1 + x1)^f − 1, so that x_quick(t) = x(f t), and the (outer) learning rate η is multiplied by
-f, so that one quick epoch moves the weights about as far as f epochs of the paper's run (with the
-schedules alone faster, β and ω outrun learning and sgd-slow restarts freeze before they stop).
-``max_epochs`` is divided by f. The factors are stated in the figure's summary.
+x1 → (1 + x1)^f − 1, so that x_quick(t) = x(f t), and one rate is multiplied by f so that a quick
+epoch does the work of f epochs of the paper's run: the learning rate η (SGD, eSGD: with the
+schedules alone faster, β and ω outrun learning and sgd-slow restarts freeze before they stop), or
+for rSGD the coupling γ0 (its stop epoch is set by ∫ηγ dt; η × 100 makes rsgd-slow's replicas
+collapse at 12–18 % training error). ``max_epochs`` is divided by f. The summary states the factors.
+
+Training runs the trainers with shared mini-batch sequences (replica a of every restart reads
+sequence a: a step is a few large GEMMs; a restart's result does not depend on which others share
+its batch) in float32 for SGD and eSGD and float64 for rSGD, whose late coupling steps are below
+float32's resolution (``train_options``).
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ FIGURE1_SETTINGS = ("sgd-fast", "sgd-slow", "rsgd-fast", "rsgd-slow", "esgd")
 FIGURE6_DROPOUTS = (0.0, 0.1, 0.2, 0.3, 0.5)
 #: quick preview: schedule speed-up per setting (x(t) → x(f t)) and restarts per setting
 QUICK_TIME_SCALE = {"sgd-fast": 1.0, "sgd-slow": 6.0, "rsgd-fast": 10.0, "rsgd-slow": 100.0, "esgd": 20.0}
+#: the rate multiplied by f in the quick preview, per algorithm (module docstring)
+QUICK_RATE = {"sgd": "eta", "esgd": "eta", "rsgd": "gamma0"}
 QUICK_RESTARTS = 3
 SIGMAS = tuple(np.round(np.linspace(0.0, 0.5, 11), 12))  # relative noise σ of Eq. 4
 DRAWS = 200
@@ -63,14 +71,23 @@ class FigureSpec:
 
 
 def shortened(preset: CommitteePreset, factor: float) -> CommitteePreset:
-    """The preset with time rescaled by ``factor``: schedules x(t) → x(f t), η → f η (module docstring)."""
+    """The preset with time rescaled by ``factor``: schedules x(t) → x(f t), and η (SGD, eSGD) or γ0
+    (rSGD) → f times itself (module docstring)."""
     if not (math.isfinite(factor) and factor >= 1):
         raise FigureError(f"time scale must be ≥ 1, got {factor}")
     if factor == 1:
         return preset
     grow = {k: float((1 + getattr(preset, k)) ** factor - 1) for k in ("beta1", "omega1", "gamma1")}
-    return dataclasses.replace(preset, eta=preset.eta * factor, max_epochs=max(1, math.ceil(preset.max_epochs / factor)),
-                               **grow)
+    rate = QUICK_RATE[preset.algorithm]
+    grow[rate] = getattr(preset, rate) * factor
+    return dataclasses.replace(preset, max_epochs=max(1, math.ceil(preset.max_epochs / factor)), **grow)
+
+
+def train_options(preset: CommitteePreset) -> dict:
+    """How the recipe runs the trainer for a setting: shared batches; float32, but float64 for rSGD."""
+    import torch
+
+    return {"shared_batches": True, "dtype": torch.float64 if preset.algorithm == "rsgd" else torch.float32}
 
 
 def figure_spec(name: str, *, quick: bool = False, restarts: int | None = None, seed: int = 0,

@@ -58,14 +58,17 @@ def test_mann_whitney_and_pearson_against_hand_computations():
     assert m == 2.0 and se == pytest.approx(1 / math.sqrt(3))
 
 
-def test_shortened_time_runs_schedules_and_learning_rate_f_times_faster():
+def test_shortened_time_runs_schedules_and_one_rate_f_times_faster():
     p = get_preset("rsgd-slow")
     q = shortened(p, 100.0)
     for name in ("beta", "omega", "gamma"):
         x0, x1, y1 = getattr(p, name + "0"), getattr(p, name + "1"), getattr(q, name + "1")
         for t in (1, 7, 250):
             assert x0 * (1 + y1) ** t == pytest.approx(x0 * (1 + x1) ** (100 * t), rel=1e-9)
-    assert q.eta == pytest.approx(100 * p.eta) and q.max_epochs == math.ceil(p.max_epochs / 100)
+    assert q.eta == p.eta and q.gamma0 == pytest.approx(100 * p.gamma0)  # rSGD: the coupling carries the time
+    assert q.max_epochs == math.ceil(p.max_epochs / 100)
+    s = shortened(get_preset("sgd-slow"), 6.0)
+    assert s.eta == pytest.approx(6 * get_preset("sgd-slow").eta) and s.gamma0 == 0
     with pytest.raises(FigureError):
         shortened(p, 0.5)
 
