@@ -15,11 +15,8 @@ Reference normalisation [CONVENTION, §1]: each hidden unit of w̃ is rescaled t
 
 from __future__ import annotations
 
-import csv
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -185,26 +182,6 @@ class LocalEntropyCurve:
         out["weight_normalization"] = "each hidden unit of the reference rescaled to |w_k|^2 = N"
         out["settings"] = json.loads(json.dumps(self.settings, default=str))
         return out
-
-    def to_csv(self, path) -> None:
-        """Write one row per Δ (columns of _COLUMNS + method + reason) atomically: temp file, then os.replace."""
-        path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".csv", dir=folder)
-        try:
-            with os.fdopen(fd, "w", newline="") as fh:
-                w = csv.writer(fh)
-                w.writerow(list(self._COLUMNS) + ["method", "reason"])
-                for j in range(len(self.prior_delta)):
-                    row = [getattr(self, c)[j] for c in self._COLUMNS]
-                    w.writerow([repr(float(v)) if isinstance(v, (float, np.floating)) else
-                                (int(v) if isinstance(v, (np.integer, np.bool_, bool)) else v) for v in row]
-                               + [self.methods[j], self.reasons[j]])
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
 
 
 def local_entropy_curve(center, X, y, deltas=None, *, beta=np.inf, drop_misclassified=False, method="auto",

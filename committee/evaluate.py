@@ -19,10 +19,8 @@ the K noise fields are independent Gaussians, so P(error) follows from a vote-co
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
@@ -32,7 +30,6 @@ from localentropy.committee.errors import CommitteeError
 from localentropy.committee.model import check_K, errors
 from localentropy.committee.train import restart_seed
 from localentropy.committee_sign import misclassified
-from localentropy.data.atomic import atomic_open
 
 
 def _weights(weights) -> np.ndarray:
@@ -83,32 +80,6 @@ class EnergyProfiles:
     seed: int
     delta_error_exact: Optional[np.ndarray] = None
     common_noise: bool = True
-
-    def rows(self):
-        """CSV rows: one per (restart, σ), then the mean over restarts (restart = "mean", se across restarts)."""
-        R = self.delta_error.shape[0]
-        for r in range(R):
-            for j, s in enumerate(self.sigmas):
-                yield {"restart": r, "sigma": float(s), "delta_error": float(self.delta_error[r, j]),
-                       "delta_error_se": float(self.delta_error_se[r, j]), "error0": float(self.error0[r])}
-        for j, s in enumerate(self.sigmas):
-            col = self.delta_error[:, j]
-            se = float(col.std(ddof=1) / math.sqrt(R)) if R > 1 else float(self.delta_error_se[0, j])
-            yield {"restart": "mean", "sigma": float(s), "delta_error": float(col.mean()),
-                   "delta_error_se": se, "error0": float(self.error0.mean())}
-
-    def write_csv(self, path) -> Path:
-        """Write ``rows()`` atomically to ``path``."""
-        path = Path(path)
-        folder = path.parent if str(path.parent) else Path(".")
-        if not folder.is_dir():
-            raise CommitteeError(f"{path}: folder {folder} does not exist")
-        with atomic_open(path, "w", newline="") as fh:
-            wr = csv.DictWriter(fh, fieldnames=["restart", "sigma", "delta_error", "delta_error_se", "error0"])
-            wr.writeheader()
-            for row in self.rows():
-                wr.writerow(row)
-        return path
 
 
 def _check_sigmas(sigmas) -> np.ndarray:

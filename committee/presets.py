@@ -25,6 +25,7 @@ import math
 from dataclasses import dataclass, fields
 
 from localentropy.committee.errors import CommitteeError
+from localentropy.committee_sign import check_odd_K
 
 ALGORITHMS = ("sgd", "rsgd", "esgd")
 STOP_RULES = {
@@ -82,8 +83,10 @@ class CommitteePreset:
         for name in ("gamma0", "inner_lr", "noise", "stop_threshold"):
             if getattr(self, name) < 0:
                 bad(f"{name} must be ≥ 0, got {getattr(self, name)}")
-        if self.K < 1 or self.K % 2 == 0:
-            bad(f"number of hidden units K must be a positive odd integer, got {self.K}")
+        try:
+            check_odd_K(self.K, CommitteeError)
+        except CommitteeError as exc:
+            bad(str(exc))
         if self.batch_size < 1:
             bad(f"batch_size must be ≥ 1, got {self.batch_size}")
         if not 0.0 <= self.dropout < 1.0:

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from localentropy.committee.errors import CommitteeError
+from localentropy.committee_sign import check_odd_K
 from localentropy.data.atomic import atomic_open
 
 #: relative tolerance on ‖w_k‖² = N for every hidden unit of every restart
@@ -87,8 +88,10 @@ def _check_weights(weights: np.ndarray, where: str) -> np.ndarray:
     R, K, N = w.shape
     if R < 1 or N < 1:
         raise CommitteeError(f"{where}: weights shape {w.shape} has an empty axis")
-    if K < 1 or K % 2 == 0:
-        raise CommitteeError(f"{where}: number of hidden units K must be odd, got K={K}")
+    try:
+        check_odd_K(K, CommitteeError)
+    except CommitteeError as exc:
+        raise CommitteeError(f"{where}: {exc}") from None
     if not np.issubdtype(w.dtype, np.floating):
         raise CommitteeError(f"{where}: weights must be floating point, got dtype {w.dtype}")
     w = w.astype(np.float64, copy=False)

@@ -259,9 +259,8 @@ class Replicated:
     in forward, in-place writes into unbatched tensors, custom autograd Functions without vmap
     support). With dropout the batched run draws independent masks per replica (vmap
     randomness="different") from a different stream than the loop: same law, other samples.
-    Measured on CPU (benchmarks/bench_entropic_optim.py, LeNet-like conv net, 1 thread): vmap
-    turns convolutions into grouped convolutions, which are slower there; the loop was ~1.9×
-    faster at batch 32 and on par at batch 4. Hence the default ``batched="auto"``: the loop for
+    On CPU vmap turns convolutions into grouped convolutions, which are slower there than a loop
+    over replicas (benchmarks/bench_entropic_optim.py measures both). Hence the default ``batched="auto"``: the loop for
     models with convolutions on CPU, vmap otherwise (GPU, MLPs, small models such as the committee).
 
     ``step(inputs, targets)``: inputs (y, B, ...), targets (y, B, ...), replica a on its own

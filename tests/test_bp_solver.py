@@ -170,11 +170,6 @@ def test_misclassifying_reference_raises_unless_soft_or_dropped(tmp_path):
     assert dropped.n_dropped == 3 and dropped.P == 47 and dropped.converged.all()
     soft = bp.local_entropy_curve(Wt, X, y, deltas=[1e-2, 1e-1], beta=3.0)
     assert soft.converged.all() and soft.P == 50 and np.all(np.isfinite(soft.phi))
-    path = tmp_path / "curve.csv"
-    soft.to_csv(path)
-    rows = path.read_text().splitlines()
-    assert rows[0].startswith("prior_delta,delta,d,phi,phi_ball,phi_G,converged") and len(rows) == 3
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp")]
     d = json.loads(json.dumps(soft.to_dict()))
     assert d["beta"] == 3.0 and len(d["phi"]) == 2
 

@@ -148,9 +148,6 @@ def test_local_energy_of_a_restart_does_not_depend_on_the_other_restarts(tmp_pat
     a = local_energy_profiles(w, X, y, [0.5], draws=20, seed=1)
     b = local_energy_profiles(w[:1], X, y, [0.5], draws=20, seed=1)
     assert a.delta_error[0, 0] == b.delta_error[0, 0]
-    path = a.write_csv(tmp_path / "e.csv")
-    lines = path.read_text().splitlines()
-    assert lines[0] == "restart,sigma,delta_error,delta_error_se,error0" and len(lines) == 1 + 3 + 1
 
 
 def test_bad_inputs_raise_committee_error():

@@ -41,7 +41,7 @@ def _raw(path, **entries):
     "change, message",
     [
         (lambda w: w[0], "must be 3-d"),
-        (lambda w: np.concatenate([w, w[:, :1]], axis=1), "must be odd"),
+        (lambda w: np.concatenate([w, w[:, :1]], axis=1), "must be a positive odd integer"),
         (lambda w: np.where(np.arange(w.size).reshape(w.shape) == 5, np.nan, w), "NaN"),
         (lambda w: w * 1.001, "squared norm"),
     ],
