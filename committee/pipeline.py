@@ -17,7 +17,6 @@ Figure recipes and the `localentropy` command both call these.
 
 from __future__ import annotations
 
-import inspect
 import math
 import os
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -469,7 +468,8 @@ def _curves_in_processes(w, X, y, grid, selected, options, jobs, progress) -> di
 def train_solutions(ds, preset, *, restarts: int, seed: int = 0, device="cpu", checkpoint=None,
                     checkpoint_every: int = 50, num_threads: Optional[int] = None,
                     progress: Optional[Callable[[int, int, int, int], None]] = None,
-                    on_resume: Optional[Callable[[int], None]] = None) -> Solutions:
+                    on_resume: Optional[Callable[[int], None]] = None, shared_batches: bool = False,
+                    dtype=None) -> Solutions:
     """Train ``restarts`` committee machines of ``preset`` (paper 000, Sec. 5, App. B.1) on ds's
     training set and return them as `Solutions` with the test errors and the provenance in the metadata.
 
@@ -477,7 +477,8 @@ def train_solutions(ds, preset, *, restarts: int, seed: int = 0, device="cpu", c
     checkpoint: resume from it if it exists (see `committee.train.train_committee`); it is left in
     place (remove it once the solutions are saved). progress(epoch, converged, finished, R) after
     every epoch; on_resume(epoch) once, before the first progress report, when the run resumes a
-    checkpoint from that epoch. Everything is validated before the first report.
+    checkpoint from that epoch. shared_batches, dtype: see `committee.train.train_committee` (default:
+    each restart its own mini-batches, float64). Everything is validated before the first report.
     """
     from localentropy.committee.evaluate import solution_errors
     from localentropy.committee.train import train_committee
@@ -488,24 +489,13 @@ def train_solutions(ds, preset, *, restarts: int, seed: int = 0, device="cpu", c
         folder = Path(checkpoint).parent if str(Path(checkpoint).parent) else Path(".")
         if not folder.is_dir():
             raise CommitteeError(f"{checkpoint}: folder {folder} does not exist")
-    kwargs = {}
-    report = progress
+    import torch
+
+    kwargs = {"shared_batches": bool(shared_batches), "dtype": torch.float64 if dtype is None else dtype}
     if on_resume is not None:
-        if "on_resume" in inspect.signature(train_committee).parameters:
-            kwargs["on_resume"] = lambda epoch: on_resume(int(epoch)) if epoch > 0 else None
-        else:  # a trainer without the hook: the first report of a resumed run says where it started
-            first = [True]
-
-            def report(epoch, converged, finished, R):
-                if first[0]:
-                    first[0] = False
-                    if epoch > 1:
-                        on_resume(epoch - 1)
-                if progress is not None:
-                    progress(epoch, converged, finished, R)
-
+        kwargs["on_resume"] = lambda epoch: on_resume(int(epoch)) if epoch > 0 else None
     res = train_committee(ds.X_train, ds.y_train, preset, restarts=int(restarts), seed=seed, device=device,
-                          checkpoint=checkpoint, checkpoint_every=checkpoint_every, progress=report,
+                          checkpoint=checkpoint, checkpoint_every=checkpoint_every, progress=progress,
                           num_threads=num_threads, **kwargs)
     test_error = solution_errors(res.weights, ds.X_test, ds.y_test)
     meta = res.metadata()

@@ -139,3 +139,17 @@ def test_a_resumed_train_says_from_which_epoch_and_its_bar_starts_there(small_da
     bar = r.stderr.split("at epoch 5", 1)[1]
     assert "/40" in bar and not any(f" {k}/40" in bar for k in range(5))  # the bar never counts from 0
     assert "restarts converged" in r.stdout
+
+
+def test_train_with_shared_batches_in_float32_records_both(tmp_path):
+    import json
+
+    import numpy as np
+
+    out = tmp_path / "s.npz"
+    res = CliRunner().invoke(cli, ["-q", "train", "--setting", "sgd-fast", "--restarts", "2", "--max-epochs", "3",
+                                   "--shared-batches", "--dtype", "float32", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    with np.load(out, allow_pickle=False) as z:
+        meta = json.loads(str(z["metadata"]))
+    assert "float32" in str(meta.get("dtype")) and "shared" in str(meta.get("batches"))
