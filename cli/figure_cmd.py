@@ -66,7 +66,7 @@ def figure(ctx, number, quick, restarts, restart_ids, shard, dropout, draws, out
             bars["stage"] = stage
             bars["bar"] = LazyBar(ctx.obj, desc=stage, total=total, unit="", dynamic_ncols=True, mininterval=0.5,
                                   leave=False)
-            bars["bar"].start(0, total)
+            bars["bar"].start(done, total)  # a resumed stage starts above 0: its rate counts from there
         bars["bar"].kwargs["total"] = total
         if bars["bar"].bar is not None:
             bars["bar"].bar.total = total

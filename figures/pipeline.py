@@ -32,7 +32,9 @@ from localentropy.figures.cache import StageCache, stage_key
 from localentropy.figures.errors import FigureError
 from localentropy.figures.spec import FigureSpec, train_options
 
-Progress = Optional[Callable[[str, int, int, str], None]]  # (stage, done, total, detail)
+# progress(stage, done, total, detail): the first report of a stage may start above 0 (a resumed
+# training run), so a display should count its rate from there.
+Progress = Optional[Callable[[str, int, int, str], None]]
 
 
 @dataclass
@@ -83,11 +85,17 @@ def _train_missing(spec, setting, ids, ds, data_hash, cache, device, progress, w
 
     def on_epoch(epoch, converged, finished, R):
         if progress is not None:
-            progress("train", epoch, setting.preset.max_epochs,
-                     f"{setting.label}: restarts {missing[0]}–{missing[-1]}, {converged}/{R} stopped")
+            progress(f"train {setting.label}", epoch, setting.preset.max_epochs,
+                     f"restarts {missing[0]}–{missing[-1]}: {converged}/{R} stopped")
+
+    def on_resume(epoch):  # the first report of a resumed run: a progress display starts its count there
+        if progress is not None:
+            progress(f"train {setting.label}", epoch, setting.preset.max_epochs,
+                     f"restarts {missing[0]}–{missing[-1]}: resumed at epoch {epoch}")
 
     res = train_committee(ds.X_train, ds.y_train, setting.preset, restart_ids=missing, seed=spec.seed,
-                          device=device, checkpoint=ckpt, progress=on_epoch, **train_options(setting.preset))
+                          device=device, checkpoint=ckpt, progress=on_epoch, on_resume=on_resume,
+                          **train_options(setting.preset))
     test = solution_errors(res.weights, ds.X_test, ds.y_test)
     for i, r in enumerate(missing):
         lam = ds.X_train @ res.weights[i].T
