@@ -12,16 +12,12 @@ from pathlib import Path
 import numpy as np
 
 from localentropy.committee.errors import CommitteeError
+from localentropy.committee.tables import check_output_path
 from localentropy.data.atomic import atomic_open
 
 
 def _check_target(path) -> Path:
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise CommitteeError(f"{path}: folder {folder} does not exist")
-    if path.is_dir():
-        raise CommitteeError(f"{path}: is a folder, expected a file name")
+    path = check_output_path(path)
     fmt = path.suffix.lstrip(".").lower() or "png"
     if fmt not in ("png", "pdf", "svg"):
         raise CommitteeError(f"{path}: figures are written as .png, .pdf or .svg")

@@ -55,14 +55,20 @@ def format_value(v) -> str:
     return str(v)
 
 
-def write_table(path, columns: Sequence[str], rows: Iterable[dict]) -> Path:
-    """Write ``rows`` (dicts with every name in ``columns``) as CSV, atomically. Returns the path."""
+def check_output_path(path) -> Path:
+    """``path`` as a Path, if it names a file in an existing folder (shared by tables and plots)."""
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise CommitteeError(f"{path}: folder {folder} does not exist")
     if path.is_dir():
         raise CommitteeError(f"{path}: is a folder, expected a file name")
+    return path
+
+
+def write_table(path, columns: Sequence[str], rows: Iterable[dict]) -> Path:
+    """Write ``rows`` (dicts with every name in ``columns``) as CSV, atomically. Returns the path."""
+    path = check_output_path(path)
     with atomic_open(path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(columns)
