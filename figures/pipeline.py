@@ -218,6 +218,13 @@ def compute_figure(spec: FigureSpec, cache_dir, *, restart_ids=None, device="cpu
     wall: dict = {}
     solutions, excluded, tried = {}, {}, {}
     for setting in spec.settings:
+        loaded: dict = {}  # restart id → Solution, each cache entry read once
+
+        def load(r, setting=setting, loaded=loaded):
+            if r not in loaded:
+                loaded[r] = _load_solution(spec, setting, data_hash, r, cache)
+            return loaded[r]
+
         if restart_ids is not None:
             ids = list(restart_ids)
             _train_missing(spec, setting, ids, ds, data_hash, cache, device, progress, wall)
@@ -226,7 +233,7 @@ def compute_figure(spec: FigureSpec, cache_dir, *, restart_ids=None, device="cpu
             cap = spec.max_tries_factor * spec.restarts
             while True:
                 _train_missing(spec, setting, ids, ds, data_hash, cache, device, progress, wall)
-                n_ok = sum(_load_solution(spec, setting, data_hash, r, cache).converged for r in ids)
+                n_ok = sum(load(r).converged for r in ids)
                 if n_ok >= spec.restarts or len(ids) >= cap:
                     break
                 rate = max(n_ok / len(ids), 0.25)
@@ -234,7 +241,7 @@ def compute_figure(spec: FigureSpec, cache_dir, *, restart_ids=None, device="cpu
                 ids = ids + list(range(len(ids), len(ids) + extra))
         sols, exc = [], []
         for r in ids:
-            s = _load_solution(spec, setting, data_hash, r, cache)
+            s = load(r)
             if not s.converged:
                 exc.append((r, f"not converged in {s.epochs} epochs (train error {s.train_error:.4f})"))
             elif len(sols) < (len(ids) if restart_ids is not None else spec.restarts):
