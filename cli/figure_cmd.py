@@ -19,6 +19,8 @@ from localentropy.cli.progress import LazyBar, note
 @click.option("--restarts", type=int, default=None, help="Solutions per setting [default: 50; 3 with --quick].")
 @click.option("--restart-ids", default=None, help="Compute only these restart ids (e.g. 0-24): a shard; no drawing.")
 @click.option("--shard", default=None, help="Compute shard i of n of the restart ids (e.g. 1/2); no drawing.")
+@click.option("--settings", "setting_labels", default=None,
+              help="With --restart-ids/--shard: compute only these settings (comma list of labels, e.g. rsgd-slow).")
 @click.option("--dropout", default=None, help="Figure 6: comma list of dropout probabilities [default: 0,0.1,0.2,0.3,0.5].")
 @click.option("--draws", type=int, default=None, help="Noise draws per σ for the local energy [default: 200; 100 with --quick].")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
@@ -29,7 +31,7 @@ from localentropy.cli.progress import LazyBar, note
 @seed_option
 @device_option
 @click.pass_context
-def figure(ctx, number, quick, restarts, restart_ids, shard, dropout, draws, out_dir, cache_dir, jobs, seed, device):
+def figure(ctx, number, quick, restarts, restart_ids, shard, setting_labels, dropout, draws, out_dir, cache_dir, jobs, seed, device):
     """Regenerate Figure 1 (five committee settings) or Figure 6 (SGD fast with dropout) of paper 000.
 
     Every stage (training, test error, local energy, BP curves) is cached per solution under --cache,
@@ -50,6 +52,16 @@ def figure(ctx, number, quick, restarts, restart_ids, shard, dropout, draws, out
     spec = figure_spec(number, quick=quick, restarts=restarts, seed=seed, dropouts=drops, draws=draws)
     ids = parse_restart_ids(restart_ids) if restart_ids is not None else (
         shard_ids(shard, spec.restarts) if shard is not None else None)
+    labels = None
+    if setting_labels is not None:
+        if ids is None:
+            raise FigureError("--settings computes a shard: give --restart-ids or --shard too")
+        labels = [t.strip() for t in setting_labels.split(",") if t.strip()]
+        known = [s.label for s in spec.settings]
+        unknown = [t for t in labels if t not in known]
+        if unknown or not labels:
+            raise FigureError(f"--settings: unknown {', '.join(unknown) or '(none given)'}; "
+                              f"figure {number} has {', '.join(known)}")
     out = Path(out_dir) if out_dir else Path("out") / (f"fig{number}" + ("-quick" if quick else ""))
     cache = Path(cache_dir) if cache_dir else out / "cache"
     for folder in (out, cache):
@@ -74,7 +86,7 @@ def figure(ctx, number, quick, restarts, restart_ids, shard, dropout, draws, out
 
     t0 = time.perf_counter()
     try:
-        fd = compute_figure(spec, cache, restart_ids=ids, device=device, jobs=jobs, progress=progress)
+        fd = compute_figure(spec, cache, restart_ids=ids, settings=labels, device=device, jobs=jobs, progress=progress)
     finally:
         if bars["bar"] is not None:
             bars["bar"].close()

@@ -157,14 +157,15 @@ def _curve_arrays(c) -> dict:
             "phi_G": c.phi_G, "converged": c.converged}
 
 
-def _curves(spec, setting_of, sols, ds, data_hash, dropped, cache, jobs, progress, wall):
-    """BP curves of every solution in both treatments; the ones the cache lacks are computed by
-    ``committee.pipeline.restart_curves`` (parallel processes)."""
+def _curves(spec, setting_of, sols, ds, data_hash, dropped, cache, jobs, progress, wall, treatments=("hard", "soft")):
+    """BP curves of every solution in the ``treatments`` (both by default); the ones the cache lacks are
+    computed by ``committee.pipeline.restart_curves`` (parallel processes)."""
     from localentropy.committee.pipeline import restart_curves
 
     keep = np.setdiff1d(np.arange(len(ds.y_train)), np.asarray(dropped, dtype=np.int64))
-    treatments = {"hard": (ds.X_train[keep], ds.y_train[keep], math.inf),
-                  "soft": (ds.X_train, ds.y_train, spec.soft_beta)}
+    inputs = {"hard": (ds.X_train[keep], ds.y_train[keep], math.inf),
+              "soft": (ds.X_train, ds.y_train, spec.soft_beta)}
+    treatments = {t: inputs[t] for t in treatments}
     t0 = time.perf_counter()
     computed = False
     for treatment, (X, y, beta) in treatments.items():
@@ -201,13 +202,16 @@ def _curves(spec, setting_of, sols, ds, data_hash, dropped, cache, jobs, progres
             s.curves[treatment] = dict(arrays, error=meta.get("error"))
 
 
-def compute_figure(spec: FigureSpec, cache_dir, *, restart_ids=None, device="cpu", jobs=None,
+def compute_figure(spec: FigureSpec, cache_dir, *, restart_ids=None, settings=None, device="cpu", jobs=None,
                    progress: Progress = None, data=None) -> FigureData:
     """Every stage of the figure's solutions, from the cache or computed (module docstring).
 
-    With ``restart_ids`` (a shard): trains, evaluates and computes the curves of those restart ids
-    only (curves with the patterns that shard's own solutions misclassify dropped, which the full
-    run reuses when its dropped set is the same) and returns what the shard holds.
+    With ``restart_ids`` (a shard): trains those restart ids, and computes the test errors, local
+    energies and soft-treatment BP curves of the ones that stop, and returns what the shard holds
+    (``dropped_patterns`` empty, no hard-treatment curves: the patterns the hard treatment drops
+    depend on every solution of the figure, so those curves are computed when the figure is
+    assembled). ``settings`` (labels; shards only) restricts the shard to those settings, e.g. to
+    compute a slow setting on another machine.
     """
     from localentropy.data import load_dresscoat, patterns_hash
 
@@ -215,9 +219,17 @@ def compute_figure(spec: FigureSpec, cache_dir, *, restart_ids=None, device="cpu
     data_hash = patterns_hash(ds.X_train, ds.y_train)
     cache = StageCache(cache_dir)
     setting_of = {s.label: s for s in spec.settings}
+    if settings is not None:
+        if restart_ids is None:
+            raise FigureError("choosing settings computes a shard: give restart ids too")
+        unknown = [lab for lab in settings if lab not in setting_of]
+        if unknown or not settings:
+            raise FigureError(f"unknown setting(s) {', '.join(unknown) or '(none given)'} for figure {spec.name}; "
+                              f"known: {', '.join(setting_of)}")
+    chosen = [s for s in spec.settings if settings is None or s.label in settings]
     wall: dict = {}
     solutions, excluded, tried = {}, {}, {}
-    for setting in spec.settings:
+    for setting in chosen:
         loaded: dict = {}  # restart id → Solution, each cache entry read once
 
         def load(r, setting=setting, loaded=loaded):
@@ -249,8 +261,14 @@ def compute_figure(spec: FigureSpec, cache_dir, *, restart_ids=None, device="cpu
         solutions[setting.label], excluded[setting.label], tried[setting.label] = sols, exc, len(ids)
     all_sols = [s for lab in solutions for s in solutions[lab]]
     if not all_sols:
+        if restart_ids is not None:  # a shard whose restarts all failed to stop: nothing more to compute
+            return FigureData(spec, solutions, excluded, tried, [], wall, data_hash)
         raise FigureError("no restart met its stop rule; nothing to draw (see the excluded restarts)")
     _energies(spec, setting_of, all_sols, ds, data_hash, cache, device, progress, wall)
-    dropped = sorted({int(i) for s in all_sols for i in s.misclassified})
-    _curves(spec, setting_of, all_sols, ds, data_hash, dropped, cache, jobs, progress, wall)
+    if restart_ids is not None:
+        dropped = []
+        _curves(spec, setting_of, all_sols, ds, data_hash, dropped, cache, jobs, progress, wall, treatments=("soft",))
+    else:
+        dropped = sorted({int(i) for s in all_sols for i in s.misclassified})
+        _curves(spec, setting_of, all_sols, ds, data_hash, dropped, cache, jobs, progress, wall)
     return FigureData(spec, solutions, excluded, tried, dropped, wall, data_hash)

@@ -169,6 +169,21 @@ def test_a_small_figure_end_to_end_cached_sharded_and_consistent(tmp_path, real)
     assert [s.weights.tolist() for s in fd3.solutions["fast"]] == [s.weights.tolist() for s in fd.solutions["fast"]]
 
 
+def test_a_shard_of_chosen_settings_computes_only_those_and_leaves_the_hard_curves_to_the_assembly(tmp_path):
+    from localentropy.figures import compute_figure
+    ds, spec = _planted_data(), _tiny_spec(K=3)
+    shard = compute_figure(spec, tmp_path, restart_ids=[0, 1], settings=["fast p=0.2"], jobs=1, data=ds)
+    assert list(shard.solutions) == ["fast p=0.2"] and shard.dropped_patterns == []
+    assert shard.solutions["fast p=0.2"] and all(set(s.curves) == {"soft"} for s in shard.solutions["fast p=0.2"])
+    counts = {stage: len(list((tmp_path / stage).rglob("*.npz"))) for stage in ("train", "energy", "curve")}
+    n = len(shard.solutions["fast p=0.2"])
+    assert counts == {"train": 2, "energy": n, "curve": n}  # one soft curve per solution, no hard ones
+    with pytest.raises(FigureError, match="unknown setting"):
+        compute_figure(spec, tmp_path, restart_ids=[0], settings=["slow"], data=ds)
+    with pytest.raises(FigureError, match="restart ids"):
+        compute_figure(spec, tmp_path, settings=["fast"], data=ds)
+
+
 def test_the_figure_command_validates_before_any_progress_and_says_one_line(tmp_path):
     from click.testing import CliRunner
 
@@ -179,7 +194,9 @@ def test_the_figure_command_validates_before_any_progress_and_says_one_line(tmp_
                          (["figure", "1", "--restart-ids", "0-3", "--shard", "1/2"], "not both"),
                          (["figure", "1", "--restarts", "0"], "--restarts"),
                          (["figure", "6", "--dropout", "0.1,x"], "--dropout"),
-                         (["figure", "1", "--dropout", "0.1"], "figure 6")):
+                         (["figure", "1", "--dropout", "0.1"], "figure 6"),
+                         (["figure", "1", "--settings", "esgd"], "--restart-ids"),
+                         (["figure", "1", "--restart-ids", "0-3", "--settings", "esgd,sgd-medium"], "sgd-medium")):
         res = runner.invoke(cli, args + ["--out", str(tmp_path / "o")])
         assert res.exit_code == 2, (args, res.output)
         lines = [ln for ln in res.output.splitlines() if ln.strip()]
