@@ -65,9 +65,14 @@ class FigureData:
 
 
 def _train_key(spec, setting, data_hash, r):
+    from localentropy.committee.train import DROPOUT_MASKS
+
     opts = train_options(setting.preset)
-    return stage_key("train", {"preset": setting.preset.as_dict(), "seed": spec.seed, "restart": int(r),
-                               "data": data_hash, "shared_batches": opts["shared_batches"], "dtype": str(opts["dtype"])})
+    inputs = {"preset": setting.preset.as_dict(), "seed": spec.seed, "restart": int(r), "data": data_hash,
+              "shared_batches": opts["shared_batches"], "dtype": str(opts["dtype"])}
+    if setting.preset.dropout > 0:  # the masks' random stream decides the result only when dropout is on
+        inputs["dropout_masks"] = DROPOUT_MASKS
+    return stage_key("train", inputs)
 
 
 def _train_missing(spec, setting, ids, ds, data_hash, cache, device, progress, wall):

@@ -12,7 +12,8 @@ Files written into the output folder (each atomically):
   Φ_LE per weight at x = δ per weight; ``delta_train_error``: δE_train at x = σ; ``test_error``,
   ``train_error``: x empty; ``*_mean`` rows: the mean over solutions at x, with ``y_se``),
   ``x``, ``y``, ``y_se``.
-- ``figN-summary.md``: per panel the ranking of the settings and Mann–Whitney U tests between
+- ``figN-solutions-<setting>.npz``: the solutions drawn, one ``committee.solutions`` file per setting.
+- ``figN-summary.md``: whether the paper's claims hold (``figures.claims``); per panel the ranking of the settings and Mann–Whitney U tests between
   neighbours, the correlation, restarts used and excluded, the exact command, the code version and
   the wall time per stage.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 import subprocess
 from pathlib import Path
 
@@ -28,6 +30,7 @@ import numpy as np
 
 from localentropy.data.atomic import atomic_open
 from localentropy.figures.pipeline import FigureData
+from localentropy.figures.claims import ALPHA, verdicts
 from localentropy.figures.stats import mann_whitney, mean_se, pearson
 
 SIGMA_CORR = 0.5
@@ -256,6 +259,43 @@ def _ranking(fd, values_of, higher_is_flatter: bool, what: str) -> list[str]:
     return out
 
 
+def _claims(fd: FigureData, dstar: float) -> list[str]:
+    """Markdown lines: the paper's claims for this figure, each with its test and verdict (figures.claims)."""
+    spec = fd.spec
+    quantities = [(f"Φ_LE hard at δ = {dstar:.3g}", lambda s: phi_at(s, "hard", dstar), True),
+                  (f"Φ_LE soft at δ = {dstar:.3g}", lambda s: phi_at(s, "soft", dstar), True),
+                  (f"δE_train at σ = {SIGMA_CORR}", _energy_at, False),
+                  ("test error", lambda s: s.test_error, False)]
+    dropouts = {st.label: st.preset.dropout for st in spec.settings}
+    vs = verdicts(spec.name, fd.solutions, quantities, dropouts)
+    what = ("entropic settings (rsgd-fast, rsgd-slow, esgd) beat SGD slow, and SGD slow beats SGD fast"
+            if spec.name == "1" else "a larger dropout probability beats the next smaller one")
+    out = ["## Do the paper's claims hold here?", "",
+           f"Claim ({'Sec. 5' if spec.name == '1' else 'App. B.3'}): {what} — flatter (larger Φ_LE, smaller "
+           f"δE_train) and better generalising (smaller test error). Each row: one-sided Mann–Whitney U test in "
+           f"the claimed direction; A = P(first better than second) + ½ P(tie) (0.5: no difference); "
+           f"Holm-adjusted over the {len(vs)} rows; \"holds\" means Holm p < {ALPHA}, \"contradicted\" that the "
+           f"opposite one-sided test has p < {ALPHA}.", "",
+           "| claim | quantity | n | A | p (one-sided) | p (Holm) | verdict |", "|---|---|---|---|---|---|---|"]
+    for v in vs:
+        out.append(f"| {v.better} beats {v.worse} | {v.quantity} | {v.n_better}, {v.n_worse} | {v.A:.3f} | "
+                   f"{v.p:.3g} | {v.p_holm:.3g} | {v.word} |")
+    held = sum(v.word == "holds" for v in vs)
+    out += ["", f"{held} of {len(vs)} comparisons hold; "
+            f"{sum(v.word.startswith('contradicted') for v in vs)} are contradicted.", ""]
+    out += ["Flatness correlates with test error (App. B.3, Figure 7: flatter, lower error):", ""]
+    for (xlab, getter), sign in zip(_flatness_measures(fd, dstar), (1, -1)):
+        xs, ys = _pairs(fd, getter)
+        c = pearson(xs, ys)
+        one = c.p / 2 if math.isfinite(c.r) and np.sign(c.r) == sign else (1 - c.p / 2 if math.isfinite(c.p) else math.nan)
+        word = ("holds" if one < ALPHA else
+                ("contradicted (the other way)" if math.isfinite(one) and 1 - one < ALPHA else "not shown"))
+        out.append(f"- {xlab} against test error: expected r {'>' if sign > 0 else '<'} 0; Pearson r = {c.r:.3f}, "
+                   f"one-sided p = {one:.3g}, n = {c.n}: {word}")
+    out.append("")
+    return out
+
+
 def code_version() -> str:
     from localentropy import __version__
 
@@ -278,15 +318,18 @@ def summary(fd: FigureData, command: str, stage_wall: dict) -> str:
         lines += ["Quick preview: time rescaled by a factor f per setting — schedules x(t) = x0(1+x1)^t run as "
                   "x(f·t), and the learning rate η (SGD, eSGD) or the coupling γ0 (rSGD) multiplied by f:", ""]
         lines += [f"- {s.label}: f = {s.time_scale:g}" for s in spec.settings] + [""]
-    lines += ["## Solutions", "", "| setting | solutions used | restarts tried | excluded | train error (mean) | "
-              "BP points failed (hard / soft) |", "|---|---|---|---|---|---|"]
+    dstar = correlation_delta(fd)
+    lines += _claims(fd, dstar)
+    lines += ["## Solutions", "", "| setting | solutions used | restarts tried | excluded | train error (mean, max) | "
+              "epochs to stop (median, max) | BP points failed (hard / soft) |", "|---|---|---|---|---|---|---|"]
     for s in spec.settings:
         sols = fd.solutions[s.label]
         fails = [sum(int((~np.asarray(x.curves[t]["converged"], bool)).sum()) +
                      (1 if x.curves[t].get("error") else 0) for x in sols) for t in ("hard", "soft")]
-        tr = np.mean([x.train_error for x in sols]) if sols else math.nan
-        lines.append(f"| {s.label} | {len(sols)} | {fd.tried[s.label]} | {len(fd.excluded[s.label])} | {tr:.4f} | "
-                     f"{fails[0]} / {fails[1]} |")
+        tr = [x.train_error for x in sols] or [math.nan]
+        ep = [x.epochs for x in sols] or [0]
+        lines.append(f"| {s.label} | {len(sols)} | {fd.tried[s.label]} | {len(fd.excluded[s.label])} | "
+                     f"{np.mean(tr):.4f}, {np.max(tr):.4f} | {np.median(ep):.0f}, {np.max(ep)} | {fails[0]} / {fails[1]} |")
     lines.append("")
     for lab, exc in fd.excluded.items():
         for r, why in exc:
@@ -299,7 +342,6 @@ def summary(fd: FigureData, command: str, stage_wall: dict) -> str:
     lines += ["", f"Training patterns misclassified by some solution, left out of the hard-constraint BP "
               f"(the same for every setting): {fd.dropped_patterns or 'none'}; the soft treatment keeps every "
               f"pattern with β = {spec.soft_beta:g}.", ""]
-    dstar = correlation_delta(fd)
     lines += ["## Panel (a): local entropy", ""]
     for t in ("hard", "soft"):
         lines += [f"Treatment `{t}`: Φ_LE per weight at δ = {dstar:.3g}.", ""]
@@ -319,12 +361,43 @@ def summary(fd: FigureData, command: str, stage_wall: dict) -> str:
     return "\n".join(lines)
 
 
+def solutions_file_name(figure: str, label: str) -> str:
+    """``figN-solutions-<label>.npz`` with the label made file-safe (``sgd-fast p=0.1`` → ``sgd-fast-p0.1``)."""
+    slug = re.sub(r"[^A-Za-z0-9.]+", "-", label.replace("=", "")).strip("-")
+    return f"fig{figure}-solutions-{slug}.npz"
+
+
+def write_solutions(fd: FigureData, out_dir: Path) -> list[Path]:
+    """One solutions file per setting (``committee.solutions`` format: ``localentropy phi`` and
+    ``energy`` read it) holding the solutions the figure drew, in the order of their restart ids."""
+    from localentropy.committee.solutions import save_solutions
+    from localentropy.figures.spec import train_options
+
+    paths = []
+    for st in fd.spec.settings:
+        sols = fd.solutions[st.label]
+        if not sols:
+            continue
+        opts = train_options(st.preset)
+        meta = {"figure": fd.spec.name, "figure_setting": st.label, "setting": st.preset.name,
+                "algorithm": st.preset.algorithm, "hyperparameters": st.preset.as_dict(), "seed": fd.spec.seed,
+                "quick": fd.spec.quick, "time_scale": st.time_scale,
+                "training": {"shared_batches": opts["shared_batches"], "dtype": str(opts["dtype"]).replace("torch.", "")},
+                "restart_ids": [s.restart for s in sols], "epochs": [s.epochs for s in sols],
+                "status": ["converged" for _ in sols], "train_error": [s.train_error for s in sols],
+                "test_error": [s.test_error for s in sols],
+                "misclassified": [[int(i) for i in s.misclassified] for s in sols]}
+        paths.append(save_solutions(out_dir / solutions_file_name(fd.spec.name, st.label),
+                                    np.stack([s.weights for s in sols]), fd.data_hash, meta))
+    return paths
+
+
 def write_outputs(fd: FigureData, out_dir, command: str, stage_wall: dict) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     name = fd.spec.name
     write_csv(fd, out_dir / f"fig{name}.csv")
-    files = draw(fd, out_dir)
+    files = draw(fd, out_dir) + write_solutions(fd, out_dir)
     with atomic_open(out_dir / f"fig{name}-summary.md", "w") as fh:
         fh.write(summary(fd, command, stage_wall))
     return files + [out_dir / f"fig{name}.csv", out_dir / f"fig{name}-summary.md"]

@@ -98,7 +98,7 @@ def _oracle(name, p, X, y, seed, r, epochs, shared=False):
     def mask(shape):
         if p.dropout == 0:
             return 1.0
-        return (torch.rand(shape, generator=g, dtype=torch.float64) >= p.dropout).numpy() / (1 - p.dropout)
+        return (torch.rand(shape, generator=g, dtype=torch.float32) >= p.dropout).numpy() / (1 - p.dropout)
 
     for t in range(epochs):
         beta, omega, gamma = _sched(p.beta0, p.beta1, t), _sched(p.omega0, p.omega1, t), _sched(p.gamma0, p.gamma1, t)

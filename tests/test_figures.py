@@ -152,7 +152,16 @@ def test_a_small_figure_end_to_end_cached_sharded_and_consistent(tmp_path, real)
         assert got == pytest.approx(expect.tolist(), abs=0)
         phi = [float(r["y"]) for r in rows if r["setting"] == lab and r["quantity"] == "phi_le_hard"]
         assert phi and all(v <= 1e-12 for v in phi)  # Φ_LE ≤ 0
+    from localentropy.committee.solutions import load_solutions
+    from localentropy.figures.report import solutions_file_name
+
+    for lab, sols in fd.solutions.items():
+        saved = load_solutions(tmp_path / "out" / solutions_file_name("6", lab))
+        assert np.array_equal(saved.weights, np.stack([s.weights for s in sols]))
+        assert saved.metadata["restart_ids"] == [s.restart for s in sols] and saved.test_error == tuple(
+            s.test_error for s in sols)
     summary = (tmp_path / "out" / "fig6-summary.md").read_text()
+    assert "Do the paper's claims hold here?" in summary and "fast p=0.2 beats fast | test error" in summary
     assert "quick preview" in summary and "fast p=0.2" in summary and "Mann–Whitney" not in summary.split("##")[0]
     # a rerun computes nothing and writes the same numbers
     fd2 = compute_figure(spec, cache, jobs=1, data=ds)
@@ -167,6 +176,30 @@ def test_a_small_figure_end_to_end_cached_sharded_and_consistent(tmp_path, real)
     fd3 = compute_figure(changed, cache, jobs=1, data=ds)
     assert "train" in fd3.wall
     assert [s.weights.tolist() for s in fd3.solutions["fast"]] == [s.weights.tolist() for s in fd.solutions["fast"]]
+
+
+def test_claim_verdicts_follow_one_sided_tests_with_holm_adjustment():
+    from localentropy.figures.claims import claimed_pairs, holm, one_sided, verdicts
+
+    rng = np.random.default_rng(0)
+    low, high = rng.normal(0, 1, 30), rng.normal(3, 1, 30)
+    assert one_sided("a", high, "b", low, "q", True).word == "holds"
+    assert one_sided("a", low, "b", high, "q", True).word.startswith("contradicted")
+    assert one_sided("a", low, "b", high, "q", False).word == "holds"  # lower is better
+    same = one_sided("a", low, "b", rng.normal(0, 1, 30), "q", True)
+    assert same.word in ("not shown", "holds") and 0.2 < same.A < 0.8
+    v = one_sided("a", [1.0], "b", [], "q", True)
+    assert v.word.startswith("untested")
+    # Holm: sorted p's × (m, m−1, …), running maximum, capped at 1
+    from localentropy.figures.claims import Verdict
+
+    vs = holm([Verdict("a", "b", "q", 1, 1, 0.5, p, 1 - p) for p in (0.04, 0.01, 0.03, 0.5)])
+    assert [v.p_holm for v in vs] == pytest.approx([0.09, 0.04, 0.09, 0.5])  # 0.01·4, 0.03·3, max(0.04·2, 0.09), 0.5
+    assert claimed_pairs("1", ["sgd-fast", "sgd-slow", "esgd"], {}) == [("esgd", "sgd-slow"), ("sgd-slow", "sgd-fast")]
+    assert claimed_pairs("6", ["x", "y", "z"], {"x": 0.0, "y": 0.5, "z": 0.1}) == [("z", "x"), ("y", "z")]
+    sols = {"lo": [type("S", (), {"v": x}) for x in low], "hi": [type("S", (), {"v": x}) for x in high]}
+    out = verdicts("6", sols, [("v", lambda s: s.v, True)], {"lo": 0.0, "hi": 0.2})
+    assert len(out) == 1 and out[0].better == "hi" and out[0].word == "holds"
 
 
 def test_a_shard_of_chosen_settings_computes_only_those_and_leaves_the_hard_curves_to_the_assembly(tmp_path):
