@@ -8,7 +8,8 @@ with test error (Figure 7).
 Each ordered claim "a beats b on a quantity" is a one-sided Mann–Whitney U test in the claimed
 direction (p < ``ALPHA`` holds) with its effect size A = P(a better than b) + ½ P(tie), and with the
 Holm-adjusted p over all of a figure's comparisons beside it. A claim whose data point the other way
-with p < ``ALPHA`` is reported as contradicted; otherwise as not shown.
+(the opposite one-sided test, Holm-adjusted the same way, p < ``ALPHA``) is reported as
+contradicted; otherwise as not shown.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class Verdict:
     p: float  # one-sided, in the claimed direction
     p_opposite: float  # one-sided, the other way
     p_holm: float = math.nan
+    p_opposite_holm: float = math.nan
 
     @property
     def word(self) -> str:
@@ -41,7 +43,8 @@ class Verdict:
             return "untested (too few values)"
         if p < ALPHA:
             return "holds"
-        if math.isfinite(self.p_opposite) and self.p_opposite < ALPHA:
+        q = self.p_opposite_holm if math.isfinite(self.p_opposite_holm) else self.p_opposite
+        if math.isfinite(q) and q < ALPHA:
             return "contradicted (the other way)"
         return "not shown"
 
@@ -63,18 +66,25 @@ def one_sided(better_name, better, worse_name, worse, quantity, higher_is_better
                    float(res.pvalue), float(opp.pvalue))
 
 
+def holm_adjust(ps) -> list:
+    """Holm's step-down adjusted p-values (NaN entries stay NaN and are not counted)."""
+    idx = [i for i, p in enumerate(ps) if math.isfinite(p)]
+    order = sorted(idx, key=lambda i: ps[i])
+    adj, running = [math.nan] * len(ps), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * ps[i]))
+        adj[i] = running
+    return adj
+
+
 def holm(verdicts: list) -> list:
-    """The verdicts with Holm's step-down adjusted p-values (over the claimed-direction p's)."""
+    """The verdicts with Holm-adjusted p-values, the claimed direction's and the opposite one's
+    (each family: all the figure's comparisons)."""
     import dataclasses
 
-    idx = [i for i, v in enumerate(verdicts) if math.isfinite(v.p)]
-    order = sorted(idx, key=lambda i: verdicts[i].p)
-    m = len(order)
-    adj, running = {}, 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * verdicts[i].p))
-        adj[i] = running
-    return [dataclasses.replace(v, p_holm=adj.get(i, math.nan)) for i, v in enumerate(verdicts)]
+    fwd = holm_adjust([v.p for v in verdicts])
+    back = holm_adjust([v.p_opposite for v in verdicts])
+    return [dataclasses.replace(v, p_holm=a, p_opposite_holm=b) for v, a, b in zip(verdicts, fwd, back)]
 
 
 def claimed_pairs(figure: str, labels: list, dropouts: dict) -> list:

@@ -275,7 +275,7 @@ def _claims(fd: FigureData, dstar: float) -> list[str]:
            f"δE_train) and better generalising (smaller test error). Each row: one-sided Mann–Whitney U test in "
            f"the claimed direction; A = P(first better than second) + ½ P(tie) (0.5: no difference); "
            f"Holm-adjusted over the {len(vs)} rows; \"holds\" means Holm p < {ALPHA}, \"contradicted\" that the "
-           f"opposite one-sided test has p < {ALPHA}.", "",
+           f"opposite one-sided test has Holm p < {ALPHA}.", "",
            "| claim | quantity | n | A | p (one-sided) | p (Holm) | verdict |", "|---|---|---|---|---|---|---|"]
     for v in vs:
         out.append(f"| {v.better} beats {v.worse} | {v.quantity} | {v.n_better}, {v.n_worse} | {v.A:.3f} | "
