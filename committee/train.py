@@ -372,14 +372,6 @@ class _Run:
             U4.add_(centre, alpha=cscale)
         _unit_(U4)
 
-    def _shared_grad(self, U4, sel, beta, omega, out, need_loss=False):
-        """∇ of each network's mini-batch loss when each copy's networks share a mini-batch, into ``out``."""
-        C, A, K, N = U4.shape
-        Xb, yb = self.X[sel], self.y[sel]
-        coef, loss = _coef_shared(U4, Xb, yb, beta, omega, need_loss)
-        torch.bmm(coef.transpose(1, 2), Xb, out=out.view(C, A * K, N))
-        return out, loss
-
     def _take(self, ii):
         """The weights of the active restarts ``ii``: ``self.U`` itself while every restart is active
         (no copy), else a contiguous copy (restarts on axis 0, rSGD: axis 1)."""
