@@ -101,18 +101,20 @@ def presets(pattern, long_):
 @click.pass_obj
 def train_cmd(obj, preset, overrides, data_dir, out, no_resume, distributed, threads, no_tensorboard, device):
     """Train a deep net with a preset of paper 000 (Table 1) or paper 002; checkpoints every epoch, resumes."""
-    import os
     from pathlib import Path
 
     from localentropy.deep.presets import get_preset, with_overrides
 
     config = with_overrides(get_preset(preset), overrides)
     check_device(device)
-    out = Path(out) if out is not None else Path("out") / "deep" / config.name
+    if out is None:  # the default folder is created (with its parents) once the data are read
+        out = Path("out") / "deep" / config.name
+    else:
+        out = Path(out)
+        if not out.parent.is_dir():
+            raise click.BadParameter(f"{out}: folder {out.parent} does not exist", param_hint="--out")
     if out.exists() and not out.is_dir():
         raise click.BadParameter(f"{out} is a file", param_hint="--out")
-    if not out.parent.is_dir():
-        raise click.BadParameter(f"{out}: folder {out.parent} does not exist", param_hint="--out")
     import torch
 
     if threads:
