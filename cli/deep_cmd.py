@@ -167,3 +167,47 @@ def _train(obj, config, data_dir, out, no_resume, distributed, no_tensorboard, d
     if result.diverged:
         click.echo(f"{config.name}: the loss became non-finite; training stopped", err=True)
     note(obj, f"wrote {out}/metrics.csv, metrics.jsonl, model.pt" + (", tensorboard/" if result.tensorboard else ""))
+
+
+@deep.command("evidence")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Where Fashion-MNIST's files are.")
+@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE",
+              help="Override a field of every run, e.g. --set epochs=2 --set train_subset=2000.")
+@click.option("--out", type=click.Path(dir_okay=False), default="benchmarks/deep_evidence.md", show_default=True,
+              help="The markdown table (written to a temporary name, then renamed).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads of torch.")
+@device_option
+@click.pass_obj
+def evidence(obj, data_dir, seeds, overrides, out, threads, device):
+    """CPU-scale evidence: SmallConvNet and the MLP on Fashion-MNIST, SGD, eSGD, rSGD, PLA, SAM, same budget."""
+    import shlex
+    import sys
+
+    from localentropy.cli.options import check_output
+    from localentropy.data.atomic import atomic_open
+    from localentropy.deep.datasets import load_images
+    from localentropy.deep.evidence import evidence_table, run_evidence
+    from localentropy.deep.presets import get_preset, with_overrides
+
+    with_overrides(get_preset("cpu-fmnist-mlp2-sgd"), overrides)  # bad --set: one line before any work
+    check_device(device)
+    check_output(out)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    data = load_images("fashion-mnist", data_dir, device)
+    bar = LazyBar(obj, unit="run", desc="evidence")
+    bar.start()
+    try:
+        rows = run_evidence(data, seeds=seeds, overrides=overrides, device=device,
+                            progress=lambda done, total, row: bar.update_to(done, postfix=f"{row['model']} {row['method']}"
+                                                                            f" s{row['seed']} {row['test_error']:.4f}")
+                            if bar.kwargs.setdefault("total", total) else None)
+    finally:
+        bar.close()
+    text = evidence_table(rows, "localentropy deep evidence " + " ".join(shlex.quote(a) for a in sys.argv[3:]))
+    with atomic_open(out, "w") as fh:
+        fh.write(text)
+    click.echo(text, nl=False)

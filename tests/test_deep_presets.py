@@ -34,12 +34,23 @@ def _meta_data(name):
     return TensorImages(name, x, y, x, y, tuple(range(classes)), torch.zeros(shape[0]), torch.ones(shape[0]))
 
 
+_MODELS = {}
+
+
+def _meta_model(c):
+    """The preset's model for its data set on the meta device (no memory), built once per (model, data set)."""
+    key = (c.model, c.dataset)
+    if key not in _MODELS:
+        with torch.device("meta"):
+            _MODELS[key] = model_factory(c, _meta_data(c.dataset), "meta")()
+    return _MODELS[key]
+
+
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_every_preset_resolves_to_a_valid_configuration(name):
     c = get_preset(name)
     assert c.name == name and validate(c) is c and c.description
-    with torch.device("meta"):
-        model = model_factory(c, _meta_data(c.dataset), "meta")()
+    model = _meta_model(c)
     assert sum(p.numel() for p in model.parameters()) > 0
     assert lr_schedule(c).value(0) > 0 or c.warmup_epochs > 0
     if c.method in ("esgd", "rsgd", "rsgd-xy"):
