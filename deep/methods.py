@@ -111,8 +111,6 @@ class Single:
 
     def state_dict(self) -> dict:
         sd = {"model": self.model.state_dict(), "optimizer": self.opt.state_dict()}
-        if self.method == "sam":  # SAM's own state_dict holds only ε̂'s bookkeeping, not the base's momentum
-            sd["base"] = self.opt.base_optimizer.state_dict()
         if self.generator is not None:
             sd["generator"] = self.generator.get_state()
         return sd
@@ -120,9 +118,6 @@ class Single:
     def load_state_dict(self, sd: dict) -> None:
         self.model.load_state_dict(sd["model"])
         self.opt.load_state_dict(sd["optimizer"])
-        if self.method == "sam":
-            self.opt.base_optimizer.load_state_dict(sd["base"])
-            self.opt.param_groups = self.opt.base_optimizer.param_groups
         if self.generator is not None:
             self.generator.set_state(sd["generator"])
 
