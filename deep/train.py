@@ -193,16 +193,6 @@ def _load_checkpoint(path: Path) -> dict:
         raise DeepError(f"checkpoint {path} is unreadable ({type(exc).__name__}); delete it to start afresh") from None
 
 
-def _to_device(obj, device):
-    if isinstance(obj, torch.Tensor):
-        return obj if obj.dtype == torch.uint8 else obj.to(device)  # generator states stay on the CPU
-    if isinstance(obj, dict):
-        return {k: _to_device(v, device) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_to_device(v, device) for v in obj]
-    return obj
-
-
 def train(config: TrainConfig, data: Optional[TensorImages] = None, *, out_dir=None, data_dir=None, device="cpu",
           progress: Optional[Callable] = None, resume: bool = True, stop_after: Optional[int] = None,
           distributed: bool = False, tensorboard: bool = True) -> TrainResult:
@@ -306,7 +296,7 @@ def _run(c, data, out, ckpt_path, state, device, progress, stop_after, distribut
     metrics, energy_rows, signal_rows = [], [], []
     start_epoch, wall0 = 0, 0.0
     if state is not None:
-        method.load_state_dict(_to_device(state["method"], device))
+        method.load_state_dict(state["method"])  # load_state_dict copies onto each tensor's device
         for s, sd in zip(streams, state["streams"]):
             s.load_state_dict(sd)
         torch.set_rng_state(state["rng"])

@@ -86,14 +86,22 @@ def test_bad_inputs_are_one_line_exit_2_and_leave_no_output(args, words, fmnist,
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
-def test_evidence_runs_every_model_and_method_and_writes_its_table(fmnist, tmp_path):
+def test_evidence_runs_every_method_and_writes_its_table(fmnist, tmp_path):
     out = tmp_path / "evidence.md"
     res = CliRunner().invoke(cli, ["-q", "deep", "evidence", "--data-dir", str(fmnist), "--seeds", "2", "--out", str(out),
-                                   "--set", "epochs=5", "--set", "train_subset=100", "--set", "batch_size=50",
-                                   "--set", "test_subset=20", "--threads", "1"])
+                                   "--models", "smallconvnet", "--set", "epochs=5", "--set", "train_subset=100",
+                                   "--set", "batch_size=50", "--set", "test_subset=20", "--threads", "1"])
     assert res.exit_code == 0, res.output
     text = out.read_text()
     assert text == res.stdout and "Command: `localentropy deep evidence" in text
-    rows = [ln for ln in text.splitlines() if ln.startswith("| small-convnet") or ln.startswith("| mlp2")]
-    assert len(rows) == 10 and all("| 2 |" in r for r in rows)
-    assert {r.split("|")[6].strip() for r in rows if "rSGD" not in r} == {"500"}  # one budget: 5 x 100 images
+    rows = [ln for ln in text.splitlines() if ln.startswith("| small-convnet")]
+    assert [r.split("|")[2].strip() for r in rows] == ["SGD", "eSGD", "rSGD", "PLA", "SAM"]
+    assert all(r.split("|")[3].strip() == "2" for r in rows)
+    # one budget: 5 epochs x 100 images (rSGD: round(10 steps / 3 replicas) = 3 steps x 3 x 50 = 450)
+    assert [int(r.split("|")[6]) for r in rows] == [500, 500, 450, 500, 500]
+
+
+def test_evidence_refuses_an_unknown_method_before_any_work(tmp_path):
+    res = CliRunner().invoke(cli, ["deep", "evidence", "--methods", "sgd,adam", "--out", str(tmp_path / "e.md")])
+    one_line_error(res, "unknown preset 'cpu-fmnist-smallconvnet-adam'")
+    assert not (tmp_path / "e.md").exists()
