@@ -177,7 +177,8 @@ class RSGD:
 
     ``streams`` holds one stream per replica on one device (:class:`entropic.Replicated`), or this
     process's single stream when ``distributed`` (:class:`entropic.distributed.DistributedReplicated`,
-    replica = rank). ``bn_loader()`` gives the batches that recompute the centre's BatchNorm statistics.
+    replica = rank). ``bn_loader()`` gives the batches that recompute the centre's BatchNorm statistics
+    (used only when the model has BatchNorm).
     """
 
     def __init__(self, config, factory: Callable[[], nn.Module], streams: list, gamma, auto_gamma0: bool, *,
@@ -187,12 +188,15 @@ class RSGD:
         common = dict(K=config.K, gamma=gamma, auto_gamma0=auto_gamma0,
                       optimizer=lambda params: cls(params, **kw))
         if distributed:
-            self.rep = DistributedReplicated(build_replica(factory, config.seed, rank).to(device), **common)
+            models = [build_replica(factory, config.seed, rank).to(device)]
+            self.rep = DistributedReplicated(models[0], **common)
             self.batches_per_step = 1
         else:
             models = [m.to(device) for m in make_replicas(factory, config.replicas, config.seed)]
             self.rep = Replicated(models, **common)
             self.batches_per_step = config.replicas
+        if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in models[0].modules()):
+            self.bn_loader = None  # no running statistics to recompute for the centre
         self._center = None
 
     @property

@@ -267,9 +267,8 @@ def _run(c, data, out, ckpt_path, state, device, progress, stop_after, distribut
         else:
             streams = [Stream(train_x, train_t, c.batch_size, aug, replica_seed(c.seed, a) + 1, device)
                        for a in range(c.replicas)]
-        has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in factory().modules())
         method = RSGD(c, factory, streams, gamma, auto, distributed=distributed, rank=rank,
-                      bn_loader=bn_loader if has_bn and c.bn_batches else None, device=device)
+                      bn_loader=bn_loader if c.bn_batches else None, device=device)
     else:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(c.seed)
