@@ -137,3 +137,31 @@ def test_learning_rate_schedules_follow_their_formulas():
     assert (w.value(0), w.value(0.5), w.value(1), w.value(90)) == pytest.approx((0.01, 0.055, 0.1, 0.01))
     cfg = TrainConfig(lr=0.1, lr_schedule="multistep", milestones=(82, 124), warmup_epochs=1, warmup_lr=0.01)
     assert lr_schedule(cfg).value(124) == pytest.approx(0.001)
+
+
+def test_tensorboard_gets_every_epochs_scalars_when_it_is_installed(data, tmp_path, monkeypatch):
+    """With a SummaryWriter importable (here a recording stand-in), each epoch's scalars go to out/tensorboard."""
+    import sys
+    import types
+
+    written = []
+
+    class Writer:
+        def __init__(self, logdir, purge_step=None):
+            written.append(("open", logdir, purge_step))
+
+        def add_scalar(self, tag, value, step):
+            written.append((tag, value, step))
+
+        def flush(self):
+            pass
+
+        def close(self):
+            written.append(("close",))
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=Writer))
+    res = train(tiny("sgd", epochs=2), data, out_dir=tmp_path)
+    assert res.tensorboard and written[0] == ("open", str(tmp_path / "tensorboard"), 1) and written[-1] == ("close",)
+    errors = [(v, step) for tag, v, step in (w for w in written if len(w) == 3 and w[0] == "test_error")]
+    assert errors == [(r["test_error"], r["epoch"]) for r in res.metrics]
+    assert not any(w[0] == "gamma" for w in written)  # SGD has no γ: NaN is not written
