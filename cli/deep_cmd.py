@@ -164,9 +164,11 @@ def _train(obj, config, data_dir, out, no_resume, distributed, no_tensorboard, d
     if f:
         click.echo(f"{config.name}: epoch {f['epoch']}/{result.epochs}, budget {f['budget_epochs']:.4g} epochs, "
                    f"train error {f['train_error']:.4f}, test error {f['test_error']:.4f} (paper: {config.reported or '-'})")
-    if result.diverged:
-        click.echo(f"{config.name}: the loss became non-finite; training stopped", err=True)
     note(obj, f"wrote {out}/metrics.csv, metrics.jsonl, model.pt" + (", tensorboard/" if result.tensorboard else ""))
+    if result.diverged:
+        click.echo(f"{config.name}: the mini-batch loss became non-finite at epoch {f['epoch']}; training stopped "
+                   "(a smaller lr, or for rSGD lr*K*gamma < 2)", err=True)
+        raise SystemExit(1)
 
 
 @deep.command("evidence")

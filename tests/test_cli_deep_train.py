@@ -105,3 +105,13 @@ def test_evidence_refuses_an_unknown_method_before_any_work(tmp_path):
     res = CliRunner().invoke(cli, ["deep", "evidence", "--methods", "sgd,adam", "--out", str(tmp_path / "e.md")])
     one_line_error(res, "unknown preset 'cpu-fmnist-smallconvnet-adam'")
     assert not (tmp_path / "e.md").exists()
+
+
+def test_a_diverging_run_stops_says_so_and_exits_1(fmnist, tmp_path):
+    res = CliRunner().invoke(cli, ["-q", "deep", "train", "--preset", "cpu-fmnist-mlp2-sgd", "--data-dir", str(fmnist),
+                                   "--out", str(tmp_path / "run"), "--set", "lr=1e6", "--set", "epochs=8",
+                                   "--set", "batch_size=50", "--threads", "1"])
+    assert res.exit_code == 1, res.output
+    assert "became non-finite" in res.stderr
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    assert len(rows) < 8 and rows[-1]["batch_loss"] == "nan"
