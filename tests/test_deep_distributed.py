@@ -39,11 +39,11 @@ def free_port():
         return s.getsockname()[1]
 
 
-def _worker(rank, world, port, method, out):
+def _worker(rank, world, port, method, out, stop_after=None):
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
-        train(config(method), data(), out_dir=out, distributed=True, tensorboard=False)
+        train(config(method), data(), out_dir=out, distributed=True, tensorboard=False, stop_after=stop_after)
     finally:
         dist.destroy_process_group()
 
@@ -72,6 +72,17 @@ def test_the_distributed_run_follows_the_single_process_run(method, world, tmp_p
     assert [int(r["samples"]) for r in rows] == [r["samples"] for r in single.metrics]
     assert float(rows[-1]["test_error"]) == pytest.approx(single.final["test_error"], abs=1 / 32 + 1e-9)
     assert sorted(p.name for p in out.glob("checkpoint-rank*.pt")) == [f"checkpoint-rank{r}.pt" for r in range(world)]
+
+
+@pytest.mark.slow  # two launches of 3 processes: ~45 s on 2 cores
+def test_an_interrupted_distributed_rsgd_run_resumes_from_its_per_rank_checkpoints(tmp_path):
+    out = tmp_path / "dist"
+    mp.spawn(_worker, args=(3, free_port(), "rsgd", str(out), 1), nprocs=3, join=True)
+    assert not (out / "model.pt").exists() and len(list(out.glob("checkpoint-rank*.pt"))) == 3
+    mp.spawn(_worker, args=(3, free_port(), "rsgd", str(out)), nprocs=3, join=True)
+    torch.set_num_threads(1)
+    single = train(config("rsgd"), data(), tensorboard=False)
+    _compare(out, single, atol=1e-5)
 
 
 @pytest.mark.slow  # torchrun start-up of 3 processes: ~30 s on 2 cores
