@@ -94,6 +94,9 @@ def test_esgd_presets_are_the_papers_epochs_times_L():
     f = budget_factor(c)
     assert f == 5 and (c.epochs / f, tuple(m / f for m in c.milestones)) == (60, (30, 45))
     assert (c.lr, c.inner_lr, c.esgd_gamma0, c.esgd_gamma1) == (0.5, 0.02, 0.5, 2e-5)
+    for name in PRESETS:  # App. C: "0.9 Nesterov momentum ... in both the internal and external loop"
+        if name.endswith("-esgd") and not name.startswith("cpu-"):
+            assert get_preset(name).nesterov and get_preset(name).momentum == 0.9, name
     r = get_preset("cifar10-smallconvnet-rsgd")
     assert budget_factor(r) == 3 and budget_factor(get_preset("cifar10-smallconvnet-rsgd-xy")) == 1
 
