@@ -1,8 +1,11 @@
-"""`localentropy deep models | download`: the deep-net architectures and the image data sets."""
+"""`localentropy deep models | download | presets | train`: architectures, data sets, training presets, training."""
 
 from __future__ import annotations
 
 import click
+
+from localentropy.cli.options import check_device, device_option
+from localentropy.cli.progress import LazyBar, note
 
 
 def model_table() -> list[dict]:
@@ -24,9 +27,9 @@ def model_table() -> list[dict]:
     return rows
 
 
-@click.group(short_help="Deep-net architectures and image data sets.")
+@click.group(short_help="Deep-net architectures, data sets and training.")
 def deep():
-    """Deep-net architectures and image data sets (paper 000 Table 1, paper 002 Sec. 4-5)."""
+    """Deep-net architectures, image data sets and training presets (paper 000 Table 1, paper 002 Sec. 4-5)."""
 
 
 @deep.command()
@@ -60,3 +63,160 @@ def download(obj, name, dest):
     folder = download_archive(name, dest, progress=None if quiet else click.echo)
     if not quiet:
         click.echo(f"{name}: ready in {folder}")
+
+
+@deep.command("presets")
+@click.argument("pattern", required=False, default=None)
+@click.option("--long", "long_", is_flag=True, help="Also print each preset's description.")
+def presets(pattern, long_):
+    """List the training presets with their settings and the paper's reported test error."""
+    from localentropy.deep.presets import PRESETS, summary
+
+    rows = [c for name, c in PRESETS.items() if pattern is None or pattern in name]
+    if not rows:
+        raise click.BadParameter(f"no preset name contains {pattern!r}", param_hint="PATTERN")
+    width = max(len(c.name) for c in rows)
+    click.echo(f"{'preset':{width}s}  {'paper err %':>11s}  settings")
+    for c in rows:
+        rep = c.reported if len(c.reported) <= 11 else "see --long"
+        click.echo(f"{c.name:{width}s}  {rep:>11s}  {summary(c)}")
+        if long_:
+            click.echo(f"{'':{width}s}  {'':11s}  {c.description}" + (f"; reported: {c.reported}" if len(c.reported) > 11 else ""))
+
+
+@deep.command("train")
+@click.option("--preset", required=True, help="A preset name (`localentropy deep presets` lists them).")
+@click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE",
+              help="Override a preset field, e.g. --set lr=0.05 --set milestones=30,45 (repeatable).")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Where the data set's files are [default: $LOCALENTROPY_DATA, data/raw/, system folders].")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Output folder: metrics, checkpoint, model [default: out/deep/PRESET].")
+@click.option("--no-resume", is_flag=True, help="Start afresh even if --out holds a checkpoint of this run.")
+@click.option("--distributed", is_flag=True,
+              help="One process per replica (rSGD) or data-parallel (SGD, eSGD, SAM); launch with torchrun.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads of torch [default: torch's].")
+@click.option("--no-tensorboard", is_flag=True, help="Do not write TensorBoard events even if it is installed.")
+@device_option
+@click.pass_obj
+def train_cmd(obj, preset, overrides, data_dir, out, no_resume, distributed, threads, no_tensorboard, device):
+    """Train a deep net with a preset of paper 000 (Table 1) or paper 002; checkpoints every epoch, resumes."""
+    from pathlib import Path
+
+    from localentropy.deep.presets import get_preset, with_overrides
+
+    config = with_overrides(get_preset(preset), overrides)
+    check_device(device)
+    if out is None:  # the default folder is created (with its parents) once the data are read
+        out = Path("out") / "deep" / config.name
+    else:
+        out = Path(out)
+        if not out.parent.is_dir():
+            raise click.BadParameter(f"{out}: folder {out.parent} does not exist", param_hint="--out")
+    if out.exists() and not out.is_dir():
+        raise click.BadParameter(f"{out} is a file", param_hint="--out")
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    rank = 0
+    if distributed:
+        from localentropy.entropic.distributed import init_from_env
+
+        rank = init_from_env("nccl" if device.startswith("cuda") else "gloo")
+    try:
+        _train(obj, config, data_dir, out, no_resume, distributed, no_tensorboard, device, rank)
+    finally:
+        if distributed:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+
+
+def _train(obj, config, data_dir, out, no_resume, distributed, no_tensorboard, device, rank):
+    from localentropy.deep.datasets import load_images
+    from localentropy.deep.train import train
+
+    data = load_images(config.dataset, data_dir, device)  # missing or corrupt files: one line, exit 2
+    quiet = bool(obj and obj.get("quiet")) or rank != 0
+    bar = LazyBar({"quiet": quiet}, unit="step", desc=config.name, dynamic_ncols=True)
+
+    def progress(event, **info):
+        if event == "start":
+            bar.start(info["done"], total=info["total"])
+            if info["epoch"] and not quiet:
+                note(obj, f"resuming {config.name} from epoch {info['epoch']} of {info['epochs']} ({out})")
+        elif event == "step":
+            bar.update_to(info["done"])
+        elif event == "epoch":
+            r = info["row"]
+            bar.update_to(r["steps"], postfix=f"ep {r['epoch']} test err {r.get('test_error', float('nan')):.4f}")
+
+    try:
+        result = train(config, data, out_dir=out, device=device, progress=progress, resume=not no_resume,
+                       distributed=distributed, tensorboard=not no_tensorboard)
+    finally:
+        bar.close()
+    if rank != 0:
+        return
+    f = result.final
+    if f:
+        click.echo(f"{config.name}: epoch {f['epoch']}/{result.epochs}, budget {f['budget_epochs']:.4g} epochs, "
+                   f"train error {f['train_error']:.4f}, test error {f['test_error']:.4f} (paper: {config.reported or '-'})")
+    note(obj, f"wrote {out}/metrics.csv, metrics.jsonl, model.pt" + (", tensorboard/" if result.tensorboard else ""))
+    if result.diverged:
+        click.echo(f"{config.name}: the mini-batch loss became non-finite at epoch {f['epoch']}; training stopped "
+                   "(a smaller lr, or for rSGD lr*K*gamma < 2)", err=True)
+        raise SystemExit(1)
+
+
+@deep.command("evidence")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Where Fashion-MNIST's files are.")
+@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE",
+              help="Override a field of every run, e.g. --set epochs=2 --set train_subset=2000.")
+@click.option("--out", type=click.Path(dir_okay=False), default="benchmarks/deep_evidence.md", show_default=True,
+              help="The markdown table (written to a temporary name, then renamed).")
+@click.option("--models", default="smallconvnet,mlp2", show_default=True, help="Comma-separated: smallconvnet, mlp2.")
+@click.option("--methods", default="sgd,esgd,rsgd,pla,sam", show_default=True,
+              help="Comma-separated: sgd, esgd, rsgd, rsgd-xy, pla, plea, sam.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads of torch.")
+@device_option
+@click.pass_obj
+def evidence(obj, data_dir, seeds, overrides, out, models, methods, threads, device):
+    """CPU-scale evidence: SmallConvNet and the MLP on Fashion-MNIST, SGD, eSGD, rSGD, PLA, SAM, same budget."""
+    import shlex
+    import sys
+
+    from localentropy.cli.options import check_output
+    from localentropy.data.atomic import atomic_open
+    from localentropy.deep.datasets import load_images
+    from localentropy.deep.evidence import evidence_table, run_evidence
+    from localentropy.deep.presets import get_preset, with_overrides
+
+    models = [m.strip() for m in models.split(",") if m.strip()]
+    methods = [m.strip() for m in methods.split(",") if m.strip()]
+    for m in models:  # an unknown model, method or --set: one line before any work
+        for k in methods:
+            with_overrides(get_preset(f"cpu-fmnist-{m}-{k}"), overrides)
+    check_device(device)
+    check_output(out)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    data = load_images("fashion-mnist", data_dir, device)
+    bar = LazyBar(obj, unit="run", desc="evidence")
+    bar.start()
+    try:
+        rows = run_evidence(data, seeds=seeds, models=models, methods=methods, overrides=overrides, device=device,
+                            progress=lambda done, total, row: bar.update_to(done, postfix=f"{row['model']} {row['method']}"
+                                                                            f" s{row['seed']} {row['test_error']:.4f}")
+                            if bar.kwargs.setdefault("total", total) else None)
+    finally:
+        bar.close()
+    text = evidence_table(rows, "localentropy deep evidence " + " ".join(shlex.quote(a) for a in sys.argv[3:]))
+    with atomic_open(out, "w") as fh:
+        fh.write(text)
+    click.echo(text, nl=False)

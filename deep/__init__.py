@@ -4,6 +4,11 @@
 - ``localentropy.deep.datasets``: ``load_images(name, device=...)``: a data set as uint8 tensors in memory.
 - ``localentropy.deep.augment`` / ``autoaugment`` / ``pipeline``: batched augmentation on the device,
   named stacks (``make_stack``), ``Batches`` (shuffled, augmented mini-batches, seeded by a generator).
+- ``localentropy.deep.presets``: ``TrainConfig`` (frozen), the registry of Table 1 and paper-002 presets,
+  ``get_preset``, ``with_overrides``; ``schedules``: learning-rate and focusing schedules as data.
+- ``localentropy.deep.train``: ``train(config, data, out_dir=..., progress=...)``, the loop for every method
+  (``methods``: SGD, eSGD, rSGD, rSGD×y, PLA, PLEA, SAM), checkpoints, resume, one process per replica;
+  ``metrics``: the CSV / JSONL / TensorBoard writers; ``evidence``: the CPU-scale benchmark on Fashion-MNIST.
 """
 
 from localentropy.deep.errors import DeepError

@@ -93,6 +93,19 @@ class SAM(torch.optim.Optimizer):
         self.second_step()
         return loss
 
+    def state_dict(self) -> dict:
+        """SAM's own state (w of the last ascent) plus the base optimizer's under ``"base"``: the momentum
+        buffers live in the base optimizer, and a resumed run needs them to continue exactly."""
+        sd = super().state_dict()
+        sd["base"] = self.base_optimizer.state_dict()
+        return sd
+
     def load_state_dict(self, state_dict) -> None:
-        super().load_state_dict(state_dict)
-        self.base_optimizer.param_groups = self.param_groups
+        sd = dict(state_dict)
+        base = sd.pop("base", None)
+        super().load_state_dict(sd)
+        if base is not None:
+            self.base_optimizer.load_state_dict(base)
+            self.param_groups = self.base_optimizer.param_groups
+        else:
+            self.base_optimizer.param_groups = self.param_groups

@@ -85,7 +85,7 @@ SHORT = {
     "energy": "Local energy of every restart, by sampling.",
     "phi": "Local-entropy curves of saved solutions, by BP.",
     "figure": "Regenerate Figure 1 or 6 of paper 000 (cached, resumable).",
-    "deep": "Deep-net architectures and image data sets.",
+    "deep": "Deep-net architectures, data sets and training.",
 }
 
 

@@ -1,5 +1,7 @@
 """SAM (Foret et al.): one step against its closed form on a quadratic."""
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -76,3 +78,24 @@ def test_bad_hyper_parameters_raise_entropic_error(kw, word):
         SAM([w], **kw)
     with pytest.raises(EntropicError, match="closure"):
         SAM([w], lr=0.1).step()
+
+
+def test_sam_state_dict_carries_the_base_momentum_so_a_resumed_run_continues_exactly():
+    """The momentum buffers live in the base optimizer; a SAM rebuilt from state_dict() takes the same next steps."""
+    A, w0 = problem(seed=3)
+
+    def run(opt, w, steps):
+        for _ in range(steps):
+            opt.step(closure_for(A, w))
+
+    w = nn.Parameter(w0.clone())
+    sam = SAM([w], torch.optim.SGD, rho=0.05, lr=0.1, momentum=0.9, nesterov=True)
+    run(sam, w, 3)
+    saved, w_saved = copy.deepcopy(sam.state_dict()), w.detach().clone()  # as torch.save would: no shared tensors
+    run(sam, w, 2)
+    w2 = nn.Parameter(w_saved.clone())
+    sam2 = SAM([w2], torch.optim.SGD, rho=0.05, lr=0.5, momentum=0.9, nesterov=True)
+    sam2.load_state_dict(saved)
+    assert sam2.param_groups[0]["lr"] == 0.1 and sam2.base_optimizer.param_groups is sam2.param_groups
+    run(sam2, w2, 2)
+    assert torch.equal(w2, w)

@@ -1,0 +1,117 @@
+"""`localentropy deep presets | train`: the presets listed with the paper's errors, a tiny run from a preset on
+Fashion-MNIST files, and every bad input as one line on stderr with exit status 2 and no output folder."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from localentropy.cli.main import cli
+from localentropy.data.locate import dataset
+from localentropy.data.idx import write_idx
+from localentropy.deep.presets import PRESETS
+
+from tests.test_cli_usage import one_line_error
+
+
+@pytest.fixture()
+def fmnist(tmp_path):
+    """Tiny Fashion-MNIST IDX files (200 train, 50 test images) in tmp_path/fm."""
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "fm"
+    folder.mkdir()
+    files = dataset("fashion-mnist").files
+    arrays = {"train_images": rng.integers(0, 256, (200, 28, 28), dtype=np.uint8),
+              "train_labels": rng.integers(0, 10, 200).astype(np.uint8),
+              "test_images": rng.integers(0, 256, (50, 28, 28), dtype=np.uint8),
+              "test_labels": rng.integers(0, 10, 50).astype(np.uint8)}
+    for role, a in arrays.items():
+        write_idx(folder / files[role], a, compress=False)
+    return folder
+
+
+def test_presets_lists_every_preset_with_the_papers_error():
+    res = CliRunner().invoke(cli, ["deep", "presets"])
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    for name, c in PRESETS.items():
+        (line,) = [ln for ln in lines if ln.split()[0] == name]
+        assert c.model in line and f"{c.epochs:g} ep" in line
+    assert [ln for ln in lines if ln.startswith("cifar10-resnet18-rsgd ")][0].split()[1] == "12.4"
+    res = CliRunner().invoke(cli, ["deep", "presets", "mlp2-pla", "--long"])
+    assert res.exit_code == 0 and "Figures 3, 4" in res.output and "cifar" not in res.output
+
+
+def test_train_runs_a_preset_on_fashion_mnist_and_resumes(fmnist, tmp_path):
+    out = tmp_path / "run"
+    args = ["-q", "deep", "train", "--preset", "cpu-fmnist-mlp2-rsgd", "--data-dir", str(fmnist), "--out", str(out),
+            "--set", "epochs=6", "--set", "batch_size=50", "--set", "train_subset=0", "--set", "test_subset=0",
+            "--set", "milestones=4", "--threads", "1", "--no-tensorboard"]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    assert "cpu-fmnist-mlp2-rsgd: epoch 2/2, budget 6 epochs" in res.stdout
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert [int(r["samples"]) for r in rows] == [600, 1200]  # 3 replicas x 4 steps x 50 per epoch
+    assert (out / "model.pt").exists() and (out / "checkpoint.pt").exists()
+    again = CliRunner().invoke(cli, args)  # finished: resumes at the end and trains nothing more
+    assert again.exit_code == 0 and again.stdout == res.stdout
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--preset", "nope"], ["unknown preset 'nope'"]),
+    (["--preset", "cpu-fmnist-mlp2-sgd", "--set", "bogus=1"], ["--set bogus: unknown field"]),
+    (["--preset", "cpu-fmnist-mlp2-sgd", "--set", "lr=quick"], ["--set lr=quick", "float"]),
+    (["--preset", "cpu-fmnist-mlp2-sgd", "--set", "epochs=0"], ["epochs must be > 0"]),
+    (["--preset", "cifar10-smallconvnet-sgd", "--data-dir", "{tmp}"], ["cifar-10 not found"]),
+    (["--preset", "cpu-fmnist-mlp2-sgd", "--data-dir", "{fm}"], ["truncated"]),
+    (["--preset", "cpu-fmnist-mlp2-sgd", "--out", "{tmp}/no/run"], ["--out", "does not exist"]),
+    (["--preset", "cpu-fmnist-mlp2-sgd", "--device", "tpu"], ["--device"]),
+    (["--preset", "cpu-fmnist-mlp2-sgd", "--distributed"], ["launch with torchrun"]),
+    (["--set", "lr=1"], ["Missing option '--preset'"]),
+])
+def test_bad_inputs_are_one_line_exit_2_and_leave_no_output(args, words, fmnist, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LOCALENTROPY_DATA", raising=False)
+    monkeypatch.delenv("RANK", raising=False)
+    if "{fm}" in args:  # a corrupted (truncated) training-images file
+        f = fmnist / dataset("fashion-mnist").files["train_images"]
+        f.write_bytes(f.read_bytes()[:5000])
+    args = [a.replace("{tmp}", str(tmp_path)).replace("{fm}", str(fmnist)) for a in args]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    res = CliRunner().invoke(cli, ["deep", "train", *args])
+    one_line_error(res, *words)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_evidence_runs_every_method_and_writes_its_table(fmnist, tmp_path):
+    out = tmp_path / "evidence.md"
+    res = CliRunner().invoke(cli, ["-q", "deep", "evidence", "--data-dir", str(fmnist), "--seeds", "2", "--out", str(out),
+                                   "--models", "smallconvnet", "--set", "epochs=5", "--set", "train_subset=100",
+                                   "--set", "batch_size=50", "--set", "test_subset=20", "--threads", "1"])
+    assert res.exit_code == 0, res.output
+    text = out.read_text()
+    assert text == res.stdout and "Command: `localentropy deep evidence" in text
+    rows = [ln for ln in text.splitlines() if ln.startswith("| small-convnet")]
+    assert [r.split("|")[2].strip() for r in rows] == ["SGD", "eSGD", "rSGD", "PLA", "SAM"]
+    assert all(r.split("|")[3].strip() == "2" for r in rows)
+    # one budget: 5 epochs x 100 images (rSGD: round(10 steps / 3 replicas) = 3 steps x 3 x 50 = 450)
+    assert [int(r.split("|")[6]) for r in rows] == [500, 500, 450, 500, 500]
+
+
+def test_evidence_refuses_an_unknown_method_before_any_work(tmp_path):
+    res = CliRunner().invoke(cli, ["deep", "evidence", "--methods", "sgd,adam", "--out", str(tmp_path / "e.md")])
+    one_line_error(res, "unknown preset 'cpu-fmnist-smallconvnet-adam'")
+    assert not (tmp_path / "e.md").exists()
+
+
+def test_a_diverging_run_stops_says_so_and_exits_1(fmnist, tmp_path):
+    res = CliRunner().invoke(cli, ["-q", "deep", "train", "--preset", "cpu-fmnist-mlp2-sgd", "--data-dir", str(fmnist),
+                                   "--out", str(tmp_path / "run"), "--set", "lr=1e6", "--set", "epochs=8",
+                                   "--set", "batch_size=50", "--threads", "1"])
+    assert res.exit_code == 1, res.output
+    assert "became non-finite" in res.stderr
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    assert len(rows) < 8 and rows[-1]["batch_loss"] == "nan"
