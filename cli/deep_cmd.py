@@ -178,13 +178,15 @@ def _train(obj, config, data_dir, out, no_resume, distributed, no_tensorboard, d
               help="Override a field of every run, e.g. --set epochs=2 --set train_subset=2000.")
 @click.option("--out", type=click.Path(dir_okay=False), default="benchmarks/deep_evidence.md", show_default=True,
               help="The markdown table (written to a temporary name, then renamed).")
+@click.option("--runs", "runs_dir", type=click.Path(file_okay=False), default="out/deep-evidence", show_default=True,
+              help="One folder per run (checkpoint, metrics, model.pt); finished runs are read back, not retrained.")
 @click.option("--models", default="smallconvnet,mlp2", show_default=True, help="Comma-separated: smallconvnet, mlp2.")
 @click.option("--methods", default="sgd,esgd,rsgd,pla,sam", show_default=True,
               help="Comma-separated: sgd, esgd, rsgd, rsgd-xy, pla, plea, sam.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads of torch.")
 @device_option
 @click.pass_obj
-def evidence(obj, data_dir, seeds, overrides, out, models, methods, threads, device):
+def evidence(obj, data_dir, seeds, overrides, out, runs_dir, models, methods, threads, device):
     """CPU-scale evidence: SmallConvNet and the MLP on Fashion-MNIST, SGD, eSGD, rSGD, PLA, SAM, same budget."""
     import shlex
     import sys
@@ -210,7 +212,7 @@ def evidence(obj, data_dir, seeds, overrides, out, models, methods, threads, dev
     bar = LazyBar(obj, unit="run", desc="evidence")
     bar.start()
     try:
-        rows = run_evidence(data, seeds=seeds, models=models, methods=methods, overrides=overrides, device=device,
+        rows = run_evidence(data, runs_dir, seeds=seeds, models=models, methods=methods, overrides=overrides, device=device,
                             progress=lambda done, total, row: bar.update_to(done, postfix=f"{row['model']} {row['method']}"
                                                                             f" s{row['seed']} {row['test_error']:.4f}")
                             if bar.kwargs.setdefault("total", total) else None)

@@ -10,7 +10,7 @@ for rSGD×y ("rsgd-xy": each replica consumes the baseline's data, y times the b
 the paper). Every other time in the schedules (``milestones``, ``lr_every``, ``warmup_epochs``,
 ``k_switch``) is on the same budget clock, so "eSGD 60 epochs, η ÷10 at 30, 45" with L = 5 is written
 ``epochs=300, milestones=(150, 225)``. ``energy_epochs`` and ``signal_epochs`` count the method's
-own epochs (0 = before training).
+own epochs (0 = before training, -1 = the last epoch).
 
 ``get_preset(name)``, ``preset_names()``, ``with_overrides(config, ["lr=0.05", "milestones=30,45"])``
 (values parsed and checked against each field's type), ``validate(config)``; every mistake is a
@@ -210,8 +210,8 @@ def validate(config: TrainConfig) -> TrainConfig:
         raise DeepError(f"{config.name}: lr_schedule multistep needs milestones")
     if list(config.milestones) != sorted(config.milestones):
         raise DeepError(f"{config.name}: milestones must be increasing, got {config.milestones}")
-    if any(e < 0 for e in config.energy_epochs + config.signal_epochs):
-        raise DeepError(f"{config.name}: energy_epochs and signal_epochs must be >= 0")
+    if any(e < -1 for e in config.energy_epochs + config.signal_epochs):
+        raise DeepError(f"{config.name}: energy_epochs and signal_epochs must be >= 0 (or -1: the last epoch)")
     if config.signal_epochs and config.method in ("rsgd", "rsgd-xy"):
         raise DeepError(f"{config.name}: the layer signal is measured on one network; not available for {config.method}")
     if any(not (math.isfinite(s) and s >= 0) for s in config.energy_sigmas) or not config.energy_sigmas:

@@ -339,7 +339,7 @@ def _run(c, data, out, ckpt_path, state, device, progress, stop_after, distribut
     for epoch in range(start_epoch + 1, stop_epoch + 1):
         t0 = time.time()
         steps = min(spe, total_steps - done)
-        signal_on[0] = epoch in c.signal_epochs
+        signal_on[0] = epoch in c.signal_epochs or (epoch == epochs and -1 in c.signal_epochs)
         if signal is not None:
             signal.reset()
         for m in method.modules():
@@ -374,7 +374,7 @@ def _run(c, data, out, ckpt_path, state, device, progress, stop_after, distribut
                 for layer, st in signal.summary().items():
                     signal_rows.append(dict(epoch=epoch, layer=layer, signal=st.signal, noise=st.noise,
                                             count=st.count, weights=st.weights))
-            if epoch in c.energy_epochs:
+            if epoch in c.energy_epochs or (epoch == epochs and -1 in c.energy_epochs):
                 measure_energy(epoch)
         row["epoch_seconds"] = time.time() - t0
         row["wall_seconds"] = wall0 + (time.time() - t_run)

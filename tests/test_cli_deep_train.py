@@ -4,6 +4,7 @@ Fashion-MNIST files, and every bad input as one line on stderr with exit status 
 from __future__ import annotations
 
 import csv
+import math
 
 import numpy as np
 import pytest
@@ -88,17 +89,31 @@ def test_bad_inputs_are_one_line_exit_2_and_leave_no_output(args, words, fmnist,
 
 def test_evidence_runs_every_method_and_writes_its_table(fmnist, tmp_path):
     out = tmp_path / "evidence.md"
-    res = CliRunner().invoke(cli, ["-q", "deep", "evidence", "--data-dir", str(fmnist), "--seeds", "2", "--out", str(out),
-                                   "--models", "smallconvnet", "--set", "epochs=5", "--set", "train_subset=100",
-                                   "--set", "batch_size=50", "--set", "test_subset=20", "--threads", "1"])
+    args = ["-q", "deep", "evidence", "--data-dir", str(fmnist), "--seeds", "2", "--out", str(out),
+            "--runs", str(tmp_path / "runs"), "--models", "smallconvnet", "--set", "epochs=5", "--set", "train_subset=100",
+            "--set", "batch_size=50", "--set", "test_subset=20", "--set", "energy_samples=50", "--set", "energy_draws=4",
+            "--threads", "1"]
+    res = CliRunner().invoke(cli, args)
     assert res.exit_code == 0, res.output
     text = out.read_text()
     assert text == res.stdout and "Command: `localentropy deep evidence" in text
-    rows = [ln for ln in text.splitlines() if ln.startswith("| small-convnet")]
+    rows = [ln for ln in text.split("## Each method")[0].splitlines() if ln.startswith("| small-convnet")]
     assert [r.split("|")[2].strip() for r in rows] == ["SGD", "eSGD", "rSGD", "PLA", "SAM"]
     assert all(r.split("|")[3].strip() == "2" for r in rows)
     # one budget: 5 epochs x 100 images (rSGD: round(10 steps / 3 replicas) = 3 steps x 3 x 50 = 450)
-    assert [int(r.split("|")[6]) for r in rows] == [500, 500, 450, 500, 500]
+    assert [int(r.split("|")[8]) for r in rows] == [500, 500, 450, 500, 500]
+    for r in rows:  # δE_train at σ = 0.1 and 0.3: mean ± sd of numbers
+        for col in (6, 7):
+            m, sd = (float(t) for t in r.split("|")[col].split("±"))
+            assert math.isfinite(m) and sd >= 0
+    assert "## Each method against SGD" in text and "| small-convnet | eSGD | test error % |" in text
+    # every run left its folder with the final model and its result; a rerun reads them back, trains nothing
+    assert len(list((tmp_path / "runs").glob("*/evidence.json"))) == 10
+    assert len(list((tmp_path / "runs").glob("*/model.pt"))) == 10
+    stamp = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("*")}
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0 and out.read_text().split("Command:")[1] == text.split("Command:")[1]
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("*")} == stamp
 
 
 def test_evidence_refuses_an_unknown_method_before_any_work(tmp_path):
