@@ -1,0 +1,354 @@
+"""Local entropy by sampling: φ_G(Δ), δ(Δ) and Φ_LE(d) of a solution without Belief Propagation.
+
+Paper 000, Sec. 5 (and App. B.1): the local entropy of a reference w̃ is measured through the
+Gaussian-prior free entropy
+
+    φ_G(Δ) = (1/n) ln P_{w′ ~ N(w̃, Δ I)}[w′ makes no more training errors than w̃]        (BP.md §1)
+
+and the mean squared distance under that constrained Gaussian, δ(Δ) = E[½‖w′ − w̃‖²]/n (BP.md §5.1),
+followed by the Legendre transform s(δ) = φ_G − ½ ln(2δ/Δ) + δ/Δ − ½ (BP.md §5.2, shared with BP
+through ``localentropy.legendre``). BP computes them for the committee machine only; this module
+estimates them by Monte Carlo, with error bars, as a check of BP and as a route to other networks.
+
+**Method: sequential Monte Carlo over Δ (adaptive multilevel splitting) with exact, reflecting
+Hamiltonian Monte Carlo.** Write w′ = w̃ + √Δ z, z ~ N(0, I). The constrained measures
+π_Δ(z) ∝ N(z; 0, I) 𝟙[w̃ + √Δ z feasible] form a path from π_0 = N(0, I) (w̃ itself is feasible)
+to the target, and
+
+    Z(Δ_{j+1}) / Z(Δ_j) = E_{π_{Δ_j}}[ 𝟙[w̃ + √Δ_{j+1} z feasible] ],
+
+the fraction of particles of level j that stay feasible when their perturbation is stretched. The
+levels are chosen adaptively so that this fraction is ≈ ``keep`` (default ½; every requested Δ is a
+level), the infeasible particles are replaced by copies of feasible ones, and the copies are made
+independent again by MCMC moves that leave π_{Δ_{j+1}} invariant. ln Z(Δ) = Σ_j ln(fraction_j).
+The particles are split into ``groups`` independent populations (resampling only within a group):
+the spread of the groups' ln Z is the error bar, with no assumption on the MCMC's autocorrelation.
+
+The moves are exact HMC for a Gaussian with hard walls (Pakman & Paninski, J. Comput. Graph. Stat.
+23, 518 (2014)): under the potential ½‖z‖² a trajectory is the ellipse z cos t + v sin t, which is
+followed exactly; where it would make the network misclassify a pattern it is reflected off that
+wall. For the committee machine (paper 000, Eq. 7, sign units, second layer +1) the walls are the
+hyperplanes λ_kμ = 0 of the hidden fields, so the crossing times are solutions of
+c + A cos t + B sin t = 0, and a crossing is a wall only where it leaves pattern μ with h = (K−1)/2
+correct votes. Only the projection of each unit's z_k onto the span of the training inputs enters
+the fields: the sampler works in that r-dimensional subspace (r = rank X ≤ P, whitened), and the
+orthogonal N − r components of each unit are exact standard Gaussians (they add exactly K(N − r) to
+E‖z‖²). Elliptical slice sampling (Murray et al. 2010) moves along the same ellipses but shrinks
+towards the start instead of reflecting, so in 4500 constrained dimensions its steps are tiny —
+BP.md §7.6 records such a sampler failing to equilibrate; reflection keeps the full trajectory length.
+
+Conventions (as ``bp.local_entropy_curve``, BP.md §1): every hidden unit of w̃ is rescaled to
+‖w̃_k‖² = N (``normalize=True``); n = K·N; a vote is correct when sign(λ_kμ) = y_μ with sign(0) = +1
+(``localentropy.committee_sign``); the constraint is "every training pattern correct" (the
+reference must classify all of them, as BP's hard constraint).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from localentropy import committee_sign
+from localentropy.entropic.errors import EntropicError
+from localentropy.legendre import ball_entropy, shell_entropy
+
+TWO_PI = 2.0 * math.pi
+
+
+@dataclass(frozen=True)
+class SampledLocalEntropy:
+    """Result of `committee_local_entropy`: one entry per requested prior width Δ (``prior_delta``).
+
+    phi_G, delta, phi (shell local entropy s, BP.md §5.2), phi_ball (§5.4), d = n·delta: means over the
+    ``groups`` independent populations; *_se: their standard errors (std over groups / √groups).
+    levels: every Δ the sampler visited (requested ones included), level_log_ratio: (levels, groups)
+    ln of the surviving fraction at each level, level_two_delta_over_Delta: 2δ/Δ at each level.
+    reflections: mean reflections per HMC trajectory at each level. seconds: wall time per requested Δ
+    (cumulative). All per weight (n = K·N).
+    """
+
+    prior_delta: np.ndarray
+    phi_G: np.ndarray
+    phi_G_se: np.ndarray
+    delta: np.ndarray
+    delta_se: np.ndarray
+    phi: np.ndarray
+    phi_se: np.ndarray
+    phi_ball: np.ndarray
+    d: np.ndarray
+    seconds: np.ndarray
+    levels: np.ndarray
+    level_log_ratio: np.ndarray
+    level_two_delta_over_Delta: np.ndarray
+    reflections: np.ndarray
+    n: int
+    K: int
+    N: int
+    P: int
+    rank: int
+    chains: int
+    groups: int
+    settings: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict of every array (lists) and setting."""
+        out = {}
+        for k, v in self.__dict__.items():
+            out[k] = v.tolist() if isinstance(v, np.ndarray) else v
+        return out
+
+
+class _CommitteeWalls:
+    """The committee machine's feasible set in whitened field coordinates, and exact HMC inside it.
+
+    Fields of a perturbed unit k: λ_kμ = λ̃_kμ + √Δ (B a_k)_μ with a_k ~ N(0, I_r), B = U S^{1/2} from
+    C = X Xᵀ/N = U S Uᵀ (so B a_k has the law of X z_k/√N for z_k ~ N(0, I_N)), and ‖a_k‖² = ‖P z_k‖²
+    (P the projector on the span of the inputs).
+    """
+
+    def __init__(self, W, X, y, dtype, device):
+        K, N = W.shape
+        Xt = torch.as_tensor(X, dtype=dtype, device=device)
+        C = Xt @ Xt.T / N
+        s, U = torch.linalg.eigh(C)
+        keep = s > s.max() * 1e-10 * max(C.shape[0], 1)
+        self.B = (U[:, keep] * s[keep].sqrt()).contiguous()          # (P, r)
+        self.C = self.B @ self.B.T                                   # (P, P) = C on the kept span
+        self.Cdiag = torch.diagonal(self.C).clone()
+        self.r = int(self.B.shape[1])
+        Wt = torch.as_tensor(W, dtype=dtype, device=device)
+        self.lam = (Wt @ Xt.T) / math.sqrt(N)                        # (K, P) reference fields λ̃
+        self.y = torch.as_tensor(y, dtype=dtype, device=device)      # (P,)
+        self.K, self.N, self.P = K, N, Xt.shape[0]
+        self.h = (K - 1) // 2
+
+    def fields(self, a):
+        """(M, K, r) → (M, K, P): B a_k."""
+        return a @ self.B.T
+
+    def correct_counts(self, f):
+        """Number of correct votes per pattern (M, P) from fields f (M, K, P); sign(0) = +1."""
+        return ((f >= 0) == (self.y > 0)).sum(1)
+
+    def feasible(self, Fa, Delta):
+        """(M,) bool: every pattern correct at w̃ + √Δ z."""
+        f = self.lam + math.sqrt(Delta) * Fa
+        return (self.correct_counts(f) > self.h).all(1)
+
+    def hmc(self, a, Delta, trajectories, gen, t_range=(0.25 * math.pi, 0.5 * math.pi)):
+        """`trajectories` exact reflecting HMC trajectories of each chain (a: (M,K,r), feasible at Δ),
+        each of a random length in t_range. Returns (new a, mean reflections per trajectory)."""
+        M = a.shape[0]
+        c = self.lam / math.sqrt(Delta)                               # (K, P): wall offsets
+        y = self.y
+        yd = torch.cat([y.expand(self.K, -1), -y.expand(self.K, -1)], 0)   # (2K, P) Δcount at t1, t2
+        reflections = 0
+        for _ in range(trajectories):
+            v = torch.randn(a.shape, generator=gen, dtype=a.dtype, device=a.device)
+            Fa, Fv = self.fields(a), self.fields(v)
+            lo, hi = t_range
+            t_left = lo + (hi - lo) * torch.rand(M, generator=gen, dtype=a.dtype, device=a.device)
+            active = torch.arange(M, device=a.device)
+            while active.numel():
+                fa, fv, tl = Fa[active], Fv[active], t_left[active]
+                f0 = c + fa
+                count0 = ((f0 >= 0) == (y > 0)).sum(1)                # (m, P)
+                R = torch.hypot(fa, fv)
+                phi = torch.atan2(fv, fa)
+                ratio = -c / R
+                ok = ratio.abs() < 1
+                alpha = torch.arccos(ratio.clamp(-1.0, 1.0))
+                t1 = torch.remainder(phi - alpha, TWO_PI)            # field becomes positive
+                t2 = torch.remainder(phi + alpha, TWO_PI)            # field becomes negative
+                times = torch.cat([t1, t2], 1)                        # (m, 2K, P)
+                valid = torch.cat([ok, ok], 1) & (times > 1e-12) & (times < tl[:, None, None])
+                times = torch.where(valid, times, torch.full_like(times, math.inf))
+                dcount = torch.where(valid, yd.expand_as(times), torch.zeros_like(times))
+                order = torch.argsort(times.transpose(1, 2), dim=2)   # (m, P, 2K)
+                st = torch.gather(times.transpose(1, 2), 2, order)
+                counts = count0[:, :, None] + torch.cumsum(torch.gather(dcount.transpose(1, 2), 2, order), 2)
+                viol = (counts <= self.h) & torch.isfinite(st)
+                first = viol.to(torch.int8).argmax(2)                 # (m, P) first violating event
+                anyv = viol.any(2)
+                tv = torch.where(anyv, torch.gather(st, 2, first[:, :, None])[:, :, 0],
+                                 torch.full_like(tl[:, None].expand(-1, self.P), math.inf))
+                tstar, mu = tv.min(1)                                  # (m,)
+                hit = torch.isfinite(tstar)
+                step = torch.where(hit, tstar, tl)
+                cs, sn = torch.cos(step)[:, None, None], torch.sin(step)[:, None, None]
+                aa, vv = a[active], v[active]
+                a[active], v[active] = aa * cs + vv * sn, vv * cs - aa * sn
+                Fa[active], Fv[active] = fa * cs + fv * sn, fv * cs - fa * sn
+                t_left[active] = tl - step
+                if hit.any():
+                    idx = torch.nonzero(hit).flatten()
+                    rows, mus = active[idx], mu[idx]
+                    ev = order[idx, mus, first[idx, mus]]                # event index in the 2K crossings
+                    ks = ev % self.K
+                    fvw = Fv[rows, ks, mus]                            # field velocity into the wall
+                    coef = 2.0 * fvw / self.Cdiag[mus]
+                    v[rows, ks] -= coef[:, None] * self.B[mus]
+                    Fv[rows, ks] -= coef[:, None] * self.C[:, mus].T
+                    # on the wall: put the field exactly on its correct side (it is 0 up to rounding)
+                    Fa[rows, ks, mus] = -c[ks, mus] + y[mus] * 1e-12 * (1.0 + c[ks, mus].abs())
+                    reflections += int(hit.sum())
+                active = active[hit]
+        return a, reflections / max(1, M * trajectories)
+
+
+def _check_inputs(weights, X, y, deltas):
+    W = np.asarray(weights, dtype=np.float64)
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y)
+    if W.ndim == 1:
+        W = W[None]
+    if W.ndim != 2:
+        raise EntropicError(f"weights must have shape (K, N), got {W.shape}")
+    K, N = W.shape
+    committee_sign.check_odd_K(K, EntropicError)
+    if X.ndim != 2 or X.shape[1] != N:
+        raise EntropicError(f"X must have shape (P, {N}) to match weights {W.shape}, got {X.shape}")
+    if y.shape != (X.shape[0],) or not np.all(np.abs(y) == 1):
+        raise EntropicError(f"y must be {X.shape[0]} labels ±1, got shape {y.shape}")
+    if not (np.all(np.isfinite(W)) and np.all(np.isfinite(X))):
+        raise EntropicError("weights or X contain NaN or inf")
+    norms = np.linalg.norm(W, axis=1)
+    if np.any(norms == 0):
+        raise EntropicError(f"hidden unit(s) {np.flatnonzero(norms == 0).tolist()} of the reference are all zero")
+    deltas = np.asarray(deltas, dtype=np.float64).reshape(-1)
+    if deltas.size == 0 or not np.all(np.isfinite(deltas)) or np.any(deltas <= 0):
+        raise EntropicError(f"deltas must be a non-empty list of finite prior widths Δ > 0, got {deltas.tolist()}")
+    if np.any(np.diff(deltas) <= 0):
+        raise EntropicError(f"deltas must be strictly increasing, got {deltas.tolist()}")
+    return W, X, y.astype(np.float64), deltas
+
+
+def committee_local_entropy(weights, X, y, deltas, *, chains=512, groups=8, keep=0.5, moves=2,
+                            normalize=True, seed=0, device="cpu", dtype=torch.float64,
+                            progress=None) -> SampledLocalEntropy:
+    """φ_G(Δ), δ(Δ) and the local entropy s(d) of a committee machine around `weights`, by sampling.
+
+    Paper 000, Eqs. (3) and (7), App. B.1; BP.md §1, §5 for the definitions (the same quantities as
+    ``bp.local_entropy_curve``, which computes them by Belief Propagation). weights: (K, N) reference
+    w̃ (K odd; K = 1 is the perceptron); X: (P, N) inputs; y: (P,) labels ±1; deltas: increasing prior
+    widths Δ > 0. chains: particles in all, split into `groups` independent populations (error bars
+    from their spread; chains must be a multiple of groups); keep: target surviving fraction per
+    level (the levels between requested Δ are chosen so); moves: HMC trajectories per level;
+    normalize: rescale each unit to ‖w̃_k‖² = N as BP does (BP.md §1). progress(dict) is called after
+    each requested Δ with keys index, total, prior_delta, phi_G, phi_G_se, delta, levels, seconds.
+
+    Raises EntropicError for bad inputs, a reference that misclassifies a training pattern (the hard
+    constraint then has measure zero around it), or a level where a group loses all its particles
+    (use more chains or a larger `keep`).
+    """
+    W, X, y, deltas = _check_inputs(weights, X, y, deltas)
+    chains, groups, moves = int(chains), int(groups), int(moves)
+    if groups < 2 or chains < 2 * groups or chains % groups:
+        raise EntropicError(f"need groups ≥ 2 and chains a multiple of groups with ≥ 2 chains each, "
+                            f"got chains={chains}, groups={groups}")
+    if not 0.05 <= keep < 1:
+        raise EntropicError(f"keep must be in [0.05, 1), got {keep}")
+    if moves < 1:
+        raise EntropicError(f"moves must be ≥ 1, got {moves}")
+    K, N = W.shape
+    if normalize:
+        W = W * (math.sqrt(N) / np.linalg.norm(W, axis=1))[:, None]
+    n = K * N
+    bad = committee_sign.misclassified(X @ W.T, y)
+    if bad.any():
+        raise EntropicError(f"the reference misclassifies {int(bad.sum())} of {len(y)} training patterns "
+                            f"(first: {np.flatnonzero(bad)[:5].tolist()}); the hard constraint needs a solution")
+    dev = torch.device(device)
+    walls = _CommitteeWalls(W, X, y, dtype, dev)
+    r = walls.r
+    free = K * (N - r)                                               # E‖z_⊥‖², exact
+    gen = torch.Generator(device=dev)
+    gen.manual_seed(int(seed))
+    M, per = chains, chains // groups
+    a = torch.randn((M, K, r), generator=gen, dtype=dtype, device=dev)
+    Fa = walls.fields(a)
+    logZ = np.zeros(groups)
+    t0 = time.perf_counter()
+    levels, level_lr, level_tdd, refl = [], [], [], []
+    out_phi = np.full((len(deltas), groups), np.nan)
+    out_del = np.full((len(deltas), groups), np.nan)
+    seconds = np.full(len(deltas), np.nan)
+    current = 0.0
+    for j, target in enumerate(deltas):
+        while current < target:
+            nxt = _next_level(walls, Fa, current, float(target), keep)
+            ok = walls.feasible(Fa, nxt).reshape(groups, per)
+            frac = ok.double().mean(1).cpu().numpy()
+            if np.any(frac == 0):
+                raise EntropicError(f"at Δ = {nxt:.4g} group(s) {np.flatnonzero(frac == 0).tolist()} lost every "
+                                    f"particle; use more chains (now {chains}) or a larger keep (now {keep})")
+            a = _resample(a, ok, gen)
+            a, rf = walls.hmc(a, nxt, moves, gen)
+            Fa = walls.fields(a)
+            back = np.ones(groups)
+            if current > 0:  # the sets are not nested (the committee's solution space is not star-shaped)
+                back = walls.feasible(Fa, current).reshape(groups, per).double().mean(1).cpu().numpy()
+                if np.any(back == 0):
+                    raise EntropicError(f"at Δ = {nxt:.4g} no particle of group(s) {np.flatnonzero(back == 0).tolist()}"
+                                        f" is feasible at the previous level Δ = {current:.4g}; use a larger keep")
+            logZ += np.log(frac) - np.log(back)
+            sq = (a ** 2).sum((1, 2)).reshape(groups, per).mean(1).cpu().numpy()
+            levels.append(nxt)
+            level_lr.append(np.log(frac) - np.log(back))
+            level_tdd.append((free + sq) / n)
+            refl.append(rf)
+            current = nxt
+        out_phi[j] = logZ / n
+        out_del[j] = target * level_tdd[-1] / 2                       # δ = (Δ/2n) E‖z‖²
+        seconds[j] = time.perf_counter() - t0
+        if progress is not None:
+            progress({"index": j, "total": len(deltas), "prior_delta": float(target),
+                      "phi_G": float(out_phi[j].mean()), "phi_G_se": float(out_phi[j].std(ddof=1) / math.sqrt(groups)),
+                      "delta": float(out_del[j].mean()), "levels": len(levels), "seconds": float(seconds[j])})
+    se = lambda x: x.std(1, ddof=1) / math.sqrt(groups)  # noqa: E731
+    s_groups = shell_entropy(out_phi, out_del, deltas[:, None])
+    phi_G, delta, s = out_phi.mean(1), out_del.mean(1), s_groups.mean(1)
+    lv = np.asarray(levels)
+    tdd = np.asarray(level_tdd).mean(1)
+    return SampledLocalEntropy(prior_delta=deltas.copy(), phi_G=phi_G, phi_G_se=se(out_phi), delta=delta,
+                               delta_se=se(out_del), phi=s, phi_se=se(s_groups), phi_ball=ball_entropy(delta, s),
+                               d=delta * n, seconds=seconds, levels=lv,
+                               level_log_ratio=np.asarray(level_lr), level_two_delta_over_Delta=tdd,
+                               reflections=np.asarray(refl), n=n, K=K, N=N, P=X.shape[0], rank=r, chains=chains,
+                               groups=groups, settings={"keep": keep, "moves": moves, "normalize": normalize,
+                                                        "seed": seed, "device": str(dev), "dtype": str(dtype)})
+
+
+def _next_level(walls, Fa, current, target, keep):
+    """The next Δ: `target` if at least `keep` of all particles stay feasible there, otherwise the Δ in
+    (current, target) where about `keep` of them do (bisection in ln Δ on the pooled fraction)."""
+    if walls.feasible(Fa, target).double().mean().item() >= keep:
+        return target
+    lo = math.log(current) if current > 0 else math.log(target) - 30.0
+    hi = math.log(target)
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        if walls.feasible(Fa, math.exp(mid)).double().mean().item() >= keep:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-3:
+            break
+    return max(math.exp(lo), current * (1 + 1e-6) if current > 0 else math.exp(lo))
+
+
+def _resample(a, ok, gen):
+    """Replace each group's infeasible particles by copies of its feasible ones, drawn uniformly."""
+    groups, per = ok.shape
+    a = a.reshape(groups, per, *a.shape[1:]).clone()
+    for g in range(groups):
+        good = torch.nonzero(ok[g]).flatten()
+        badi = torch.nonzero(~ok[g]).flatten()
+        if badi.numel():
+            pick = good[torch.randint(good.numel(), (badi.numel(),), generator=gen, device=a.device)]
+            a[g, badi] = a[g, pick]
+    return a.reshape(groups * per, *a.shape[2:])
