@@ -63,8 +63,9 @@ TWO_PI = 2.0 * math.pi
 class SampledLocalEntropy:
     """Result of `committee_local_entropy`: one entry per requested prior width Δ (``prior_delta``).
 
-    phi_G, delta, phi (shell local entropy s, BP.md §5.2), phi_ball (§5.4), d = n·delta: means over the
-    ``groups`` independent populations; *_se: their standard errors (std over groups / √groups).
+    phi_G, delta: means over the ``groups`` independent populations; phi (shell local entropy s, BP.md
+    §5.2) and phi_ball (§5.4) from those means; d = n·delta; *_se: standard errors from the spread of
+    the groups (std over groups / √groups; for phi, of each group's own transform).
     levels: every Δ the sampler visited (requested ones included), level_log_ratio: (levels, groups)
     ln of the surviving fraction at each level, level_two_delta_over_Delta: 2δ/Δ at each level.
     reflections: mean reflections per HMC trajectory at each level. seconds: wall time per requested Δ
@@ -311,7 +312,10 @@ def committee_local_entropy(weights, X, y, deltas, *, chains=512, groups=8, keep
                       "delta": float(out_del[j].mean()), "levels": len(levels), "seconds": float(seconds[j])})
     se = lambda x: x.std(1, ddof=1) / math.sqrt(groups)  # noqa: E731
     s_groups = shell_entropy(out_phi, out_del, deltas[:, None])
-    phi_G, delta, s = out_phi.mean(1), out_del.mean(1), s_groups.mean(1)
+    # s from the pooled φ_G and δ (s is quadratic in 2δ/Δ − 1, so averaging the groups' s would add
+    # their noise variance as a bias); its error bar from the groups' spread
+    phi_G, delta = out_phi.mean(1), out_del.mean(1)
+    s = shell_entropy(phi_G, delta, deltas)
     lv = np.asarray(levels)
     tdd = np.asarray(level_tdd).mean(1)
     return SampledLocalEntropy(prior_delta=deltas.copy(), phi_G=phi_G, phi_G_se=se(out_phi), delta=delta,
@@ -352,3 +356,68 @@ def _resample(a, ok, gen):
             pick = good[torch.randint(good.numel(), (badi.numel(),), generator=gen, device=a.device)]
             a[g, badi] = a[g, pick]
     return a.reshape(groups * per, *a.shape[2:])
+
+
+@dataclass(frozen=True)
+class DirectEstimate:
+    """Result of `committee_direct_monte_carlo`: per Δ, φ_G from the hit fraction of i.i.d. draws
+    (NaN where no draw hit), δ from the hits; *_se binomial / sample standard errors; hits per Δ."""
+
+    prior_delta: np.ndarray
+    phi_G: np.ndarray
+    phi_G_se: np.ndarray
+    delta: np.ndarray
+    delta_se: np.ndarray
+    hits: np.ndarray
+    samples: int
+    n: int
+
+
+def committee_direct_monte_carlo(weights, X, y, deltas, *, samples=20000, batch=1000, normalize=True, seed=0,
+                                 device="cpu", dtype=torch.float32) -> DirectEstimate:
+    """φ_G(Δ) and δ(Δ) by plain Monte Carlo: i.i.d. w′ ~ N(w̃, ΔI), φ_G = ln(hits/samples)/n (BP.md §7.6).
+
+    Unbiased for the probability and free of any MCMC assumption, but only usable while the probability
+    is not tiny (ln Z ≳ −ln samples + a few): the ground truth against which the sampler and BP are
+    checked at small Δ. Same conventions and arguments as `committee_local_entropy`.
+    """
+    W, X, y, deltas = _check_inputs(weights, X, y, deltas)
+    samples, batch = int(samples), int(batch)
+    if samples < 1 or batch < 1:
+        raise EntropicError(f"samples and batch must be ≥ 1, got {samples}, {batch}")
+    K, N = W.shape
+    if normalize:
+        W = W * (math.sqrt(N) / np.linalg.norm(W, axis=1))[:, None]
+    n = K * N
+    dev = torch.device(device)
+    walls = _CommitteeWalls(W, X, y, dtype, dev)
+    free = K * (N - walls.r)
+    gen = torch.Generator(device=dev)
+    gen.manual_seed(int(seed))
+    G = len(deltas)
+    hits = np.zeros(G, dtype=np.int64)
+    s1, s2 = np.zeros(G), np.zeros(G)
+    done = 0
+    while done < samples:
+        m = min(batch, samples - done)
+        a = torch.randn((m, K, walls.r), generator=gen, dtype=dtype, device=dev)
+        Fa = walls.fields(a)
+        # ‖z‖² = ‖a‖² + ‖z_⊥‖²; z_⊥ is independent of feasibility, so its mean K(N − r) is used exactly
+        sq = (a.double() ** 2).sum((1, 2)) + free
+        for j, D in enumerate(deltas):
+            ok = walls.feasible(Fa, float(D))
+            v = sq[ok].cpu().numpy()
+            hits[j] += int(ok.sum())
+            s1[j] += v.sum()
+            s2[j] += (v ** 2).sum()
+        done += m
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = hits / samples
+        phi = np.where(hits > 0, np.log(np.maximum(p, 1e-300)) / n, np.nan)
+        phi_se = np.where(hits > 0, np.sqrt((1 - p) / (np.maximum(p, 1e-300) * samples)) / n, np.nan)
+        mean = s1 / hits
+        var = np.maximum(s2 / hits - mean ** 2, 0) / np.maximum(hits - 1, 1)
+        delta = deltas * mean / (2 * n)
+        delta_se = deltas * np.sqrt(var) / (2 * n)
+    return DirectEstimate(prior_delta=deltas.copy(), phi_G=phi, phi_G_se=phi_se, delta=np.where(hits > 0, delta, np.nan),
+                          delta_se=np.where(hits > 1, delta_se, np.nan), hits=hits, samples=samples, n=n)
