@@ -118,6 +118,7 @@ class _CommitteeWalls:
         s, U = torch.linalg.eigh(C)
         keep = s > s.max() * 1e-10 * max(C.shape[0], 1)
         self.B = (U[:, keep] * s[keep].sqrt()).contiguous()          # (P, r)
+        self.B_pinv_T = (U[:, keep] / s[keep].sqrt()).contiguous()   # (P, r): a = (B a) @ this
         self.C = self.B @ self.B.T                                   # (P, P) = C on the kept span
         self.Cdiag = torch.diagonal(self.C).clone()
         self.r = int(self.B.shape[1])
@@ -140,64 +141,103 @@ class _CommitteeWalls:
         f = self.lam + math.sqrt(Delta) * Fa
         return (self.correct_counts(f) > self.h).all(1)
 
+    def _first_wall(self, c, fa, fv, t_left):
+        """First time in (0, t_left) at which each chain's arc c + fa cos t + fv sin t would leave a
+        pattern with only h correct votes, and that wall (μ, k); inf where the arc stays feasible.
+
+        Field (k, μ) crosses zero where R cos(t − φ) = −c (R, φ the arc's amplitude and phase): at
+        t₁ = φ − α it becomes positive, at t₂ = φ + α negative (α = arccos(−c/R)), changing the count of
+        correct votes by +y_μ and −y_μ. Only fields with R > |c| cross (a sparse set at small Δ), and only
+        patterns with at least (count − h) losing crossings in the window can fail: the crossings are put
+        in time order for those patterns alone.
+        """
+        m, K, P = fa.shape
+        h = self.h
+        dev = fa.device
+        count0 = ((c + fa >= 0) == (self.y > 0)).sum(1).flatten()         # (m·P,) correct votes now
+        R2 = fa * fa + fv * fv
+        ci, ki, pi = torch.nonzero(R2 > c * c, as_tuple=True)
+        tstar = torch.full((m,), math.inf, dtype=fa.dtype, device=dev)
+        mu = torch.zeros(m, dtype=torch.long, device=dev)
+        kk = torch.zeros(m, dtype=torch.long, device=dev)
+        if ci.numel() == 0:
+            return tstar, mu, kk
+        fa_s, fv_s, c_s = fa[ci, ki, pi], fv[ci, ki, pi], c[ki, pi]
+        phi = torch.atan2(fv_s, fa_s)
+        alpha = torch.arccos((-c_s / R2[ci, ki, pi].sqrt()).clamp(-1.0, 1.0))
+        T = torch.cat([torch.remainder(phi - alpha, TWO_PI), torch.remainder(phi + alpha, TWO_PI)])
+        ys = self.y[pi]
+        dc = torch.cat([ys, -ys])                                          # Δ(correct votes) at t₁, t₂
+        lin = torch.cat([ci * P + pi, ci * P + pi])
+        slot = torch.cat([ki, ki + K])
+        tl = t_left[ci]
+        valid = (T > 1e-12) & (T < torch.cat([tl, tl]))
+        T, dc, lin, slot = T[valid], dc[valid], lin[valid], slot[valid]
+        losses = torch.zeros(m * P, dtype=torch.long, device=dev).index_add_(
+            0, lin, (dc < 0).to(torch.long))
+        cand = (losses >= count0 - h)[lin]
+        if not bool(cand.any()):
+            return tstar, mu, kk
+        T, dc, lin, slot = T[cand], dc[cand], lin[cand], slot[cand]
+        uniq, row = torch.unique(lin, return_inverse=True)
+        Tm = torch.full((uniq.numel(), 2 * K), math.inf, dtype=fa.dtype, device=dev)
+        Dm = torch.zeros((uniq.numel(), 2 * K), dtype=fa.dtype, device=dev)
+        Tm[row, slot] = T
+        Dm[row, slot] = dc
+        order = torch.argsort(Tm, 1)
+        st = torch.gather(Tm, 1, order)
+        counts = count0[uniq][:, None] + torch.cumsum(torch.gather(Dm, 1, order), 1)
+        viol = (counts <= h) & torch.isfinite(st)
+        first = viol.to(torch.int8).argmax(1)
+        tv = torch.where(viol.any(1), torch.gather(st, 1, first[:, None])[:, 0], torch.full_like(st[:, 0], math.inf))
+        uc = uniq // P
+        tstar = tstar.scatter_reduce(0, uc, tv, "amin")
+        win = torch.nonzero(torch.isfinite(tv) & (tv == tstar[uc])).flatten()
+        if win.numel():
+            keep = torch.ones_like(win, dtype=torch.bool)                  # one wall per chain (ties: first)
+            keep[1:] = uc[win[1:]] != uc[win[:-1]]
+            win = win[keep]
+            mu[uc[win]] = uniq[win] % P
+            kk[uc[win]] = torch.gather(order[win], 1, first[win][:, None])[:, 0] % K
+        return tstar, mu, kk
+
     def hmc(self, a, Delta, trajectories, gen, t_range=(0.25 * math.pi, 0.5 * math.pi)):
         """`trajectories` exact reflecting HMC trajectories of each chain (a: (M,K,r), feasible at Δ),
-        each of a random length in t_range. Returns (new a, mean reflections per trajectory)."""
+        each of a random length in t_range (random, so that no orbit is periodic). Between walls the
+        motion is the rotation (a, v) → (a cos t + v sin t, v cos t − a sin t); at a wall (k, μ) the
+        velocity of unit k is reflected about the hyperplane (B a_k)_μ = −c_kμ, whose normal is B_μ.
+        Returns (new a, mean reflections per trajectory)."""
         M = a.shape[0]
         c = self.lam / math.sqrt(Delta)                               # (K, P): wall offsets
         y = self.y
-        yd = torch.cat([y.expand(self.K, -1), -y.expand(self.K, -1)], 0)   # (2K, P) Δcount at t1, t2
         reflections = 0
+        a = a.clone()
         for _ in range(trajectories):
             v = torch.randn(a.shape, generator=gen, dtype=a.dtype, device=a.device)
-            Fa, Fv = self.fields(a), self.fields(v)
             lo, hi = t_range
-            t_left = lo + (hi - lo) * torch.rand(M, generator=gen, dtype=a.dtype, device=a.device)
-            active = torch.arange(M, device=a.device)
-            while active.numel():
-                fa, fv, tl = Fa[active], Fv[active], t_left[active]
-                f0 = c + fa
-                count0 = ((f0 >= 0) == (y > 0)).sum(1)                # (m, P)
-                R = torch.hypot(fa, fv)
-                phi = torch.atan2(fv, fa)
-                ratio = -c / R
-                ok = ratio.abs() < 1
-                alpha = torch.arccos(ratio.clamp(-1.0, 1.0))
-                t1 = torch.remainder(phi - alpha, TWO_PI)            # field becomes positive
-                t2 = torch.remainder(phi + alpha, TWO_PI)            # field becomes negative
-                times = torch.cat([t1, t2], 1)                        # (m, 2K, P)
-                valid = torch.cat([ok, ok], 1) & (times > 1e-12) & (times < tl[:, None, None])
-                times = torch.where(valid, times, torch.full_like(times, math.inf))
-                dcount = torch.where(valid, yd.expand_as(times), torch.zeros_like(times))
-                order = torch.argsort(times.transpose(1, 2), dim=2)   # (m, P, 2K)
-                st = torch.gather(times.transpose(1, 2), 2, order)
-                counts = count0[:, :, None] + torch.cumsum(torch.gather(dcount.transpose(1, 2), 2, order), 2)
-                viol = (counts <= self.h) & torch.isfinite(st)
-                first = viol.to(torch.int8).argmax(2)                 # (m, P) first violating event
-                anyv = viol.any(2)
-                tv = torch.where(anyv, torch.gather(st, 2, first[:, :, None])[:, :, 0],
-                                 torch.full_like(tl[:, None].expand(-1, self.P), math.inf))
-                tstar, mu = tv.min(1)                                  # (m,)
+            tl = lo + (hi - lo) * torch.rand(M, generator=gen, dtype=a.dtype, device=a.device)
+            ids = torch.arange(M, device=a.device)
+            # the motion is followed in field space only (Fa = B a, Fv = B v; a = B⁺Fa at the end)
+            Fa, Fv = self.fields(a), self.fields(v)
+            while ids.numel():
+                tstar, mu, kk = self._first_wall(c, Fa, Fv, tl)
                 hit = torch.isfinite(tstar)
                 step = torch.where(hit, tstar, tl)
                 cs, sn = torch.cos(step)[:, None, None], torch.sin(step)[:, None, None]
-                aa, vv = a[active], v[active]
-                a[active], v[active] = aa * cs + vv * sn, vv * cs - aa * sn
-                Fa[active], Fv[active] = fa * cs + fv * sn, fv * cs - fa * sn
-                t_left[active] = tl - step
-                if hit.any():
+                Fa, Fv = Fa * cs + Fv * sn, Fv * cs - Fa * sn
+                tl = tl - step
+                if bool(hit.any()):
                     idx = torch.nonzero(hit).flatten()
-                    rows, mus = active[idx], mu[idx]
-                    ev = order[idx, mus, first[idx, mus]]                # event index in the 2K crossings
-                    ks = ev % self.K
-                    fvw = Fv[rows, ks, mus]                            # field velocity into the wall
-                    coef = 2.0 * fvw / self.Cdiag[mus]
-                    v[rows, ks] -= coef[:, None] * self.B[mus]
-                    Fv[rows, ks] -= coef[:, None] * self.C[:, mus].T
+                    mus, ks = mu[idx], kk[idx]
+                    coef = 2.0 * Fv[idx, ks, mus] / self.Cdiag[mus]    # field velocity into the wall
+                    Fv[idx, ks] -= coef[:, None] * self.C[:, mus].T   # v_k −= coef B_μ  ⇒  B v_k −= coef C_:μ
                     # on the wall: put the field exactly on its correct side (it is 0 up to rounding)
-                    Fa[rows, ks, mus] = -c[ks, mus] + y[mus] * 1e-12 * (1.0 + c[ks, mus].abs())
-                    reflections += int(hit.sum())
-                active = active[hit]
+                    Fa[idx, ks, mus] = -c[ks, mus] + y[mus] * 1e-12 * (1.0 + c[ks, mus].abs())
+                    reflections += idx.numel()
+                done = ~hit
+                if bool(done.any()):
+                    a[ids[done]] = Fa[done] @ self.B_pinv_T
+                    ids, Fa, Fv, tl = ids[hit], Fa[hit], Fv[hit], tl[hit]
         return a, reflections / max(1, M * trajectories)
 
 
