@@ -45,7 +45,10 @@ reference must classify all of them, as BP's hard constraint).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -269,7 +272,7 @@ def _check_inputs(weights, X, y, deltas):
 
 
 def committee_local_entropy(weights, X, y, deltas, *, chains=512, groups=8, keep=0.5, moves=2,
-                            normalize=True, seed=0, device="cpu", dtype=torch.float64,
+                            normalize=True, seed=0, device="cpu", dtype=torch.float64, checkpoint=None,
                             progress=None) -> SampledLocalEntropy:
     """φ_G(Δ), δ(Δ) and the local entropy s(d) of a committee machine around `weights`, by sampling.
 
@@ -279,8 +282,13 @@ def committee_local_entropy(weights, X, y, deltas, *, chains=512, groups=8, keep
     widths Δ > 0. chains: particles in all, split into `groups` independent populations (error bars
     from their spread; chains must be a multiple of groups); keep: target surviving fraction per
     level (the levels between requested Δ are chosen so); moves: HMC trajectories per level;
-    normalize: rescale each unit to ‖w̃_k‖² = N as BP does (BP.md §1). progress(dict) is called after
-    each requested Δ with keys index, total, prior_delta, phi_G, phi_G_se, delta, levels, seconds.
+    normalize: rescale each unit to ‖w̃_k‖² = N as BP does (BP.md §1). device: "cpu" or "cuda";
+    dtype: float64 by default (crossing times at small Δ, where |λ̃/√Δ| is large, need it).
+    checkpoint: a file (.npz) written after each requested Δ (particles, random state, sums so far);
+    a call with the same file and the same inputs and settings resumes from it and gives the same
+    result as an uninterrupted run; different inputs or settings raise EntropicError.
+    progress(dict) is called after each requested Δ with keys index, total, prior_delta, phi_G,
+    phi_G_se, delta, levels, seconds.
 
     Raises EntropicError for bad inputs, a reference that misclassifies a training pattern (the hard
     constraint then has measure zero around it), or a level where a group loses all its particles
@@ -311,15 +319,27 @@ def committee_local_entropy(weights, X, y, deltas, *, chains=512, groups=8, keep
     gen.manual_seed(int(seed))
     M, per = chains, chains // groups
     a = torch.randn((M, K, r), generator=gen, dtype=dtype, device=dev)
-    Fa = walls.fields(a)
     logZ = np.zeros(groups)
     t0 = time.perf_counter()
     levels, level_lr, level_tdd, refl = [], [], [], []
     out_phi = np.full((len(deltas), groups), np.nan)
     out_del = np.full((len(deltas), groups), np.nan)
     seconds = np.full(len(deltas), np.nan)
-    current = 0.0
+    current, start = 0.0, 0
+    fingerprint = _fingerprint(W, X, y, deltas, chains, groups, keep, moves, normalize, seed, dtype)
+    if checkpoint is not None and os.path.exists(checkpoint):
+        st = _load_checkpoint(checkpoint, fingerprint)
+        a = torch.as_tensor(st["a"], dtype=dtype, device=dev)
+        gen.set_state(torch.as_tensor(st["rng"], dtype=torch.uint8))
+        logZ, out_phi, out_del, seconds = st["logZ"], st["out_phi"], st["out_del"], st["seconds"]
+        levels, level_lr, level_tdd, refl = (list(st["levels"]), list(st["level_lr"]), list(st["level_tdd"]),
+                                             list(st["refl"]))
+        current, start = float(st["current"]), int(st["next"])
+        t0 -= float(seconds[start - 1])
+    Fa = walls.fields(a)
     for j, target in enumerate(deltas):
+        if j < start:
+            continue
         while current < target:
             nxt = _next_level(walls, Fa, current, float(target), keep)
             ok = walls.feasible(Fa, nxt).reshape(groups, per)
@@ -346,6 +366,11 @@ def committee_local_entropy(weights, X, y, deltas, *, chains=512, groups=8, keep
         out_phi[j] = logZ / n
         out_del[j] = target * level_tdd[-1] / 2                       # δ = (Δ/2n) E‖z‖²
         seconds[j] = time.perf_counter() - t0
+        if checkpoint is not None:
+            _save_checkpoint(checkpoint, fingerprint, a=a.cpu().numpy(), rng=gen.get_state().numpy(), logZ=logZ,
+                             out_phi=out_phi, out_del=out_del, seconds=seconds, levels=np.asarray(levels),
+                             level_lr=np.asarray(level_lr), level_tdd=np.asarray(level_tdd), refl=np.asarray(refl),
+                             current=current, next=j + 1)
         if progress is not None:
             progress({"index": j, "total": len(deltas), "prior_delta": float(target),
                       "phi_G": float(out_phi[j].mean()), "phi_G_se": float(out_phi[j].std(ddof=1) / math.sqrt(groups)),
@@ -365,6 +390,36 @@ def committee_local_entropy(weights, X, y, deltas, *, chains=512, groups=8, keep
                                reflections=np.asarray(refl), n=n, K=K, N=N, P=X.shape[0], rank=r, chains=chains,
                                groups=groups, settings={"keep": keep, "moves": moves, "normalize": normalize,
                                                         "seed": seed, "device": str(dev), "dtype": str(dtype)})
+
+
+def _fingerprint(W, X, y, deltas, chains, groups, keep, moves, normalize, seed, dtype) -> str:
+    """SHA-256 of everything a checkpoint's numbers depend on (the inputs and the sampler's settings)."""
+    h = hashlib.sha256()
+    for arr in (W, X, y, deltas):
+        h.update(np.ascontiguousarray(arr, dtype=np.float64).tobytes())
+        h.update(str(np.shape(arr)).encode())
+    h.update(json.dumps([chains, groups, float(keep), moves, bool(normalize), int(seed), str(dtype)]).encode())
+    return h.hexdigest()
+
+
+def _save_checkpoint(path, fingerprint, **arrays):
+    """Write atomically (a temporary file renamed over the old one), so an interrupted write keeps the last."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as f:
+        np.savez(f, fingerprint=np.asarray(fingerprint), **{k: np.asarray(v) for k, v in arrays.items()})
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path, fingerprint) -> dict:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            st = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError) as exc:
+        raise EntropicError(f"{path}: not a readable local-entropy checkpoint ({exc}); delete it to start over") from None
+    if str(st.get("fingerprint")) != fingerprint:
+        raise EntropicError(f"{path}: checkpoint of a different reference, data, Δ grid or sampler setting; "
+                            f"delete it or pass another checkpoint file")
+    return st
 
 
 def _next_level(walls, Fa, current, target, keep):

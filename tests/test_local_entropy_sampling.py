@@ -135,3 +135,101 @@ def test_bad_inputs_raise_entropic_error():
         le.committee_local_entropy(W[:2], X, y, [0.1])
     with pytest.raises(EntropicError, match="misclassifies 1"):
         le.committee_local_entropy(W, X, np.concatenate([-y[:1], y[1:]]), [0.1])
+
+
+# --- real Figure-1 solutions (P = 500, K = 9, N = 784): slow -----------------------------------------
+
+def _fig1_solution(setting, restart=0):
+    import glob
+    from pathlib import Path
+
+    from localentropy.figures.cache import StageCache
+
+    root = Path(__file__).resolve().parents[1] / "figures" / "cache" / "fig1"
+    cache = StageCache(root)
+    for f in sorted(glob.glob(str(root / "train" / "*" / "*.npz"))):
+        arrays, meta = cache.load("train", Path(f).stem)
+        if meta["setting"] == setting and int(meta["restart"]) == restart:
+            assert meta["train_error"] == 0.0
+            return arrays["weights"]
+    pytest.skip(f"no cached {setting} #{restart} under {root}")
+
+
+REAL_DELTAS = [0.015625, 0.03515625, 0.0625]  # bp.default_deltas(16)[1:4]: Z not tiny, plain MC works
+
+
+@pytest.fixture(scope="module")
+def dresscoat():
+    from localentropy.data import load_dresscoat
+
+    ds = load_dresscoat()
+    return ds.X_train, ds.y_train
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("setting", ["sgd-fast", "sgd-slow", "rsgd-fast"])
+def test_sampler_matches_plain_monte_carlo_on_real_solutions(setting, dresscoat):
+    """Where Z(Δ) is not tiny, 20 000 i.i.d. draws of the Gaussian give φ_G without MCMC: the SMC/HMC
+    estimate must agree within 4 combined standard errors, δ too."""
+    torch.set_num_threads(1)
+    X, y = dresscoat
+    W = _fig1_solution(setting)
+    r = le.committee_local_entropy(W, X, y, REAL_DELTAS, chains=256, groups=8, moves=2, seed=11)
+    d = le.committee_direct_monte_carlo(W, X, y, REAL_DELTAS, samples=20000, seed=12)
+    for i in range(len(REAL_DELTAS)):
+        assert d.hits[i] >= 100
+        assert abs(r.phi_G[i] - d.phi_G[i]) < 4 * math.hypot(r.phi_G_se[i], d.phi_G_se[i]), (i, r.phi_G, d.phi_G)
+        assert abs(r.delta[i] - d.delta[i]) < 4 * math.hypot(r.delta_se[i], d.delta_se[i]) + 1e-9
+
+
+@pytest.mark.slow
+def test_sampler_orders_the_solutions_as_bp(dresscoat):
+    """SGD fast is sharper than SGD slow, which is sharper than rSGD fast: by BP and by sampling."""
+    from localentropy import bp
+
+    torch.set_num_threads(1)
+    X, y = dresscoat
+    deltas = REAL_DELTAS[1:]
+    phi_s, phi_b = {}, {}
+    for setting in ("sgd-fast", "sgd-slow", "rsgd-fast"):
+        W = _fig1_solution(setting)
+        phi_s[setting] = le.committee_local_entropy(W, X, y, deltas, chains=256, groups=8, seed=13).phi_G
+        phi_b[setting] = bp.local_entropy_curve(W, X, y, deltas).phi_G
+    for i in range(len(deltas)):
+        assert phi_s["sgd-fast"][i] < phi_s["sgd-slow"][i] < phi_s["rsgd-fast"][i]
+        assert phi_b["sgd-fast"][i] < phi_b["sgd-slow"][i] < phi_b["rsgd-fast"][i]
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="measured: on the real Dress/Coat solutions BP's φ_G is 8–45 % more "
+                   "negative than exact sampling (README, 'Local entropy by sampling'); BP.md §8.1, §8.3")
+def test_bp_agrees_with_plain_monte_carlo_within_5_percent(dresscoat):
+    """The issue's acceptance criterion for BP against a ground truth; it fails, the sampler does not."""
+    from localentropy import bp
+
+    X, y = dresscoat
+    W = _fig1_solution("sgd-slow")
+    d = le.committee_direct_monte_carlo(W, X, y, REAL_DELTAS, samples=20000, seed=14)
+    b = bp.local_entropy_curve(W, X, y, REAL_DELTAS)
+    np.testing.assert_allclose(b.phi_G, d.phi_G, rtol=0.05)
+
+
+def test_checkpoint_resumes_to_the_same_result(tmp_path):
+    W, X, y = _committee_instance(3, 4, 6, 0)
+    kw = dict(chains=64, groups=4, seed=2)
+    full = le.committee_local_entropy(W, X, y, [0.1, 0.5, 1.0], **kw)
+    ck = tmp_path / "le.npz"
+
+    def stop(d):  # interrupt after the second Δ (its checkpoint is written before progress is called)
+        if d["index"] == 1:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        le.committee_local_entropy(W, X, y, [0.1, 0.5, 1.0], checkpoint=ck, progress=stop, **kw)
+    assert ck.exists()
+    seen = []
+    resumed = le.committee_local_entropy(W, X, y, [0.1, 0.5, 1.0], checkpoint=ck, progress=seen.append, **kw)
+    assert [d["index"] for d in seen] == [2]
+    np.testing.assert_allclose(resumed.phi_G, full.phi_G, rtol=1e-12)
+    np.testing.assert_allclose(resumed.delta, full.delta, rtol=1e-12)
+    with pytest.raises(EntropicError, match="different"):
+        le.committee_local_entropy(W, X, y, [0.1, 0.5, 1.0], checkpoint=ck, chains=128, groups=4, seed=2)
