@@ -71,7 +71,8 @@ class SampledLocalEntropy:
     the groups (std over groups / √groups; for phi, of each group's own transform).
     levels: every Δ the sampler visited (requested ones included), level_log_ratio: (levels, groups)
     ln of the surviving fraction at each level, level_two_delta_over_Delta: 2δ/Δ at each level.
-    reflections: mean reflections per HMC trajectory at each level. seconds: wall time per requested Δ
+    reflections: mean reflections per HMC trajectory at each level (committee; for `local_entropy`, the
+    mean number of shrinks per elliptical-slice step). seconds: wall time per requested Δ
     (cumulative). All per weight (n = K·N).
     """
 
@@ -90,10 +91,10 @@ class SampledLocalEntropy:
     level_two_delta_over_Delta: np.ndarray
     reflections: np.ndarray
     n: int
-    K: int
-    N: int
+    K: int | None
+    N: int | None
     P: int
-    rank: int
+    rank: int | None
     chains: int
     groups: int
     settings: dict = field(default_factory=dict)
@@ -130,10 +131,24 @@ class _CommitteeWalls:
         self.y = torch.as_tensor(y, dtype=dtype, device=device)      # (P,)
         self.K, self.N, self.P = K, N, Xt.shape[0]
         self.h = (K - 1) // 2
+        self.dtype, self.device = dtype, device
 
     def fields(self, a):
         """(M, K, r) → (M, K, P): B a_k."""
         return a @ self.B.T
+
+    # the interface of _smc
+    def init(self, M, gen):
+        return torch.randn((M, self.K, self.r), generator=gen, dtype=self.dtype, device=self.device)
+
+    aux = fields
+
+    def move(self, a, Delta, moves, gen):
+        return self.hmc(a, Delta, moves, gen)
+
+    def sq(self, a):
+        """‖z‖² given a: ‖a‖² + K(N − r), the orthogonal directions' exact mean (they are free)."""
+        return (a.double() ** 2).sum((1, 2)) + self.K * (self.N - self.r)
 
     def correct_counts(self, f):
         """Number of correct votes per pattern (M, P) from fields f (M, K, P); sign(0) = +1."""
@@ -313,64 +328,74 @@ def committee_local_entropy(weights, X, y, deltas, *, chains=512, groups=8, keep
                             f"(first: {np.flatnonzero(bad)[:5].tolist()}); the hard constraint needs a solution")
     dev = torch.device(device)
     walls = _CommitteeWalls(W, X, y, dtype, dev)
-    r = walls.r
-    free = K * (N - r)                                               # E‖z_⊥‖², exact
+    fingerprint = _fingerprint(W, X, y, deltas, chains, groups, keep, moves, normalize, seed, dtype)
+    out = _smc(walls, deltas, chains, groups, keep, moves, seed, n, checkpoint, fingerprint, progress)
+    return SampledLocalEntropy(**out, n=n, K=K, N=N, P=X.shape[0], rank=walls.r, chains=chains, groups=groups,
+                               settings={"keep": keep, "moves": moves, "normalize": normalize, "seed": seed,
+                                         "device": str(dev), "dtype": str(dtype), "sampler": "exact HMC"})
+
+
+def _smc(space, deltas, chains, groups, keep, moves, seed, n, checkpoint, fingerprint, progress) -> dict:
+    """Sequential Monte Carlo over Δ (module docstring) in a `space` that provides init(M, gen), aux(state)
+    (what feasibility is computed from), feasible(aux, Δ) → (M,) bool, move(state, Δ, moves, gen) →
+    (state, statistic) leaving π_Δ invariant, and sq(state) → (M,) E‖z‖² given the state (the free
+    directions' exact mean included). Returns the per-Δ arrays of SampledLocalEntropy."""
+    dev = space.device
     gen = torch.Generator(device=dev)
     gen.manual_seed(int(seed))
     M, per = chains, chains // groups
-    a = torch.randn((M, K, r), generator=gen, dtype=dtype, device=dev)
+    state = space.init(M, gen)
     logZ = np.zeros(groups)
     t0 = time.perf_counter()
-    levels, level_lr, level_tdd, refl = [], [], [], []
+    levels, level_lr, level_tdd, stats = [], [], [], []
     out_phi = np.full((len(deltas), groups), np.nan)
     out_del = np.full((len(deltas), groups), np.nan)
     seconds = np.full(len(deltas), np.nan)
     current, start = 0.0, 0
-    fingerprint = _fingerprint(W, X, y, deltas, chains, groups, keep, moves, normalize, seed, dtype)
     if checkpoint is not None and os.path.exists(checkpoint):
         st = _load_checkpoint(checkpoint, fingerprint)
-        a = torch.as_tensor(st["a"], dtype=dtype, device=dev)
+        state = torch.as_tensor(st["state"], dtype=space.dtype, device=dev)
         gen.set_state(torch.as_tensor(st["rng"], dtype=torch.uint8))
         logZ, out_phi, out_del, seconds = st["logZ"], st["out_phi"], st["out_del"], st["seconds"]
-        levels, level_lr, level_tdd, refl = (list(st["levels"]), list(st["level_lr"]), list(st["level_tdd"]),
-                                             list(st["refl"]))
+        levels, level_lr, level_tdd, stats = (list(st["levels"]), list(st["level_lr"]), list(st["level_tdd"]),
+                                              list(st["stats"]))
         current, start = float(st["current"]), int(st["next"])
         t0 -= float(seconds[start - 1])
-    Fa = walls.fields(a)
+    aux = space.aux(state)
     for j, target in enumerate(deltas):
         if j < start:
             continue
         while current < target:
-            nxt = _next_level(walls, Fa, current, float(target), keep)
-            ok = walls.feasible(Fa, nxt).reshape(groups, per)
+            nxt = _next_level(space, aux, current, float(target), keep)
+            ok = space.feasible(aux, nxt).reshape(groups, per)
             frac = ok.double().mean(1).cpu().numpy()
             if np.any(frac == 0):
                 raise EntropicError(f"at Δ = {nxt:.4g} group(s) {np.flatnonzero(frac == 0).tolist()} lost every "
                                     f"particle; use more chains (now {chains}) or a larger keep (now {keep})")
-            a = _resample(a, ok, gen)
-            a, rf = walls.hmc(a, nxt, moves, gen)
-            Fa = walls.fields(a)
+            state = _resample(state, ok, gen)
+            state, stat = space.move(state, nxt, moves, gen)
+            aux = space.aux(state)
             back = np.ones(groups)
             if current > 0:  # the sets are not nested (the committee's solution space is not star-shaped)
-                back = walls.feasible(Fa, current).reshape(groups, per).double().mean(1).cpu().numpy()
+                back = space.feasible(aux, current).reshape(groups, per).double().mean(1).cpu().numpy()
                 if np.any(back == 0):
                     raise EntropicError(f"at Δ = {nxt:.4g} no particle of group(s) {np.flatnonzero(back == 0).tolist()}"
                                         f" is feasible at the previous level Δ = {current:.4g}; use a larger keep")
             logZ += np.log(frac) - np.log(back)
-            sq = (a ** 2).sum((1, 2)).reshape(groups, per).mean(1).cpu().numpy()
+            sq = space.sq(state).reshape(groups, per).mean(1).cpu().numpy()
             levels.append(nxt)
             level_lr.append(np.log(frac) - np.log(back))
-            level_tdd.append((free + sq) / n)
-            refl.append(rf)
+            level_tdd.append(sq / n)
+            stats.append(stat)
             current = nxt
         out_phi[j] = logZ / n
         out_del[j] = target * level_tdd[-1] / 2                       # δ = (Δ/2n) E‖z‖²
         seconds[j] = time.perf_counter() - t0
         if checkpoint is not None:
-            _save_checkpoint(checkpoint, fingerprint, a=a.cpu().numpy(), rng=gen.get_state().numpy(), logZ=logZ,
-                             out_phi=out_phi, out_del=out_del, seconds=seconds, levels=np.asarray(levels),
-                             level_lr=np.asarray(level_lr), level_tdd=np.asarray(level_tdd), refl=np.asarray(refl),
-                             current=current, next=j + 1)
+            _save_checkpoint(checkpoint, fingerprint, state=state.cpu().numpy(), rng=gen.get_state().numpy(),
+                             logZ=logZ, out_phi=out_phi, out_del=out_del, seconds=seconds, levels=np.asarray(levels),
+                             level_lr=np.asarray(level_lr), level_tdd=np.asarray(level_tdd),
+                             stats=np.asarray(stats), current=current, next=j + 1)
         if progress is not None:
             progress({"index": j, "total": len(deltas), "prior_delta": float(target),
                       "phi_G": float(out_phi[j].mean()), "phi_G_se": float(out_phi[j].std(ddof=1) / math.sqrt(groups)),
@@ -381,22 +406,17 @@ def committee_local_entropy(weights, X, y, deltas, *, chains=512, groups=8, keep
     # their noise variance as a bias); its error bar from the groups' spread
     phi_G, delta = out_phi.mean(1), out_del.mean(1)
     s = shell_entropy(phi_G, delta, deltas)
-    lv = np.asarray(levels)
-    tdd = np.asarray(level_tdd).mean(1)
-    return SampledLocalEntropy(prior_delta=deltas.copy(), phi_G=phi_G, phi_G_se=se(out_phi), delta=delta,
-                               delta_se=se(out_del), phi=s, phi_se=se(s_groups), phi_ball=ball_entropy(delta, s),
-                               d=delta * n, seconds=seconds, levels=lv,
-                               level_log_ratio=np.asarray(level_lr), level_two_delta_over_Delta=tdd,
-                               reflections=np.asarray(refl), n=n, K=K, N=N, P=X.shape[0], rank=r, chains=chains,
-                               groups=groups, settings={"keep": keep, "moves": moves, "normalize": normalize,
-                                                        "seed": seed, "device": str(dev), "dtype": str(dtype)})
+    return dict(prior_delta=deltas.copy(), phi_G=phi_G, phi_G_se=se(out_phi), delta=delta, delta_se=se(out_del),
+                phi=s, phi_se=se(s_groups), phi_ball=ball_entropy(delta, s), d=delta * n, seconds=seconds,
+                levels=np.asarray(levels), level_log_ratio=np.asarray(level_lr),
+                level_two_delta_over_Delta=np.asarray(level_tdd).mean(1), reflections=np.asarray(stats))
 
 
 def _fingerprint(W, X, y, deltas, chains, groups, keep, moves, normalize, seed, dtype) -> str:
     """SHA-256 of everything a checkpoint's numbers depend on (the inputs and the sampler's settings)."""
     h = hashlib.sha256()
     for arr in (W, X, y, deltas):
-        h.update(np.ascontiguousarray(arr, dtype=np.float64).tobytes())
+        h.update(arr if isinstance(arr, bytes) else np.ascontiguousarray(arr, dtype=np.float64).tobytes())
         h.update(str(np.shape(arr)).encode())
     h.update(json.dumps([chains, groups, float(keep), moves, bool(normalize), int(seed), str(dtype)]).encode())
     return h.hexdigest()
@@ -422,16 +442,16 @@ def _load_checkpoint(path, fingerprint) -> dict:
     return st
 
 
-def _next_level(walls, Fa, current, target, keep):
+def _next_level(space, aux, current, target, keep):
     """The next Δ: `target` if at least `keep` of all particles stay feasible there, otherwise the Δ in
     (current, target) where about `keep` of them do (bisection in ln Δ on the pooled fraction)."""
-    if walls.feasible(Fa, target).double().mean().item() >= keep:
+    if space.feasible(aux, target).double().mean().item() >= keep:
         return target
     lo = math.log(current) if current > 0 else math.log(target) - 30.0
     hi = math.log(target)
     for _ in range(40):
         mid = 0.5 * (lo + hi)
-        if walls.feasible(Fa, math.exp(mid)).double().mean().item() >= keep:
+        if space.feasible(aux, math.exp(mid)).double().mean().item() >= keep:
             lo = mid
         else:
             hi = mid
@@ -516,3 +536,127 @@ def committee_direct_monte_carlo(weights, X, y, deltas, *, samples=20000, batch=
         delta_se = deltas * np.sqrt(var) / (2 * n)
     return DirectEstimate(prior_delta=deltas.copy(), phi_G=phi, phi_G_se=phi_se, delta=np.where(hits > 0, delta, np.nan),
                           delta_se=np.where(hits > 1, delta_se, np.nan), hits=hits, samples=samples, n=n)
+
+
+class _ModelSpace:
+    """The selected parameters of any nn.Module, perturbed as θ̃ + √Δ z (z ~ N(0, I) on them only), with
+    the constraint "no more training errors than θ̃" (errors as `classification_error`), and
+    elliptical slice sampling (Murray, Adams & MacKay 2010) restricted to the constraint as MCMC move.
+    Chains are evaluated one at a time with torch.func.functional_call, in batches of `batch_size` inputs."""
+
+    def __init__(self, model, X, y, names, batch_size, dtype, device):
+        from localentropy.entropic.local_energy import classification_error
+
+        self.model, self.X, self.y, self.names = model, X, y, names
+        self.batch_size = batch_size
+        self.dtype, self.device = dtype, device
+        params = dict(model.named_parameters())
+        self.shapes = [params[k].shape for k in names]
+        self.sizes = [params[k].numel() for k in names]
+        self.center = torch.cat([params[k].detach().reshape(-1).to(dtype) for k in names])
+        self.n = int(self.center.numel())
+        self._err = classification_error
+        self.E0 = self.errors(self.center)
+
+    def errors(self, theta) -> int:
+        """Misclassified training samples of the model with the selected parameters set to theta (n,)."""
+        from torch.func import functional_call
+
+        pieces = torch.split(theta, self.sizes)
+        override = {k: p.reshape(s).to(self.X.dtype) for k, p, s in zip(self.names, pieces, self.shapes)}
+        wrong = 0
+        with torch.no_grad():
+            for i in range(0, self.X.shape[0], self.batch_size):
+                xb, yb = self.X[i:i + self.batch_size], self.y[i:i + self.batch_size]
+                out = functional_call(self.model, override, (xb,))
+                wrong += int(round(float(self._err(out, yb)) * xb.shape[0]))
+        return wrong
+
+    def init(self, M, gen):
+        return torch.randn((M, self.n), generator=gen, dtype=self.dtype, device=self.device)
+
+    def aux(self, z):
+        return z
+
+    def feasible(self, z, Delta):
+        s = math.sqrt(Delta)
+        return torch.tensor([self.errors(self.center + s * zi) <= self.E0 for zi in z], device=self.device)
+
+    def move(self, z, Delta, moves, gen, max_shrinks=100):
+        """`moves` elliptical slice steps per chain with the indicator likelihood: propose on the ellipse
+        z cos θ + ν sin θ, shrink the bracket towards θ = 0 (z itself, feasible) until feasible."""
+        z = z.clone()
+        shrinks = 0
+        s = math.sqrt(Delta)
+        for _ in range(moves):
+            for i in range(z.shape[0]):
+                nu = torch.randn(z.shape[1], generator=gen, dtype=z.dtype, device=z.device)
+                theta = float(torch.rand((), generator=gen, dtype=torch.float64)) * TWO_PI
+                lo, hi = theta - TWO_PI, theta
+                for _ in range(max_shrinks):
+                    prop = z[i] * math.cos(theta) + nu * math.sin(theta)
+                    if self.errors(self.center + s * prop) <= self.E0:
+                        z[i] = prop
+                        break
+                    shrinks += 1
+                    if theta < 0:
+                        lo = theta
+                    else:
+                        hi = theta
+                    theta = lo + (hi - lo) * float(torch.rand((), generator=gen, dtype=torch.float64))
+        return z, shrinks / max(1, moves * z.shape[0])
+
+    def sq(self, z):
+        return (z.double() ** 2).sum(1)
+
+
+def local_entropy(model, X, y, deltas, *, params=None, include_biases=False, chains=64, groups=8, keep=0.5,
+                  moves=2, batch_size=4096, seed=0, device="cpu", dtype=torch.float64, checkpoint=None,
+                  progress=None) -> SampledLocalEntropy:
+    """φ_G(Δ), δ(Δ) and s(d) of any classifier around its current weights, restricted to the weights
+    chosen by `params` (as `select_parameters`; paper 002's partial local entropy), the others fixed.
+
+    φ_G(Δ) = (1/n) ln P_{θ′ ~ N(θ̃, ΔI)}[errors(θ′) ≤ errors(θ̃)] on (X, y), n = number of selected weights
+    (paper 000, Sec. 5; BP.md §1, §5); no rescaling of θ̃ (choose Δ in the units of the weights).
+    Same SMC over Δ as `committee_local_entropy`, with elliptical slice sampling as move, and one
+    forward pass over the training set per chain and proposal: this is the general, slow path. It is
+    checked against brute force on tiny networks only; in high dimension, slice steps restricted to
+    a hard constraint are short (BP.md §7.6 records such a sampler failing to equilibrate), so check a
+    curve's stability in `moves` and `chains` before trusting it. For sign-unit committee machines use
+    `committee_local_entropy` (exact HMC, validated at the paper's size).
+    """
+    from localentropy.entropic.params import select_parameters
+
+    chosen = select_parameters(model, params, include_biases=include_biases)
+    deltas = np.asarray(deltas, dtype=np.float64).reshape(-1)
+    if deltas.size == 0 or not np.all(np.isfinite(deltas)) or np.any(deltas <= 0):
+        raise EntropicError(f"deltas must be a non-empty list of finite prior widths Δ > 0, got {deltas.tolist()}")
+    if np.any(np.diff(deltas) <= 0):
+        raise EntropicError(f"deltas must be strictly increasing, got {deltas.tolist()}")
+    chains, groups, moves = int(chains), int(groups), int(moves)
+    if groups < 2 or chains < 2 * groups or chains % groups:
+        raise EntropicError(f"need groups ≥ 2 and chains a multiple of groups with ≥ 2 chains each, "
+                            f"got chains={chains}, groups={groups}")
+    if not 0.05 <= keep < 1 or moves < 1:
+        raise EntropicError(f"need keep in [0.05, 1) and moves ≥ 1, got keep={keep}, moves={moves}")
+    X = torch.as_tensor(X)
+    y = torch.as_tensor(y)
+    if X.shape[0] != y.shape[0] or X.shape[0] == 0:
+        raise EntropicError(f"X and y must hold the same number (≥ 1) of samples, got {X.shape[0]} and {y.shape[0]}")
+    if X.is_floating_point() and not bool(torch.isfinite(X).all()):
+        raise EntropicError("X contains NaN or inf")
+    dev = torch.device(device)
+    space = _ModelSpace(model, X.to(dev), y.to(dev), list(chosen), int(batch_size), dtype, dev)
+    if not bool(torch.isfinite(space.center).all()):
+        raise EntropicError("the selected parameters contain NaN or inf")
+    h = hashlib.sha256(space.center.double().cpu().numpy().tobytes())
+    h.update(X.double().cpu().numpy().tobytes())
+    h.update(y.double().cpu().numpy().tobytes())
+    fingerprint = _fingerprint(h.digest()[:8], np.zeros(1), np.zeros(1), deltas, chains, groups, keep, moves,
+                               False, seed, dtype)
+    out = _smc(space, deltas, chains, groups, keep, moves, seed, space.n, checkpoint, fingerprint, progress)
+    return SampledLocalEntropy(**out, n=space.n, K=None, N=None, P=int(X.shape[0]), rank=None, chains=chains,
+                               groups=groups, settings={"keep": keep, "moves": moves, "seed": seed,
+                                                        "params": list(chosen), "errors_reference": space.E0,
+                                                        "device": str(dev), "dtype": str(dtype),
+                                                        "sampler": "elliptical slice"})

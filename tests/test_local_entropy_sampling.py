@@ -233,3 +233,41 @@ def test_checkpoint_resumes_to_the_same_result(tmp_path):
     np.testing.assert_allclose(resumed.delta, full.delta, rtol=1e-12)
     with pytest.raises(EntropicError, match="different"):
         le.committee_local_entropy(W, X, y, [0.1, 0.5, 1.0], checkpoint=ck, chains=128, groups=4, seed=2)
+
+
+class _Committee(torch.nn.Module):
+    """The committee machine as an nn.Module (sign units, second layer +1): paper 000, Eq. 7."""
+
+    def __init__(self, W):
+        super().__init__()
+        self.fc = torch.nn.Linear(W.shape[1], W.shape[0], bias=False)
+        with torch.no_grad():
+            self.fc.weight.copy_(torch.as_tensor(W))
+
+    def forward(self, x):
+        return torch.sign(self.fc(x)).sum(1)
+
+
+def test_any_module_estimator_matches_brute_force_on_a_tiny_committee():
+    """The general path (elliptical slice sampling, forward passes) on the same tiny instance as above."""
+    torch.set_num_threads(1)
+    W, X, y = _committee_instance(3, 4, 6, 0)
+    model = _Committee(W).double()
+    deltas = [0.05, 0.5]
+    r = le.local_entropy(model, torch.tensor(X), torch.tensor(y), deltas, chains=128, groups=8, moves=3, seed=4)
+    assert r.n == 12 and r.settings["errors_reference"] == 0
+    for i, D in enumerate(deltas):
+        phi, phi_se, delta, delta_se = _brute_force(W, X, y, D, 100_000, 2)
+        assert abs(r.phi_G[i] - phi) < 4 * math.hypot(r.phi_G_se[i], phi_se), (D, r.phi_G[i], phi)
+        assert abs(r.delta[i] - delta) < 4 * math.hypot(r.delta_se[i], delta_se), (D, r.delta[i], delta)
+
+
+def test_any_module_estimator_rejects_bad_arguments():
+    W, X, y = _committee_instance(3, 4, 6, 0)
+    model = _Committee(W).double()
+    with pytest.raises(EntropicError, match="Δ > 0"):
+        le.local_entropy(model, torch.tensor(X), torch.tensor(y), [-1.0])
+    with pytest.raises(EntropicError, match="same number"):
+        le.local_entropy(model, torch.tensor(X), torch.tensor(y[:3]), [0.1])
+    with pytest.raises(EntropicError, match="matches nothing|no parameter|match"):
+        le.local_entropy(model, torch.tensor(X), torch.tensor(y), [0.1], params="nonexistent")
