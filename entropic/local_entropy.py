@@ -159,64 +159,65 @@ class _CommitteeWalls:
         f = self.lam + math.sqrt(Delta) * Fa
         return (self.correct_counts(f) > self.h).all(1)
 
-    def _first_wall(self, c, fa, fv, t_left):
-        """First time in (0, t_left) at which each chain's arc c + fa cos t + fv sin t would leave a
-        pattern with only h correct votes, and that wall (μ, k); inf where the arc stays feasible.
+    @staticmethod
+    def _crossings(c, A, V):
+        """Zero crossings of the arc c + A cos t + V sin t, t ∈ (0, 2π) (elementwise): (t₁, t₂), inf where
+        there is none. R cos(t − φ) = −c with R = |(A, V)|, φ = atan2(V, A): at t₁ = φ − α the field
+        becomes positive, at t₂ = φ + α negative, α = arccos(−c/R); only fields with R > |c| cross."""
+        R2 = A * A + V * V
+        can = R2 > c * c
+        phi = torch.atan2(V, A)
+        alpha = torch.arccos((-c / R2.sqrt().clamp_min(1e-300)).clamp(-1.0, 1.0))
+        inf = torch.full_like(A, math.inf)
+        t1 = torch.remainder(phi - alpha, TWO_PI)
+        t2 = torch.remainder(phi + alpha, TWO_PI)
+        return (torch.where(can & (t1 > 1e-12), t1, inf), torch.where(can & (t2 > 1e-12), t2, inf))
 
-        Field (k, μ) crosses zero where R cos(t − φ) = −c (R, φ the arc's amplitude and phase): at
-        t₁ = φ − α it becomes positive, at t₂ = φ + α negative (α = arccos(−c/R)), changing the count of
-        correct votes by +y_μ and −y_μ. Only fields with R > |c| cross (a sparse set at small Δ), and only
-        patterns with at least (count − h) losing crossings in the window can fail: the crossings are put
-        in time order for those patterns alone.
-        """
-        m, K, P = fa.shape
+    def _first_wall(self, T1, T2, c, A, V, tau, t_now, t_end):
+        """First time in (t_now, t_end) at which a chain would leave a pattern with only h correct votes,
+        and that wall (μ, k); inf where the trajectory stays feasible. T1, T2: (m, K, P) absolute times
+        of the fields' upward / downward crossings (changing the pattern's correct votes by +y_μ, −y_μ);
+        c, A, V, tau: the arcs (see `hmc`), from which the correct votes at t_now are counted for the
+        patterns with a losing crossing in the window. Only patterns with at least (count − h) losing
+        crossings can fail: their crossings alone are put in time order."""
+        m, K, P = T1.shape
         h = self.h
-        dev = fa.device
-        count0 = ((c + fa >= 0) == (self.y > 0)).sum(1).flatten()         # (m·P,) correct votes now
-        R2 = fa * fa + fv * fv
-        ci, ki, pi = torch.nonzero(R2 > c * c, as_tuple=True)
-        tstar = torch.full((m,), math.inf, dtype=fa.dtype, device=dev)
+        dev = T1.device
+        lo, hi = t_now[:, None, None], t_end[:, None, None]
+        v1 = (T1 > lo) & (T1 < hi)
+        v2 = (T2 > lo) & (T2 < hi)
+        neg = self.y < 0
+        losing = torch.where(neg, v1, v2).sum(1)                          # (m, P): −1 crossings in the window
+        tstar = torch.full((m,), math.inf, dtype=T1.dtype, device=dev)
         mu = torch.zeros(m, dtype=torch.long, device=dev)
         kk = torch.zeros(m, dtype=torch.long, device=dev)
+        ci, pi = torch.nonzero(losing > 0, as_tuple=True)
         if ci.numel() == 0:
             return tstar, mu, kk
-        fa_s, fv_s, c_s = fa[ci, ki, pi], fv[ci, ki, pi], c[ki, pi]
-        phi = torch.atan2(fv_s, fa_s)
-        alpha = torch.arccos((-c_s / R2[ci, ki, pi].sqrt()).clamp(-1.0, 1.0))
-        T = torch.cat([torch.remainder(phi - alpha, TWO_PI), torch.remainder(phi + alpha, TWO_PI)])
-        ys = self.y[pi]
-        dc = torch.cat([ys, -ys])                                          # Δ(correct votes) at t₁, t₂
-        lin = torch.cat([ci * P + pi, ci * P + pi])
-        slot = torch.cat([ki, ki + K])
-        tl = t_left[ci]
-        valid = (T > 1e-12) & (T < torch.cat([tl, tl]))
-        T, dc, lin, slot = T[valid], dc[valid], lin[valid], slot[valid]
-        losses = torch.zeros(m * P, dtype=torch.long, device=dev).index_add_(
-            0, lin, (dc < 0).to(torch.long))
-        cand = (losses >= count0 - h)[lin]
-        if not bool(cand.any()):
+        ph = (t_now[ci, None] - tau[ci])                                   # (c, K)
+        f = c[:, pi].T + A[ci, :, pi] * torch.cos(ph) + V[ci, :, pi] * torch.sin(ph)
+        count0 = ((f >= 0) == (self.y[pi] > 0)[:, None]).sum(1)            # correct votes at t_now
+        sel = losing[ci, pi] >= count0 - h
+        ci, pi, count0 = ci[sel], pi[sel], count0[sel]
+        if ci.numel() == 0:
             return tstar, mu, kk
-        T, dc, lin, slot = T[cand], dc[cand], lin[cand], slot[cand]
-        uniq, row = torch.unique(lin, return_inverse=True)
-        Tm = torch.full((uniq.numel(), 2 * K), math.inf, dtype=fa.dtype, device=dev)
-        Dm = torch.zeros((uniq.numel(), 2 * K), dtype=fa.dtype, device=dev)
-        Tm[row, slot] = T
-        Dm[row, slot] = dc
-        order = torch.argsort(Tm, 1)
-        st = torch.gather(Tm, 1, order)
-        counts = count0[uniq][:, None] + torch.cumsum(torch.gather(Dm, 1, order), 1)
+        T = torch.cat([torch.where(v1, T1, math.inf)[ci, :, pi], torch.where(v2, T2, math.inf)[ci, :, pi]], 1)
+        ys = self.y[pi][:, None]
+        Dm = torch.cat([ys.expand(-1, K), -ys.expand(-1, K)], 1)
+        order = torch.argsort(T, 1)
+        st = torch.gather(T, 1, order)
+        counts = count0[:, None] + torch.cumsum(torch.where(torch.isfinite(st), torch.gather(Dm, 1, order), 0.0), 1)
         viol = (counts <= h) & torch.isfinite(st)
         first = viol.to(torch.int8).argmax(1)
         tv = torch.where(viol.any(1), torch.gather(st, 1, first[:, None])[:, 0], torch.full_like(st[:, 0], math.inf))
-        uc = uniq // P
-        tstar = tstar.scatter_reduce(0, uc, tv, "amin")
-        win = torch.nonzero(torch.isfinite(tv) & (tv == tstar[uc])).flatten()
+        tstar = tstar.scatter_reduce(0, ci, tv, "amin")
+        win = torch.nonzero(torch.isfinite(tv) & (tv == tstar[ci])).flatten()
         if win.numel():
             keep = torch.ones_like(win, dtype=torch.bool)                  # one wall per chain (ties: first)
-            keep[1:] = uc[win[1:]] != uc[win[:-1]]
+            keep[1:] = ci[win[1:]] != ci[win[:-1]]
             win = win[keep]
-            mu[uc[win]] = uniq[win] % P
-            kk[uc[win]] = torch.gather(order[win], 1, first[win][:, None])[:, 0] % K
+            mu[ci[win]] = pi[win]
+            kk[ci[win]] = torch.gather(order[win], 1, first[win][:, None])[:, 0] % K
         return tstar, mu, kk
 
     def hmc(self, a, Delta, trajectories, gen, t_range=(0.25 * math.pi, 0.5 * math.pi)):
@@ -224,8 +225,12 @@ class _CommitteeWalls:
         each of a random length in t_range (random, so that no orbit is periodic). Between walls the
         motion is the rotation (a, v) → (a cos t + v sin t, v cos t − a sin t); at a wall (k, μ) the
         velocity of unit k is reflected about the hyperplane (B a_k)_μ = −c_kμ, whose normal is B_μ.
+
+        The motion is followed in field space (F = B a, B v), one arc per unit: unit k's fields are
+        A_k cos(t − τ_k) + V_k sin(t − τ_k) since its last reflection at τ_k, and its crossing times are
+        computed once per arc (a reflection recomputes one unit's). At the end a = B⁺F.
         Returns (new a, mean reflections per trajectory)."""
-        M = a.shape[0]
+        M, K = a.shape[0], self.K
         c = self.lam / math.sqrt(Delta)                               # (K, P): wall offsets
         y = self.y
         reflections = 0
@@ -233,29 +238,39 @@ class _CommitteeWalls:
         for _ in range(trajectories):
             v = torch.randn(a.shape, generator=gen, dtype=a.dtype, device=a.device)
             lo, hi = t_range
-            tl = lo + (hi - lo) * torch.rand(M, generator=gen, dtype=a.dtype, device=a.device)
+            t_end = lo + (hi - lo) * torch.rand(M, generator=gen, dtype=a.dtype, device=a.device)
+            A, V = self.fields(a), self.fields(v)
+            tau = torch.zeros((M, K), dtype=a.dtype, device=a.device)
+            T1, T2 = self._crossings(c, A, V)
+            t_now = torch.zeros(M, dtype=a.dtype, device=a.device)
             ids = torch.arange(M, device=a.device)
-            # the motion is followed in field space only (Fa = B a, Fv = B v; a = B⁺Fa at the end)
-            Fa, Fv = self.fields(a), self.fields(v)
             while ids.numel():
-                tstar, mu, kk = self._first_wall(c, Fa, Fv, tl)
+                tstar, mu, kk = self._first_wall(T1, T2, c, A, V, tau, t_now, t_end)
                 hit = torch.isfinite(tstar)
-                step = torch.where(hit, tstar, tl)
-                cs, sn = torch.cos(step)[:, None, None], torch.sin(step)[:, None, None]
-                Fa, Fv = Fa * cs + Fv * sn, Fv * cs - Fa * sn
-                tl = tl - step
                 if bool(hit.any()):
                     idx = torch.nonzero(hit).flatten()
-                    mus, ks = mu[idx], kk[idx]
-                    coef = 2.0 * Fv[idx, ks, mus] / self.Cdiag[mus]    # field velocity into the wall
-                    Fv[idx, ks] -= coef[:, None] * self.C[:, mus].T   # v_k −= coef B_μ  ⇒  B v_k −= coef C_:μ
+                    mus, ks, ts = mu[idx], kk[idx], tstar[idx]
+                    p = (ts - tau[idx, ks])[:, None]
+                    A_k, V_k = A[idx, ks], V[idx, ks]                  # (h, P)
+                    F_k = A_k * torch.cos(p) + V_k * torch.sin(p)
+                    W_k = V_k * torch.cos(p) - A_k * torch.sin(p)
+                    rows = torch.arange(idx.numel(), device=a.device)
+                    coef = 2.0 * W_k[rows, mus] / self.Cdiag[mus]      # field velocity into the wall
+                    W_k = W_k - coef[:, None] * self.C[:, mus].T       # v_k −= coef B_μ  ⇒  B v_k −= coef C_:μ
                     # on the wall: put the field exactly on its correct side (it is 0 up to rounding)
-                    Fa[idx, ks, mus] = -c[ks, mus] + y[mus] * 1e-12 * (1.0 + c[ks, mus].abs())
+                    F_k[rows, mus] = -c[ks, mus] + y[mus] * 1e-12 * (1.0 + c[ks, mus].abs())
+                    A[idx, ks], V[idx, ks], tau[idx, ks] = F_k, W_k, ts
+                    t1, t2 = self._crossings(c[ks], F_k, W_k)
+                    T1[idx, ks], T2[idx, ks] = ts[:, None] + t1, ts[:, None] + t2
+                    t_now[idx] = ts
                     reflections += idx.numel()
                 done = ~hit
                 if bool(done.any()):
-                    a[ids[done]] = Fa[done] @ self.B_pinv_T
-                    ids, Fa, Fv, tl = ids[hit], Fa[hit], Fv[hit], tl[hit]
+                    d = torch.nonzero(done).flatten()
+                    ph = (t_end[d, None] - tau[d])[:, :, None]
+                    a[ids[d]] = (A[d] * torch.cos(ph) + V[d] * torch.sin(ph)) @ self.B_pinv_T
+                    ids, A, V, tau, T1, T2, t_now, t_end = (ids[hit], A[hit], V[hit], tau[hit], T1[hit], T2[hit],
+                                                            t_now[hit], t_end[hit])
         return a, reflections / max(1, M * trajectories)
 
 
