@@ -19,6 +19,7 @@ Timings are wall times on this machine, which may be shared (the script prints t
 
 Run: .venv/bin/python benchmarks/bench_local_entropy_sampling.py [--points 16] [--chains 256]
      [--groups 8] [--moves 2] [--direct 20000] [--solutions sgd-fast:0,sgd-slow:0,rsgd-fast:0]
+     (--replot: redraw the plot from the JSON of an earlier run)
 """
 
 from __future__ import annotations
@@ -75,7 +76,14 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default=str(HERE / "local_entropy_sampling_vs_bp.json"))
     ap.add_argument("--plot", default=str(HERE / "local_entropy_sampling_vs_bp.png"))
+    ap.add_argument("--replot", action="store_true", help="only redraw --plot from the numbers in --json")
     args = ap.parse_args(argv)
+    if args.replot:
+        with open(args.json) as f:
+            saved = json.load(f)
+        plot(saved["results"], np.asarray(saved["deltas"]), args.plot, saved["args"]["min_hits"])
+        print(f"wrote {args.plot}")
+        return
     torch.set_num_threads(args.threads)
     picks = [(s.split(":")[0], int(s.split(":")[1])) for s in args.solutions.split(",")]
     sols = load_solutions(picks)
@@ -115,9 +123,9 @@ def main(argv=None):
             z = (ps - pb) / pse if pse > 0 else math.nan
             ok = direct.hits[i] >= args.min_hits
             pm, pmse = direct.phi_G[i], direct.phi_G_se[i]
-            zm = (ps - pm) / math.hypot(pse, pmse) if ok else math.nan
+            zm = (ps - pm) / math.hypot(pse, pmse) if ok and pm else math.nan
             mc = f"{pm:.4e}±{pmse:.1e}" if ok else f"({direct.hits[i]} hits)"
-            mcd = f"{100 * (ps / pm - 1):+5.1f}% {zm:+5.1f}σ" if ok else ""
+            mcd = f"{100 * (ps / pm - 1):+5.1f}% {zm:+5.1f}σ" if ok and pm else ""
             print(f"{D:7.4f} | {pb:10.3e} {ps:10.3e}±{pse:.1e} {rel:+6.1f}% {z:+5.1f}σ | {mc:>20} {mcd:>14} | "
                   f"{curve.delta[i]:8.5f} {smc.delta[i]:8.5f}±{smc.delta_se[i]:.1e} "
                   f"{100 * (smc.delta[i] / curve.delta[i] - 1):+6.2f}% | {curve.phi[i]:10.3e} "
@@ -167,6 +175,7 @@ def plot(results, deltas, path, min_hits):
                      label=f"{name}: sampler")
     ax1.set_xscale("log")
     ax1.set_yscale("log")
+    ax1.set_ylim(bottom=1e-7)
     ax1.set_xlabel("prior width Δ")
     ax1.set_ylabel("−φ_G(Δ) (per weight)")
     ax1.set_title("Gaussian-prior free entropy")
