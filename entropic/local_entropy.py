@@ -66,8 +66,9 @@ TWO_PI = 2.0 * math.pi
 class SampledLocalEntropy:
     """Result of `committee_local_entropy`: one entry per requested prior width Δ (``prior_delta``).
 
-    phi_G: (1/n) ln of the mean over the ``groups`` independent populations of their estimates of Z(Δ)
-    (jackknife standard error); delta: mean over the groups; phi (shell local entropy s, BP.md §5.2)
+    phi_G: (1/n) ln of the mean over the ``groups`` independent populations of their estimates of Z(Δ);
+    phi_G_se: its jackknife standard error over the groups, or, if larger, the binomial one of
+    independent particles (a floor, for levels where no particle is lost); delta: mean over the groups; phi (shell local entropy s, BP.md §5.2)
     and phi_ball (§5.4) from those; d = n·delta; delta_se, phi_se: std over groups / √groups (for phi,
     of each group's own transform).
     levels: every Δ the sampler visited (requested ones included), level_log_ratio: (levels, groups)
@@ -366,8 +367,9 @@ def _smc(space, deltas, chains, groups, keep, moves, seed, n, checkpoint, finger
     levels, level_lr, level_tdd, stats = [], [], [], []
     out_phi = np.full((len(deltas), groups), np.nan)
     out_del = np.full((len(deltas), groups), np.nan)
+    out_var = np.full(len(deltas), np.nan)
     seconds = np.full(len(deltas), np.nan)
-    current, start = 0.0, 0
+    current, start, var_iid = 0.0, 0, 0.0
     if checkpoint is not None and os.path.exists(checkpoint):
         st = _load_checkpoint(checkpoint, fingerprint)
         state = torch.as_tensor(st["state"], dtype=space.dtype, device=dev)
@@ -376,6 +378,7 @@ def _smc(space, deltas, chains, groups, keep, moves, seed, n, checkpoint, finger
         levels, level_lr, level_tdd, stats = (list(st["levels"]), list(st["level_lr"]), list(st["level_tdd"]),
                                               list(st["stats"]))
         current, start = float(st["current"]), int(st["next"])
+        out_var, var_iid = st["out_var"], float(_out_var_last(st["out_var"], start))
         t0 -= float(seconds[start - 1])
     aux = space.aux(state)
     for j, target in enumerate(deltas):
@@ -398,6 +401,7 @@ def _smc(space, deltas, chains, groups, keep, moves, seed, n, checkpoint, finger
                     raise EntropicError(f"at Δ = {nxt:.4g} no particle of group(s) {np.flatnonzero(back == 0).tolist()}"
                                         f" is feasible at the previous level Δ = {current:.4g}; use a larger keep")
             logZ += np.log(frac) - np.log(back)
+            var_iid += _binomial_log_var(frac.mean(), M) + (_binomial_log_var(back.mean(), M) if current > 0 else 0.0)
             sq = space.sq(state).reshape(groups, per).mean(1).cpu().numpy()
             levels.append(nxt)
             level_lr.append(np.log(frac) - np.log(back))
@@ -405,11 +409,13 @@ def _smc(space, deltas, chains, groups, keep, moves, seed, n, checkpoint, finger
             stats.append(stat)
             current = nxt
         out_phi[j] = logZ / n
+        out_var[j] = var_iid
         out_del[j] = target * level_tdd[-1] / 2                       # δ = (Δ/2n) E‖z‖²
         seconds[j] = time.perf_counter() - t0
         if checkpoint is not None:
             _save_checkpoint(checkpoint, fingerprint, state=state.cpu().numpy(), rng=gen.get_state().numpy(),
-                             logZ=logZ, out_phi=out_phi, out_del=out_del, seconds=seconds, levels=np.asarray(levels),
+                             logZ=logZ, out_phi=out_phi, out_del=out_del, out_var=out_var, seconds=seconds,
+                             levels=np.asarray(levels),
                              level_lr=np.asarray(level_lr), level_tdd=np.asarray(level_tdd),
                              stats=np.asarray(stats), current=current, next=j + 1)
         if progress is not None:
@@ -423,7 +429,9 @@ def _smc(space, deltas, chains, groups, keep, moves, seed, n, checkpoint, finger
     # E[ln Ẑ_g] = ln Z − Var(ln Ẑ_g)/2, a bias `groups` times larger (measured: −5 % on a sharp SGD
     # solution at small Δ with 32 particles per group); error bar by the jackknife over groups.
     phi_G, phi_G_se = _log_mean_exp_jackknife(out_phi * n)
-    phi_G, phi_G_se = phi_G / n, phi_G_se / n
+    # never below the standard error the same fractions would have with independent particles (with a
+    # level where no particle was lost counted as one loss): the jackknife is 0 when no group loses any
+    phi_G, phi_G_se = phi_G / n, np.maximum(phi_G_se, np.sqrt(out_var)) / n
     # s from the pooled φ_G and δ (s is quadratic in 2δ/Δ − 1, so averaging the groups' s would add
     # their noise variance as a bias); its error bar from the groups' spread
     delta = out_del.mean(1)
@@ -432,6 +440,17 @@ def _smc(space, deltas, chains, groups, keep, moves, seed, n, checkpoint, finger
                 phi=s, phi_se=se(s_groups), phi_ball=ball_entropy(delta, s), d=delta * n, seconds=seconds,
                 levels=np.asarray(levels), level_log_ratio=np.asarray(level_lr),
                 level_two_delta_over_Delta=np.asarray(level_tdd).mean(1), reflections=np.asarray(stats))
+
+
+def _out_var_last(out_var, start):
+    """The accumulated variance at the last requested Δ already done (resuming a checkpoint)."""
+    return out_var[start - 1]
+
+
+def _binomial_log_var(f, M):
+    """Var(ln f̂) ≈ (1 − f)/(f M) of a fraction f̂ of M independent particles, f clipped to M/(M+1)."""
+    f = min(float(f), M / (M + 1.0))
+    return (1.0 - f) / (f * M)
 
 
 def _log_mean_exp_jackknife(logs):
