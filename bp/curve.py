@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from localentropy import committee_sign
+from localentropy.legendre import ball_entropy, shell_entropy  # noqa: F401 (re-exported: bp.shell_entropy)
 from localentropy.bp.amp import AMPState
 from localentropy.bp.edge import make_problem
 from localentropy.bp.errors import BPError
@@ -83,25 +84,6 @@ def misclassified(center, X, y) -> np.ndarray:
     sign(0) = +1, the convention of training and evaluation)."""
     lam = np.asarray(X, dtype=np.float64) @ np.asarray(center, dtype=np.float64).T
     return committee_sign.misclassified(lam, np.asarray(y))
-
-
-def shell_entropy(phi_G, delta, Delta):
-    """s = φ_G − ½ ln(2δ/Δ) + δ/Δ − ½ (§5.2), as φ_G − ½ log1p(r) + r/2 with r = 2δ/Δ − 1:
-    at small Δ, δ ≈ Δ/2 and the naive form loses the O(r²) remainder to cancellation."""
-    r = 2.0 * np.asarray(delta) / np.asarray(Delta) - 1.0
-    return np.asarray(phi_G) - 0.5 * np.log1p(r) + 0.5 * r
-
-
-def ball_entropy(delta, s):
-    """Φ_ball(δ_j) = max_{δ_i ≤ δ_j} [s_i + ½ ln(δ_i/δ_j)] over the finite sampled points (§5.4)."""
-    delta = np.asarray(delta, dtype=np.float64)
-    s = np.asarray(s, dtype=np.float64)
-    out = np.full_like(s, np.nan)
-    ok = np.isfinite(delta) & np.isfinite(s) & (delta > 0)
-    for j in np.flatnonzero(ok):
-        cand = ok & (delta <= delta[j])
-        out[j] = np.max(s[cand] + 0.5 * np.log(delta[cand] / delta[j]))
-    return out
 
 
 def find_gaps(prior_delta, delta, converged, gap_factor=3.0):

@@ -1,0 +1,726 @@
+"""Local entropy by sampling: φ_G(Δ), δ(Δ) and Φ_LE(d) of a solution without Belief Propagation.
+
+Paper 000, Sec. 5 (and App. B.1): the local entropy of a reference w̃ is measured through the
+Gaussian-prior free entropy
+
+    φ_G(Δ) = (1/n) ln P_{w′ ~ N(w̃, Δ I)}[w′ makes no more training errors than w̃]        (BP.md §1)
+
+and the mean squared distance under that constrained Gaussian, δ(Δ) = E[½‖w′ − w̃‖²]/n (BP.md §5.1),
+followed by the Legendre transform s(δ) = φ_G − ½ ln(2δ/Δ) + δ/Δ − ½ (BP.md §5.2, shared with BP
+through ``localentropy.legendre``). BP computes them for the committee machine only; this module
+estimates them by Monte Carlo, with error bars, as a check of BP and as a route to other networks.
+
+**Method: sequential Monte Carlo over Δ (adaptive multilevel splitting) with exact, reflecting
+Hamiltonian Monte Carlo.** Write w′ = w̃ + √Δ z, z ~ N(0, I). The constrained measures
+π_Δ(z) ∝ N(z; 0, I) 𝟙[w̃ + √Δ z feasible] form a path from π_0 = N(0, I) (w̃ itself is feasible)
+to the target. With A_Δ the feasible set of z,
+
+    Z(Δ_{j+1}) / Z(Δ_j) = P(A_{j+1}) / P(A_j) = f_fwd / f_bwd,
+    f_fwd = E_{π_{Δ_j}}[𝟙_{A_{j+1}}],   f_bwd = E_{π_{Δ_{j+1}}}[𝟙_{A_j}]:
+
+the fraction of particles of level j that stay feasible when their perturbation is stretched, over
+the fraction of level-(j+1) particles (after their moves) that are feasible at level j. For a convex
+solution space (the perceptron) the sets are nested and f_bwd = 1; the committee's is not
+star-shaped around w̃, and dropping f_bwd biases ln Z low (measured: 7 %, 3σ on a K = 3 toy). The
+levels are chosen adaptively so that f_fwd ≈ ``keep`` (default ½; every requested Δ is a level),
+the infeasible particles are replaced by copies of feasible ones, and the copies are made
+independent again by MCMC moves that leave π_{Δ_{j+1}} invariant. The particles are split into
+``groups`` independent populations (resampling only within a group); φ_G is ln of the mean of the
+groups' estimates of Z (their logs' mean would be biased by −Var/2), with the jackknife over groups
+as error bar (no assumption on the MCMC's autocorrelation), floored by the binomial error of
+independent particles.
+
+The moves are exact HMC for a Gaussian with hard walls (Pakman & Paninski, J. Comput. Graph. Stat.
+23, 518 (2014)): under the potential ½‖z‖² a trajectory is the ellipse z cos t + v sin t, which is
+followed exactly; where it would make the network misclassify a pattern it is reflected off that
+wall. For the committee machine (paper 000, Eq. 7, sign units, second layer +1) the walls are the
+hyperplanes λ_kμ = 0 of the hidden fields, so the crossing times are solutions of
+c + A cos t + B sin t = 0, and a crossing is a wall only where it leaves pattern μ with h = (K−1)/2
+correct votes. Only the projection of each unit's z_k onto the span of the training inputs enters
+the fields: the sampler works in that r-dimensional subspace (r = rank X ≤ P, whitened), and the
+orthogonal N − r components of each unit are exact standard Gaussians (they add exactly K(N − r) to
+E‖z‖²). Elliptical slice sampling (Murray et al. 2010) moves along the same ellipses but shrinks
+towards the start instead of reflecting, so in 4500 constrained dimensions its steps are tiny —
+BP.md §7.6 records such a sampler failing to equilibrate; reflection keeps the full trajectory length.
+
+Conventions (as ``bp.local_entropy_curve``, BP.md §1): every hidden unit of w̃ is rescaled to
+‖w̃_k‖² = N (``normalize=True``); n = K·N; a vote is correct when sign(λ_kμ) = y_μ with sign(0) = +1
+(``localentropy.committee_sign``); the constraint is "every training pattern correct" (the
+reference must classify all of them, as BP's hard constraint).
+
+`local_entropy(model, …)` runs the same SMC for any nn.Module and any subset of its weights (paper
+002's partial local entropy), with elliptical slice sampling as move and the constraint "no more
+training errors than the reference": general, slow, and validated on a tiny network only.
+`committee_direct_monte_carlo` is plain i.i.d. sampling, the arbiter where Z is not tiny.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from localentropy import committee_sign
+from localentropy.entropic.errors import EntropicError
+from localentropy.legendre import ball_entropy, shell_entropy
+
+TWO_PI = 2.0 * math.pi
+
+
+@dataclass(frozen=True)
+class SampledLocalEntropy:
+    """Result of `committee_local_entropy`: one entry per requested prior width Δ (``prior_delta``).
+
+    phi_G: (1/n) ln of the mean over the ``groups`` independent populations of their estimates of Z(Δ);
+    phi_G_se: its jackknife standard error over the groups, or, if larger, the binomial one of
+    independent particles (a floor, for levels where no particle is lost); delta: mean over the groups; phi (shell local entropy s, BP.md §5.2)
+    and phi_ball (§5.4) from those; d = n·delta; delta_se, phi_se: std over groups / √groups (for phi,
+    of each group's own transform).
+    levels: every Δ the sampler visited (requested ones included), level_log_ratio: (levels, groups)
+    ln of the surviving fraction at each level, level_two_delta_over_Delta: 2δ/Δ at each level.
+    reflections: mean reflections per HMC trajectory at each level (committee; for `local_entropy`, the
+    mean number of shrinks per elliptical-slice step). seconds: wall time per requested Δ
+    (cumulative). All per weight (n = K·N).
+    """
+
+    prior_delta: np.ndarray
+    phi_G: np.ndarray
+    phi_G_se: np.ndarray
+    delta: np.ndarray
+    delta_se: np.ndarray
+    phi: np.ndarray
+    phi_se: np.ndarray
+    phi_ball: np.ndarray
+    d: np.ndarray
+    seconds: np.ndarray
+    levels: np.ndarray
+    level_log_ratio: np.ndarray
+    level_two_delta_over_Delta: np.ndarray
+    reflections: np.ndarray
+    n: int
+    K: int | None
+    N: int | None
+    P: int
+    rank: int | None
+    chains: int
+    groups: int
+    settings: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict of every array (lists) and setting."""
+        out = {}
+        for k, v in self.__dict__.items():
+            out[k] = v.tolist() if isinstance(v, np.ndarray) else v
+        return out
+
+
+class _CommitteeWalls:
+    """The committee machine's feasible set in whitened field coordinates, and exact HMC inside it.
+
+    Fields of a perturbed unit k: λ_kμ = λ̃_kμ + √Δ (B a_k)_μ with a_k ~ N(0, I_r), B = U S^{1/2} from
+    C = X Xᵀ/N = U S Uᵀ (so B a_k has the law of X z_k/√N for z_k ~ N(0, I_N)), and ‖a_k‖² = ‖P z_k‖²
+    (P the projector on the span of the inputs).
+    """
+
+    def __init__(self, W, X, y, dtype, device):
+        K, N = W.shape
+        Xt = torch.as_tensor(X, dtype=dtype, device=device)
+        C = Xt @ Xt.T / N
+        s, U = torch.linalg.eigh(C)
+        keep = s > s.max() * 1e-10 * max(C.shape[0], 1)
+        self.B = (U[:, keep] * s[keep].sqrt()).contiguous()          # (P, r)
+        self.B_pinv_T = (U[:, keep] / s[keep].sqrt()).contiguous()   # (P, r): a = (B a) @ this
+        self.C = self.B @ self.B.T                                   # (P, P) = C on the kept span
+        self.Cdiag = torch.diagonal(self.C).clone()
+        self.r = int(self.B.shape[1])
+        Wt = torch.as_tensor(W, dtype=dtype, device=device)
+        self.lam = (Wt @ Xt.T) / math.sqrt(N)                        # (K, P) reference fields λ̃
+        self.y = torch.as_tensor(y, dtype=dtype, device=device)      # (P,)
+        self.K, self.N, self.P = K, N, Xt.shape[0]
+        self.h = (K - 1) // 2
+        self.dtype, self.device = dtype, device
+
+    def fields(self, a):
+        """(M, K, r) → (M, K, P): B a_k."""
+        return a @ self.B.T
+
+    # the interface of _smc
+    def init(self, M, gen):
+        return torch.randn((M, self.K, self.r), generator=gen, dtype=self.dtype, device=self.device)
+
+    aux = fields
+
+    def move(self, a, Delta, moves, gen):
+        return self.hmc(a, Delta, moves, gen)
+
+    def sq(self, a):
+        """‖z‖² given a: ‖a‖² + K(N − r), the orthogonal directions' exact mean (they are free)."""
+        return (a.double() ** 2).sum((1, 2)) + self.K * (self.N - self.r)
+
+    def correct_counts(self, f):
+        """Number of correct votes per pattern (M, P) from fields f (M, K, P); sign(0) = +1."""
+        return ((f >= 0) == (self.y > 0)).sum(1)
+
+    def feasible(self, Fa, Delta):
+        """(M,) bool: every pattern correct at w̃ + √Δ z."""
+        f = self.lam + math.sqrt(Delta) * Fa
+        return (self.correct_counts(f) > self.h).all(1)
+
+    @staticmethod
+    def _crossings(c, A, V):
+        """Zero crossings of the arc c + A cos t + V sin t, t ∈ (0, 2π) (elementwise): (t₁, t₂), inf where
+        there is none. R cos(t − φ) = −c with R = |(A, V)|, φ = atan2(V, A): at t₁ = φ − α the field
+        becomes positive, at t₂ = φ + α negative, α = arccos(−c/R); only fields with R > |c| cross."""
+        R2 = A * A + V * V
+        can = R2 > c * c
+        phi = torch.atan2(V, A)
+        alpha = torch.arccos((-c / R2.sqrt().clamp_min(1e-300)).clamp(-1.0, 1.0))
+        inf = torch.full_like(A, math.inf)
+        t1 = torch.remainder(phi - alpha, TWO_PI)
+        t2 = torch.remainder(phi + alpha, TWO_PI)
+        return (torch.where(can & (t1 > 1e-12), t1, inf), torch.where(can & (t2 > 1e-12), t2, inf))
+
+    def _first_wall(self, T1, T2, c, A, V, tau, t_now, t_end):
+        """First time in (t_now, t_end) at which a chain would leave a pattern with only h correct votes,
+        and that wall (μ, k); inf where the trajectory stays feasible. T1, T2: (m, K, P) absolute times
+        of the fields' upward / downward crossings (changing the pattern's correct votes by +y_μ, −y_μ);
+        c, A, V, tau: the arcs (see `hmc`), from which the correct votes at t_now are counted for the
+        patterns with a losing crossing in the window. Only patterns with at least (count − h) losing
+        crossings can fail: their crossings alone are put in time order."""
+        m, K, P = T1.shape
+        h = self.h
+        dev = T1.device
+        lo, hi = t_now[:, None, None], t_end[:, None, None]
+        v1 = (T1 > lo) & (T1 < hi)
+        v2 = (T2 > lo) & (T2 < hi)
+        neg = self.y < 0
+        losing = torch.where(neg, v1, v2).sum(1)                          # (m, P): −1 crossings in the window
+        tstar = torch.full((m,), math.inf, dtype=T1.dtype, device=dev)
+        mu = torch.zeros(m, dtype=torch.long, device=dev)
+        kk = torch.zeros(m, dtype=torch.long, device=dev)
+        ci, pi = torch.nonzero(losing > 0, as_tuple=True)
+        if ci.numel() == 0:
+            return tstar, mu, kk
+        ph = (t_now[ci, None] - tau[ci])                                   # (c, K)
+        f = c[:, pi].T + A[ci, :, pi] * torch.cos(ph) + V[ci, :, pi] * torch.sin(ph)
+        count0 = ((f >= 0) == (self.y[pi] > 0)[:, None]).sum(1)            # correct votes at t_now
+        sel = losing[ci, pi] >= count0 - h
+        ci, pi, count0 = ci[sel], pi[sel], count0[sel]
+        if ci.numel() == 0:
+            return tstar, mu, kk
+        T = torch.cat([torch.where(v1, T1, math.inf)[ci, :, pi], torch.where(v2, T2, math.inf)[ci, :, pi]], 1)
+        ys = self.y[pi][:, None]
+        Dm = torch.cat([ys.expand(-1, K), -ys.expand(-1, K)], 1)
+        order = torch.argsort(T, 1)
+        st = torch.gather(T, 1, order)
+        counts = count0[:, None] + torch.cumsum(torch.where(torch.isfinite(st), torch.gather(Dm, 1, order), 0.0), 1)
+        viol = (counts <= h) & torch.isfinite(st)
+        first = viol.to(torch.int8).argmax(1)
+        tv = torch.where(viol.any(1), torch.gather(st, 1, first[:, None])[:, 0], torch.full_like(st[:, 0], math.inf))
+        tstar = tstar.scatter_reduce(0, ci, tv, "amin")
+        win = torch.nonzero(torch.isfinite(tv) & (tv == tstar[ci])).flatten()
+        if win.numel():
+            keep = torch.ones_like(win, dtype=torch.bool)                  # one wall per chain (ties: first)
+            keep[1:] = ci[win[1:]] != ci[win[:-1]]
+            win = win[keep]
+            mu[ci[win]] = pi[win]
+            kk[ci[win]] = torch.gather(order[win], 1, first[win][:, None])[:, 0] % K
+        return tstar, mu, kk
+
+    def hmc(self, a, Delta, trajectories, gen, t_range=(0.25 * math.pi, 0.5 * math.pi)):
+        """`trajectories` exact reflecting HMC trajectories of each chain (a: (M,K,r), feasible at Δ),
+        each of a random length in t_range (random, so that no orbit is periodic). Between walls the
+        motion is the rotation (a, v) → (a cos t + v sin t, v cos t − a sin t); at a wall (k, μ) the
+        velocity of unit k is reflected about the hyperplane (B a_k)_μ = −c_kμ, whose normal is B_μ.
+
+        The motion is followed in field space (F = B a, B v), one arc per unit: unit k's fields are
+        A_k cos(t − τ_k) + V_k sin(t − τ_k) since its last reflection at τ_k, and its crossing times are
+        computed once per arc (a reflection recomputes one unit's). At the end a = B⁺F.
+        Returns (new a, mean reflections per trajectory)."""
+        M, K = a.shape[0], self.K
+        c = self.lam / math.sqrt(Delta)                               # (K, P): wall offsets
+        y = self.y
+        reflections = 0
+        a = a.clone()
+        for _ in range(trajectories):
+            v = torch.randn(a.shape, generator=gen, dtype=a.dtype, device=a.device)
+            lo, hi = t_range
+            t_end = lo + (hi - lo) * torch.rand(M, generator=gen, dtype=a.dtype, device=a.device)
+            A, V = self.fields(a), self.fields(v)
+            tau = torch.zeros((M, K), dtype=a.dtype, device=a.device)
+            T1, T2 = self._crossings(c, A, V)
+            t_now = torch.zeros(M, dtype=a.dtype, device=a.device)
+            ids = torch.arange(M, device=a.device)
+            while ids.numel():
+                tstar, mu, kk = self._first_wall(T1, T2, c, A, V, tau, t_now, t_end)
+                hit = torch.isfinite(tstar)
+                if bool(hit.any()):
+                    idx = torch.nonzero(hit).flatten()
+                    mus, ks, ts = mu[idx], kk[idx], tstar[idx]
+                    p = (ts - tau[idx, ks])[:, None]
+                    A_k, V_k = A[idx, ks], V[idx, ks]                  # (h, P)
+                    F_k = A_k * torch.cos(p) + V_k * torch.sin(p)
+                    W_k = V_k * torch.cos(p) - A_k * torch.sin(p)
+                    rows = torch.arange(idx.numel(), device=a.device)
+                    coef = 2.0 * W_k[rows, mus] / self.Cdiag[mus]      # field velocity into the wall
+                    W_k = W_k - coef[:, None] * self.C[:, mus].T       # v_k −= coef B_μ  ⇒  B v_k −= coef C_:μ
+                    # on the wall: put the field exactly on its correct side (it is 0 up to rounding)
+                    F_k[rows, mus] = -c[ks, mus] + y[mus] * 1e-12 * (1.0 + c[ks, mus].abs())
+                    A[idx, ks], V[idx, ks], tau[idx, ks] = F_k, W_k, ts
+                    t1, t2 = self._crossings(c[ks], F_k, W_k)
+                    T1[idx, ks], T2[idx, ks] = ts[:, None] + t1, ts[:, None] + t2
+                    t_now[idx] = ts
+                    reflections += idx.numel()
+                done = ~hit
+                if bool(done.any()):
+                    d = torch.nonzero(done).flatten()
+                    ph = (t_end[d, None] - tau[d])[:, :, None]
+                    a[ids[d]] = (A[d] * torch.cos(ph) + V[d] * torch.sin(ph)) @ self.B_pinv_T
+                    ids, A, V, tau, T1, T2, t_now, t_end = (ids[hit], A[hit], V[hit], tau[hit], T1[hit], T2[hit],
+                                                            t_now[hit], t_end[hit])
+        return a, reflections / max(1, M * trajectories)
+
+
+def _check_inputs(weights, X, y, deltas):
+    W = np.asarray(weights, dtype=np.float64)
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y)
+    if W.ndim == 1:
+        W = W[None]
+    if W.ndim != 2:
+        raise EntropicError(f"weights must have shape (K, N), got {W.shape}")
+    K, N = W.shape
+    committee_sign.check_odd_K(K, EntropicError)
+    if X.ndim != 2 or X.shape[1] != N:
+        raise EntropicError(f"X must have shape (P, {N}) to match weights {W.shape}, got {X.shape}")
+    if y.shape != (X.shape[0],) or not np.all(np.abs(y) == 1):
+        raise EntropicError(f"y must be {X.shape[0]} labels ±1, got shape {y.shape}")
+    if not (np.all(np.isfinite(W)) and np.all(np.isfinite(X))):
+        raise EntropicError("weights or X contain NaN or inf")
+    norms = np.linalg.norm(W, axis=1)
+    if np.any(norms == 0):
+        raise EntropicError(f"hidden unit(s) {np.flatnonzero(norms == 0).tolist()} of the reference are all zero")
+    deltas = np.asarray(deltas, dtype=np.float64).reshape(-1)
+    if deltas.size == 0 or not np.all(np.isfinite(deltas)) or np.any(deltas <= 0):
+        raise EntropicError(f"deltas must be a non-empty list of finite prior widths Δ > 0, got {deltas.tolist()}")
+    if np.any(np.diff(deltas) <= 0):
+        raise EntropicError(f"deltas must be strictly increasing, got {deltas.tolist()}")
+    return W, X, y.astype(np.float64), deltas
+
+
+def committee_local_entropy(weights, X, y, deltas, *, chains=512, groups=8, keep=0.5, moves=2,
+                            normalize=True, seed=0, device="cpu", dtype=torch.float64, checkpoint=None,
+                            progress=None) -> SampledLocalEntropy:
+    """φ_G(Δ), δ(Δ) and the local entropy s(d) of a committee machine around `weights`, by sampling.
+
+    Paper 000, Eqs. (3) and (7), App. B.1; BP.md §1, §5 for the definitions (the same quantities as
+    ``bp.local_entropy_curve``, which computes them by Belief Propagation). weights: (K, N) reference
+    w̃ (K odd; K = 1 is the perceptron); X: (P, N) inputs; y: (P,) labels ±1; deltas: increasing prior
+    widths Δ > 0. chains: particles in all, split into `groups` independent populations (error bars
+    from their spread; chains must be a multiple of groups); keep: target surviving fraction per
+    level (the levels between requested Δ are chosen so); moves: HMC trajectories per level;
+    normalize: rescale each unit to ‖w̃_k‖² = N as BP does (BP.md §1). device: "cpu" or "cuda";
+    dtype: float64 by default (crossing times at small Δ, where |λ̃/√Δ| is large, need it).
+    checkpoint: a file (.npz) written after each requested Δ (particles, random state, sums so far);
+    a call with the same file and the same inputs and settings resumes from it and gives the same
+    result as an uninterrupted run; different inputs or settings raise EntropicError.
+    progress(dict) is called after each requested Δ with keys index, total, prior_delta, phi_G,
+    phi_G_se, delta, levels, seconds.
+
+    Raises EntropicError for bad inputs, a reference that misclassifies a training pattern (the hard
+    constraint then has measure zero around it), or a level where a group loses all its particles
+    (use more chains or a larger `keep`).
+    """
+    W, X, y, deltas = _check_inputs(weights, X, y, deltas)
+    chains, groups, moves = int(chains), int(groups), int(moves)
+    if groups < 2 or chains < 2 * groups or chains % groups:
+        raise EntropicError(f"need groups ≥ 2 and chains a multiple of groups with ≥ 2 chains each, "
+                            f"got chains={chains}, groups={groups}")
+    if not 0.05 <= keep < 1:
+        raise EntropicError(f"keep must be in [0.05, 1), got {keep}")
+    if moves < 1:
+        raise EntropicError(f"moves must be ≥ 1, got {moves}")
+    K, N = W.shape
+    if normalize:
+        W = W * (math.sqrt(N) / np.linalg.norm(W, axis=1))[:, None]
+    n = K * N
+    bad = committee_sign.misclassified(X @ W.T, y)
+    if bad.any():
+        raise EntropicError(f"the reference misclassifies {int(bad.sum())} of {len(y)} training patterns "
+                            f"(first: {np.flatnonzero(bad)[:5].tolist()}); the hard constraint needs a solution")
+    dev = torch.device(device)
+    walls = _CommitteeWalls(W, X, y, dtype, dev)
+    fingerprint = _fingerprint(W, X, y, deltas, chains, groups, keep, moves, normalize, seed, dtype)
+    out = _smc(walls, deltas, chains, groups, keep, moves, seed, n, checkpoint, fingerprint, progress)
+    return SampledLocalEntropy(**out, n=n, K=K, N=N, P=X.shape[0], rank=walls.r, chains=chains, groups=groups,
+                               settings={"keep": keep, "moves": moves, "normalize": normalize, "seed": seed,
+                                         "device": str(dev), "dtype": str(dtype), "sampler": "exact HMC"})
+
+
+def _smc(space, deltas, chains, groups, keep, moves, seed, n, checkpoint, fingerprint, progress) -> dict:
+    """Sequential Monte Carlo over Δ (module docstring) in a `space` that provides init(M, gen), aux(state)
+    (what feasibility is computed from), feasible(aux, Δ) → (M,) bool, move(state, Δ, moves, gen) →
+    (state, statistic) leaving π_Δ invariant, and sq(state) → (M,) E‖z‖² given the state (the free
+    directions' exact mean included). Returns the per-Δ arrays of SampledLocalEntropy."""
+    dev = space.device
+    gen = torch.Generator(device=dev)
+    gen.manual_seed(int(seed))
+    M, per = chains, chains // groups
+    state = space.init(M, gen)
+    logZ = np.zeros(groups)
+    t0 = time.perf_counter()
+    levels, level_lr, level_tdd, stats = [], [], [], []
+    out_phi = np.full((len(deltas), groups), np.nan)
+    out_del = np.full((len(deltas), groups), np.nan)
+    out_var = np.full(len(deltas), np.nan)
+    seconds = np.full(len(deltas), np.nan)
+    current, start, var_iid = 0.0, 0, 0.0
+    if checkpoint is not None and os.path.exists(checkpoint):
+        st = _load_checkpoint(checkpoint, fingerprint)
+        state = torch.as_tensor(st["state"], dtype=space.dtype, device=dev)
+        gen.set_state(torch.as_tensor(st["rng"], dtype=torch.uint8))
+        logZ, out_phi, out_del, seconds = st["logZ"], st["out_phi"], st["out_del"], st["seconds"]
+        levels, level_lr, level_tdd, stats = (list(st["levels"]), list(st["level_lr"]), list(st["level_tdd"]),
+                                              list(st["stats"]))
+        current, start = float(st["current"]), int(st["next"])
+        out_var, var_iid = st["out_var"], float(_out_var_last(st["out_var"], start))
+        t0 -= float(seconds[start - 1])
+    aux = space.aux(state)
+    for j, target in enumerate(deltas):
+        if j < start:
+            continue
+        while current < target:
+            nxt = _next_level(space, aux, current, float(target), keep)
+            ok = space.feasible(aux, nxt).reshape(groups, per)
+            frac = ok.double().mean(1).cpu().numpy()
+            if np.any(frac == 0):
+                raise EntropicError(f"at Δ = {nxt:.4g} group(s) {np.flatnonzero(frac == 0).tolist()} lost every "
+                                    f"particle; use more chains (now {chains}) or a larger keep (now {keep})")
+            state = _resample(state, ok, gen)
+            state, stat = space.move(state, nxt, moves, gen)
+            aux = space.aux(state)
+            back = np.ones(groups)
+            if current > 0:  # the sets are not nested (the committee's solution space is not star-shaped)
+                back = space.feasible(aux, current).reshape(groups, per).double().mean(1).cpu().numpy()
+                if np.any(back == 0):
+                    raise EntropicError(f"at Δ = {nxt:.4g} no particle of group(s) {np.flatnonzero(back == 0).tolist()}"
+                                        f" is feasible at the previous level Δ = {current:.4g}; use a larger keep")
+            logZ += np.log(frac) - np.log(back)
+            var_iid += _binomial_log_var(frac.mean(), M) + (_binomial_log_var(back.mean(), M) if current > 0 else 0.0)
+            sq = space.sq(state).reshape(groups, per).mean(1).cpu().numpy()
+            levels.append(nxt)
+            level_lr.append(np.log(frac) - np.log(back))
+            level_tdd.append(sq / n)
+            stats.append(stat)
+            current = nxt
+        out_phi[j] = logZ / n
+        out_var[j] = var_iid
+        out_del[j] = target * level_tdd[-1] / 2                       # δ = (Δ/2n) E‖z‖²
+        seconds[j] = time.perf_counter() - t0
+        if checkpoint is not None:
+            _save_checkpoint(checkpoint, fingerprint, state=state.cpu().numpy(), rng=gen.get_state().numpy(),
+                             logZ=logZ, out_phi=out_phi, out_del=out_del, out_var=out_var, seconds=seconds,
+                             levels=np.asarray(levels),
+                             level_lr=np.asarray(level_lr), level_tdd=np.asarray(level_tdd),
+                             stats=np.asarray(stats), current=current, next=j + 1)
+        if progress is not None:
+            progress({"index": j, "total": len(deltas), "prior_delta": float(target),
+                      "phi_G": float(_log_mean_exp_jackknife(out_phi[j:j + 1] * n)[0][0] / n),
+                      "phi_G_se": float(_log_mean_exp_jackknife(out_phi[j:j + 1] * n)[1][0] / n),
+                      "delta": float(out_del[j].mean()), "levels": len(levels), "seconds": float(seconds[j])})
+    se = lambda x: x.std(1, ddof=1) / math.sqrt(groups)  # noqa: E731
+    s_groups = shell_entropy(out_phi, out_del, deltas[:, None])
+    # φ_G from the groups' Z estimates averaged (each nearly unbiased for Z), not their logs averaged:
+    # E[ln Ẑ_g] = ln Z − Var(ln Ẑ_g)/2, a bias `groups` times larger (measured: −5 % on a sharp SGD
+    # solution at small Δ with 32 particles per group); error bar by the jackknife over groups.
+    phi_G, phi_G_se = _log_mean_exp_jackknife(out_phi * n)
+    # never below the standard error the same fractions would have with independent particles (with a
+    # level where no particle was lost counted as one loss): the jackknife is 0 when no group loses any
+    phi_G, phi_G_se = phi_G / n, np.maximum(phi_G_se, np.sqrt(out_var)) / n
+    # s from the pooled φ_G and δ (s is quadratic in 2δ/Δ − 1, so averaging the groups' s would add
+    # their noise variance as a bias); its error bar from the groups' spread
+    delta = out_del.mean(1)
+    s = shell_entropy(phi_G, delta, deltas)
+    return dict(prior_delta=deltas.copy(), phi_G=phi_G, phi_G_se=phi_G_se, delta=delta, delta_se=se(out_del),
+                phi=s, phi_se=se(s_groups), phi_ball=ball_entropy(delta, s), d=delta * n, seconds=seconds,
+                levels=np.asarray(levels), level_log_ratio=np.asarray(level_lr),
+                level_two_delta_over_Delta=np.asarray(level_tdd).mean(1), reflections=np.asarray(stats))
+
+
+def _out_var_last(out_var, start):
+    """The accumulated variance at the last requested Δ already done (resuming a checkpoint)."""
+    return out_var[start - 1]
+
+
+def _binomial_log_var(f, M):
+    """Var(ln f̂) ≈ (1 − f)/(f M) of a fraction f̂ of M independent particles, f clipped to M/(M+1)."""
+    f = min(float(f), M / (M + 1.0))
+    return (1.0 - f) / (f * M)
+
+
+def _log_mean_exp_jackknife(logs):
+    """ln of the mean of exp(logs) over axis 1 (groups), and its jackknife standard error."""
+    logs = np.asarray(logs, dtype=np.float64)
+    G = logs.shape[1]
+    m = logs.max(1, keepdims=True)
+    w = np.exp(logs - m)
+    est = np.log(w.mean(1)) + m[:, 0]
+    loo = np.log((w.sum(1, keepdims=True) - w) / (G - 1)) + m                # leave one group out
+    se = np.sqrt((G - 1) / G * ((loo - loo.mean(1, keepdims=True)) ** 2).sum(1))
+    return est, se
+
+
+def _fingerprint(W, X, y, deltas, chains, groups, keep, moves, normalize, seed, dtype) -> str:
+    """SHA-256 of everything a checkpoint's numbers depend on (the inputs and the sampler's settings)."""
+    h = hashlib.sha256()
+    for arr in (W, X, y, deltas):
+        h.update(arr if isinstance(arr, bytes) else np.ascontiguousarray(arr, dtype=np.float64).tobytes())
+        h.update(str(np.shape(arr)).encode())
+    h.update(json.dumps([chains, groups, float(keep), moves, bool(normalize), int(seed), str(dtype)]).encode())
+    return h.hexdigest()
+
+
+def _save_checkpoint(path, fingerprint, **arrays):
+    """Write atomically (a temporary file renamed over the old one), so an interrupted write keeps the last."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as f:
+        np.savez(f, fingerprint=np.asarray(fingerprint), **{k: np.asarray(v) for k, v in arrays.items()})
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path, fingerprint) -> dict:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            st = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError) as exc:
+        raise EntropicError(f"{path}: not a readable local-entropy checkpoint ({exc}); delete it to start over") from None
+    if str(st.get("fingerprint")) != fingerprint:
+        raise EntropicError(f"{path}: checkpoint of a different reference, data, Δ grid or sampler setting; "
+                            f"delete it or pass another checkpoint file")
+    return st
+
+
+def _next_level(space, aux, current, target, keep):
+    """The next Δ: `target` if at least `keep` of all particles stay feasible there, otherwise the Δ in
+    (current, target) where about `keep` of them do (bisection in ln Δ on the pooled fraction)."""
+    if space.feasible(aux, target).double().mean().item() >= keep:
+        return target
+    lo = math.log(current) if current > 0 else math.log(target) - 30.0
+    hi = math.log(target)
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        if space.feasible(aux, math.exp(mid)).double().mean().item() >= keep:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-3:
+            break
+    return max(math.exp(lo), current * (1 + 1e-6) if current > 0 else math.exp(lo))
+
+
+def _resample(a, ok, gen):
+    """Replace each group's infeasible particles by copies of its feasible ones, drawn uniformly."""
+    groups, per = ok.shape
+    a = a.reshape(groups, per, *a.shape[1:]).clone()
+    for g in range(groups):
+        good = torch.nonzero(ok[g]).flatten()
+        badi = torch.nonzero(~ok[g]).flatten()
+        if badi.numel():
+            pick = good[torch.randint(good.numel(), (badi.numel(),), generator=gen, device=a.device)]
+            a[g, badi] = a[g, pick]
+    return a.reshape(groups * per, *a.shape[2:])
+
+
+@dataclass(frozen=True)
+class DirectEstimate:
+    """Result of `committee_direct_monte_carlo`: per Δ, φ_G from the hit fraction of i.i.d. draws
+    (NaN where no draw hit), δ from the hits; *_se binomial / sample standard errors; hits per Δ."""
+
+    prior_delta: np.ndarray
+    phi_G: np.ndarray
+    phi_G_se: np.ndarray
+    delta: np.ndarray
+    delta_se: np.ndarray
+    hits: np.ndarray
+    samples: int
+    n: int
+
+
+def committee_direct_monte_carlo(weights, X, y, deltas, *, samples=20000, batch=1000, normalize=True, seed=0,
+                                 device="cpu", dtype=torch.float32) -> DirectEstimate:
+    """φ_G(Δ) and δ(Δ) by plain Monte Carlo: i.i.d. w′ ~ N(w̃, ΔI), φ_G = ln(hits/samples)/n (BP.md §7.6).
+
+    Unbiased for the probability and free of any MCMC assumption, but only usable while the probability
+    is not tiny (ln Z ≳ −ln samples + a few): the ground truth against which the sampler and BP are
+    checked at small Δ. Same conventions and arguments as `committee_local_entropy`.
+    """
+    W, X, y, deltas = _check_inputs(weights, X, y, deltas)
+    samples, batch = int(samples), int(batch)
+    if samples < 1 or batch < 1:
+        raise EntropicError(f"samples and batch must be ≥ 1, got {samples}, {batch}")
+    K, N = W.shape
+    if normalize:
+        W = W * (math.sqrt(N) / np.linalg.norm(W, axis=1))[:, None]
+    n = K * N
+    dev = torch.device(device)
+    walls = _CommitteeWalls(W, X, y, dtype, dev)
+    free = K * (N - walls.r)
+    gen = torch.Generator(device=dev)
+    gen.manual_seed(int(seed))
+    G = len(deltas)
+    hits = np.zeros(G, dtype=np.int64)
+    s1, s2 = np.zeros(G), np.zeros(G)
+    done = 0
+    while done < samples:
+        m = min(batch, samples - done)
+        a = torch.randn((m, K, walls.r), generator=gen, dtype=dtype, device=dev)
+        Fa = walls.fields(a)
+        # ‖z‖² = ‖a‖² + ‖z_⊥‖²; z_⊥ is independent of feasibility, so its mean K(N − r) is used exactly
+        sq = (a.double() ** 2).sum((1, 2)) + free
+        for j, D in enumerate(deltas):
+            ok = walls.feasible(Fa, float(D))
+            v = sq[ok].cpu().numpy()
+            hits[j] += int(ok.sum())
+            s1[j] += v.sum()
+            s2[j] += (v ** 2).sum()
+        done += m
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = hits / samples
+        phi = np.where(hits > 0, np.log(np.maximum(p, 1e-300)) / n, np.nan)
+        phi_se = np.where(hits > 0, np.sqrt((1 - p) / (np.maximum(p, 1e-300) * samples)) / n, np.nan)
+        mean = s1 / hits
+        var = np.maximum(s2 / hits - mean ** 2, 0) / np.maximum(hits - 1, 1)
+        delta = deltas * mean / (2 * n)
+        delta_se = deltas * np.sqrt(var) / (2 * n)
+    return DirectEstimate(prior_delta=deltas.copy(), phi_G=phi, phi_G_se=phi_se, delta=np.where(hits > 0, delta, np.nan),
+                          delta_se=np.where(hits > 1, delta_se, np.nan), hits=hits, samples=samples, n=n)
+
+
+class _ModelSpace:
+    """The selected parameters of any nn.Module, perturbed as θ̃ + √Δ z (z ~ N(0, I) on them only), with
+    the constraint "no more training errors than θ̃" (errors as `classification_error`), and
+    elliptical slice sampling (Murray, Adams & MacKay 2010) restricted to the constraint as MCMC move.
+    Chains are evaluated one at a time with torch.func.functional_call, in batches of `batch_size` inputs."""
+
+    def __init__(self, model, X, y, names, batch_size, dtype, device):
+        from localentropy.entropic.local_energy import classification_error
+
+        self.model, self.X, self.y, self.names = model, X, y, names
+        self.batch_size = batch_size
+        self.dtype, self.device = dtype, device
+        params = dict(model.named_parameters())
+        self.shapes = [params[k].shape for k in names]
+        self.sizes = [params[k].numel() for k in names]
+        self.center = torch.cat([params[k].detach().reshape(-1).to(dtype) for k in names])
+        self.n = int(self.center.numel())
+        self._err = classification_error
+        self.E0 = self.errors(self.center)
+
+    def errors(self, theta) -> int:
+        """Misclassified training samples of the model with the selected parameters set to theta (n,)."""
+        from torch.func import functional_call
+
+        pieces = torch.split(theta, self.sizes)
+        override = {k: p.reshape(s).to(self.X.dtype) for k, p, s in zip(self.names, pieces, self.shapes)}
+        wrong = 0
+        with torch.no_grad():
+            for i in range(0, self.X.shape[0], self.batch_size):
+                xb, yb = self.X[i:i + self.batch_size], self.y[i:i + self.batch_size]
+                out = functional_call(self.model, override, (xb,))
+                wrong += int(round(float(self._err(out, yb)) * xb.shape[0]))
+        return wrong
+
+    def init(self, M, gen):
+        return torch.randn((M, self.n), generator=gen, dtype=self.dtype, device=self.device)
+
+    def aux(self, z):
+        return z
+
+    def feasible(self, z, Delta):
+        s = math.sqrt(Delta)
+        return torch.tensor([self.errors(self.center + s * zi) <= self.E0 for zi in z], device=self.device)
+
+    def move(self, z, Delta, moves, gen, max_shrinks=100):
+        """`moves` elliptical slice steps per chain with the indicator likelihood: propose on the ellipse
+        z cos θ + ν sin θ, shrink the bracket towards θ = 0 (z itself, feasible) until feasible."""
+        z = z.clone()
+        shrinks = 0
+        s = math.sqrt(Delta)
+        for _ in range(moves):
+            for i in range(z.shape[0]):
+                nu = torch.randn(z.shape[1], generator=gen, dtype=z.dtype, device=z.device)
+                theta = float(torch.rand((), generator=gen, dtype=torch.float64)) * TWO_PI
+                lo, hi = theta - TWO_PI, theta
+                for _ in range(max_shrinks):
+                    prop = z[i] * math.cos(theta) + nu * math.sin(theta)
+                    if self.errors(self.center + s * prop) <= self.E0:
+                        z[i] = prop
+                        break
+                    shrinks += 1
+                    if theta < 0:
+                        lo = theta
+                    else:
+                        hi = theta
+                    theta = lo + (hi - lo) * float(torch.rand((), generator=gen, dtype=torch.float64))
+        return z, shrinks / max(1, moves * z.shape[0])
+
+    def sq(self, z):
+        return (z.double() ** 2).sum(1)
+
+
+def local_entropy(model, X, y, deltas, *, params=None, include_biases=False, chains=64, groups=8, keep=0.5,
+                  moves=2, batch_size=4096, seed=0, device="cpu", dtype=torch.float64, checkpoint=None,
+                  progress=None) -> SampledLocalEntropy:
+    """φ_G(Δ), δ(Δ) and s(d) of any classifier around its current weights, restricted to the weights
+    chosen by `params` (as `select_parameters`; paper 002's partial local entropy), the others fixed.
+
+    φ_G(Δ) = (1/n) ln P_{θ′ ~ N(θ̃, ΔI)}[errors(θ′) ≤ errors(θ̃)] on (X, y), n = number of selected weights
+    (paper 000, Sec. 5; BP.md §1, §5); no rescaling of θ̃ (choose Δ in the units of the weights).
+    Same SMC over Δ as `committee_local_entropy`, with elliptical slice sampling as move, and one
+    forward pass over the training set per chain and proposal: this is the general, slow path. It is
+    checked against brute force on tiny networks only; in high dimension, slice steps restricted to
+    a hard constraint are short (BP.md §7.6 records such a sampler failing to equilibrate), so check a
+    curve's stability in `moves` and `chains` before trusting it. For sign-unit committee machines use
+    `committee_local_entropy` (exact HMC, validated at the paper's size).
+    """
+    from localentropy.entropic.params import select_parameters
+
+    chosen = select_parameters(model, params, include_biases=include_biases)
+    deltas = np.asarray(deltas, dtype=np.float64).reshape(-1)
+    if deltas.size == 0 or not np.all(np.isfinite(deltas)) or np.any(deltas <= 0):
+        raise EntropicError(f"deltas must be a non-empty list of finite prior widths Δ > 0, got {deltas.tolist()}")
+    if np.any(np.diff(deltas) <= 0):
+        raise EntropicError(f"deltas must be strictly increasing, got {deltas.tolist()}")
+    chains, groups, moves = int(chains), int(groups), int(moves)
+    if groups < 2 or chains < 2 * groups or chains % groups:
+        raise EntropicError(f"need groups ≥ 2 and chains a multiple of groups with ≥ 2 chains each, "
+                            f"got chains={chains}, groups={groups}")
+    if not 0.05 <= keep < 1 or moves < 1:
+        raise EntropicError(f"need keep in [0.05, 1) and moves ≥ 1, got keep={keep}, moves={moves}")
+    X = torch.as_tensor(X)
+    y = torch.as_tensor(y)
+    if X.shape[0] != y.shape[0] or X.shape[0] == 0:
+        raise EntropicError(f"X and y must hold the same number (≥ 1) of samples, got {X.shape[0]} and {y.shape[0]}")
+    if X.is_floating_point() and not bool(torch.isfinite(X).all()):
+        raise EntropicError("X contains NaN or inf")
+    dev = torch.device(device)
+    space = _ModelSpace(model, X.to(dev), y.to(dev), list(chosen), int(batch_size), dtype, dev)
+    if not bool(torch.isfinite(space.center).all()):
+        raise EntropicError("the selected parameters contain NaN or inf")
+    h = hashlib.sha256(space.center.double().cpu().numpy().tobytes())
+    h.update(X.double().cpu().numpy().tobytes())
+    h.update(y.double().cpu().numpy().tobytes())
+    fingerprint = _fingerprint(h.digest()[:8], np.zeros(1), np.zeros(1), deltas, chains, groups, keep, moves,
+                               False, seed, dtype)
+    out = _smc(space, deltas, chains, groups, keep, moves, seed, space.n, checkpoint, fingerprint, progress)
+    return SampledLocalEntropy(**out, n=space.n, K=None, N=None, P=int(X.shape[0]), rank=None, chains=chains,
+                               groups=groups, settings={"keep": keep, "moves": moves, "seed": seed,
+                                                        "params": list(chosen), "errors_reference": space.E0,
+                                                        "device": str(dev), "dtype": str(dtype),
+                                                        "sampler": "elliptical slice"})

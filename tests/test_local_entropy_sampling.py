@@ -1,0 +1,287 @@
+"""The sampling estimator of φ_G(Δ), δ(Δ) and s(d) (entropic.local_entropy) against ground truths from
+outside it: exact formulas (one pattern), brute-force Monte Carlo in weight space (tiny committees), and,
+in the slow tests, plain Monte Carlo and BP on real Figure-1 solutions of the Dress/Coat subset."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from localentropy import legendre
+from localentropy.entropic import EntropicError
+from localentropy.entropic import local_entropy as le
+
+
+def _committee_instance(K, N, P, seed):
+    """±1 patterns, a random reference rescaled to ‖w_k‖² = N, labels = its own committee output."""
+    rng = np.random.default_rng(seed)
+    X = rng.choice([-1.0, 1.0], size=(P, N))
+    W = rng.normal(size=(K, N))
+    W *= (math.sqrt(N) / np.linalg.norm(W, axis=1))[:, None]
+    votes = np.where(X @ W.T >= 0, 1, -1).sum(1)
+    return W, X, np.where(votes >= 0, 1.0, -1.0)
+
+
+def _brute_force(W, X, y, Delta, samples, seed):
+    """φ_G and δ by i.i.d. draws w′ = w̃ + √Δ z in the full weight space (no whitening, no MCMC)."""
+    rng = np.random.default_rng(seed)
+    K, N = W.shape
+    z = rng.normal(size=(samples, K, N))
+    lam = np.einsum("skn,pn->spk", W + math.sqrt(Delta) * z, X)
+    out = np.where(np.where(lam >= 0, 1, -1).sum(2) >= 0, 1, -1)
+    ok = (out == y).all(1)
+    p = ok.mean()
+    sq = (z[ok] ** 2).sum((1, 2))
+    n = K * N
+    return (math.log(p) / n, math.sqrt((1 - p) / (p * samples)) / n,
+            Delta * sq.mean() / (2 * n), Delta * sq.std() / math.sqrt(ok.sum()) / (2 * n))
+
+
+@pytest.mark.parametrize("K,N,P", [(3, 4, 6), (1, 10, 8)])
+def test_sampler_matches_brute_force_monte_carlo_on_tiny_networks(K, N, P):
+    """n ≤ 12 weights, probabilities down to e^{-3}: plain sampling of the Gaussian is the ground truth.
+    K = 3 checks the non-nested levels (the committee's solution space is not star-shaped around w̃)."""
+    torch.set_num_threads(1)
+    W, X, y = _committee_instance(K, N, P, 0)
+    deltas = [0.05, 0.5, 2.0]
+    r = le.committee_local_entropy(W, X, y, deltas, chains=2048, groups=8, moves=2, seed=1)
+    for i, D in enumerate(deltas):
+        phi, phi_se, delta, delta_se = _brute_force(W, X, y, D, 100_000, 2)
+        assert abs(r.phi_G[i] - phi) < 4 * math.hypot(r.phi_G_se[i], phi_se), (D, r.phi_G[i], phi)
+        assert abs(r.phi_G[i] - phi) < 0.05 * abs(phi) + 1e-3
+        assert abs(r.delta[i] - delta) < 4 * math.hypot(r.delta_se[i], delta_se), (D, r.delta[i], delta)
+    assert np.all(r.phi_G_se > 0) and np.all(np.diff(r.phi_G) < 0)
+
+
+def test_single_pattern_perceptron_is_exact():
+    """One pattern, K = 1: Z = Φ(yλ̃/√Δ) and E‖z‖² = N − 1 + 1 − cφ(c)/Φ(c), c = yλ̃/√Δ (the field noise
+    x·z/√N is a standard normal; the other N − 1 directions are free)."""
+    W = np.array([[0.3, -0.2, 0.5, 0.1, -0.4]])
+    X = np.array([[1.0, 1.0, 1.0, -1.0, 1.0]])
+    N = 5
+    W = W * math.sqrt(N) / np.linalg.norm(W)
+    lam = float(X[0] @ W[0]) / math.sqrt(N)
+    y = np.array([1.0 if lam >= 0 else -1.0])
+    deltas = np.array([0.1, 1.0, 4.0])
+    r = le.committee_local_entropy(W, X, y, deltas, chains=4096, groups=8, moves=2, seed=3)
+    for i, D in enumerate(deltas):
+        c = abs(lam) / math.sqrt(D)
+        Phi = 0.5 * math.erfc(-c / math.sqrt(2))
+        pdf = math.exp(-c * c / 2) / math.sqrt(2 * math.pi)
+        phi_exact = math.log(Phi) / N
+        delta_exact = D * (N - c * pdf / Phi) / (2 * N)
+        assert abs(r.phi_G[i] - phi_exact) < max(4 * r.phi_G_se[i], 1e-4), (D, r.phi_G[i], phi_exact)
+        assert abs(r.delta[i] - delta_exact) < 4 * r.delta_se[i] + 1e-4, (D, r.delta[i], delta_exact)
+
+
+def test_direct_monte_carlo_matches_brute_force_in_weight_space():
+    """The whitened field coordinates (z projected on the span of the inputs) give the law of w′."""
+    W, X, y = _committee_instance(3, 4, 6, 0)
+    d = le.committee_direct_monte_carlo(W, X, y, [0.5], samples=100_000, dtype=torch.float64, seed=5)
+    phi, phi_se, delta, delta_se = _brute_force(W, X, y, 0.5, 100_000, 6)
+    assert abs(d.phi_G[0] - phi) < 4 * math.hypot(d.phi_G_se[0], phi_se)
+    assert abs(d.delta[0] - delta) < 4 * math.hypot(d.delta_se[0], delta_se)
+
+
+def test_legendre_transform_is_the_one_bp_uses():
+    """One copy of the formulas (BP.md §5.2, §5.4): localentropy.legendre, used by bp and entropic."""
+    from localentropy import bp
+
+    assert bp.shell_entropy is legendre.shell_entropy and bp.ball_entropy is legendre.ball_entropy
+    assert le.shell_entropy is legendre.shell_entropy and le.ball_entropy is legendre.ball_entropy
+    W, X, y = _committee_instance(3, 4, 6, 0)
+    r = le.committee_local_entropy(W, X, y, [0.1, 0.4], chains=64, groups=4, seed=0)
+    np.testing.assert_allclose(r.phi, legendre.shell_entropy(r.phi_G, r.delta, r.prior_delta), rtol=1e-12)
+    np.testing.assert_allclose(r.phi_ball, legendre.ball_entropy(r.delta, r.phi))
+    np.testing.assert_allclose(r.d, r.delta * r.n)
+
+
+def test_hmc_keeps_every_chain_feasible_and_reflects():
+    torch.set_num_threads(1)
+    W, X, y = _committee_instance(3, 20, 30, 4)
+    walls = le._CommitteeWalls(W, X, y, torch.float64, torch.device("cpu"))
+    gen = torch.Generator().manual_seed(0)
+    a = torch.zeros((64, 3, walls.r), dtype=torch.float64)  # z = 0: w̃ itself, feasible
+    a, refl = walls.hmc(a, 1.0, 5, gen)
+    assert refl > 0
+    assert bool(walls.feasible(walls.fields(a), 1.0).all())
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"deltas": [0.1, 0.0]}, "Δ > 0"),
+    ({"deltas": [0.5, 0.1]}, "strictly increasing"),
+    ({"deltas": [float("nan")]}, "Δ > 0"),
+    ({"chains": 30, "groups": 4}, "multiple of groups"),
+    ({"keep": 1.0}, "keep"),
+    ({"moves": 0}, "moves"),
+])
+def test_bad_arguments_raise_entropic_error_naming_them(kwargs, match):
+    W, X, y = _committee_instance(3, 4, 6, 0)
+    args = {"deltas": [0.1], "chains": 64, "groups": 4} | kwargs
+    with pytest.raises(EntropicError, match=match):
+        le.committee_local_entropy(W, X, y, **args)
+
+
+def test_bad_inputs_raise_entropic_error():
+    W, X, y = _committee_instance(3, 4, 6, 0)
+    with pytest.raises(EntropicError, match="NaN"):
+        le.committee_local_entropy(np.where(W > 0, np.nan, W), X, y, [0.1])
+    with pytest.raises(EntropicError, match="shape"):
+        le.committee_local_entropy(W, X[:, :3], y, [0.1])
+    with pytest.raises(EntropicError, match="odd"):
+        le.committee_local_entropy(W[:2], X, y, [0.1])
+    with pytest.raises(EntropicError, match="misclassifies 1"):
+        le.committee_local_entropy(W, X, np.concatenate([-y[:1], y[1:]]), [0.1])
+
+
+# --- real Figure-1 solutions (P = 500, K = 9, N = 784): slow -----------------------------------------
+
+def _fig1_solution(setting, restart=0):
+    import glob
+    from pathlib import Path
+
+    from localentropy.figures.cache import StageCache
+
+    root = Path(__file__).resolve().parents[1] / "figures" / "cache" / "fig1"
+    cache = StageCache(root)
+    for f in sorted(glob.glob(str(root / "train" / "*" / "*.npz"))):
+        arrays, meta = cache.load("train", Path(f).stem)
+        if meta["setting"] == setting and int(meta["restart"]) == restart:
+            assert meta["train_error"] == 0.0
+            return arrays["weights"]
+    pytest.skip(f"no cached {setting} #{restart} under {root}")
+
+
+REAL_DELTAS = [0.015625, 0.03515625, 0.0625]  # bp.default_deltas(16)[1:4]
+# where 20 000 plain draws hit ≥ 100 times (Z not tiny): points of bp.default_deltas(16)
+MC_DELTAS = {"sgd-fast": [0.00390625, 0.015625], "sgd-slow": [0.015625, 0.0625, 0.25],
+             "rsgd-fast": [0.0625, 0.25, 1.0]}
+
+
+@pytest.fixture(scope="module")
+def dresscoat():
+    from localentropy.data import load_dresscoat
+
+    ds = load_dresscoat()
+    return ds.X_train, ds.y_train
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("setting", ["sgd-fast", "sgd-slow", "rsgd-fast"])
+def test_sampler_matches_plain_monte_carlo_on_real_solutions(setting, dresscoat):
+    """Where Z(Δ) is not tiny, 20 000 i.i.d. draws of the Gaussian give φ_G without MCMC: the SMC/HMC
+    estimate must agree within 4 combined standard errors, δ too."""
+    torch.set_num_threads(1)
+    X, y = dresscoat
+    W = _fig1_solution(setting)
+    deltas = MC_DELTAS[setting]
+    r = le.committee_local_entropy(W, X, y, deltas, chains=256, groups=8, moves=2, seed=11)
+    d = le.committee_direct_monte_carlo(W, X, y, deltas, samples=20000, seed=12)
+    for i in range(len(deltas)):
+        assert d.hits[i] >= 100
+        assert abs(r.phi_G[i] - d.phi_G[i]) < 4 * math.hypot(r.phi_G_se[i], d.phi_G_se[i]), (i, r.phi_G, d.phi_G)
+        assert abs(r.delta[i] - d.delta[i]) < 4 * math.hypot(r.delta_se[i], d.delta_se[i]) + 1e-9
+
+
+@pytest.mark.slow
+def test_sampler_orders_the_solutions_as_bp(dresscoat):
+    """SGD fast is sharper than SGD slow, which is sharper than rSGD fast: by BP and by sampling.
+    (Over the whole Figure-1 range, Δ up to 1, the benchmark checks the same at 16 Δ.)"""
+    from localentropy import bp
+
+    torch.set_num_threads(1)
+    X, y = dresscoat
+    deltas = REAL_DELTAS[1:]
+    phi_s, phi_b = {}, {}
+    for setting in ("sgd-fast", "sgd-slow", "rsgd-fast"):
+        W = _fig1_solution(setting)
+        phi_s[setting] = le.committee_local_entropy(W, X, y, deltas, chains=256, groups=8, seed=13).phi_G
+        phi_b[setting] = bp.local_entropy_curve(W, X, y, deltas).phi_G
+    for i in range(len(deltas)):
+        assert phi_s["sgd-fast"][i] < phi_s["sgd-slow"][i] < phi_s["rsgd-fast"][i]
+        assert phi_b["sgd-fast"][i] < phi_b["sgd-slow"][i] < phi_b["rsgd-fast"][i]
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="measured: on the real Dress/Coat solutions |φ_G| by BP exceeds that of "
+                   "exact sampling by 5–90 % (README, 'Local entropy by sampling'); BP.md §8.1, §8.3")
+def test_bp_agrees_with_plain_monte_carlo_within_5_percent(dresscoat):
+    """The issue's acceptance criterion for BP against a ground truth; it fails, the sampler does not."""
+    from localentropy import bp
+
+    X, y = dresscoat
+    W = _fig1_solution("sgd-slow")
+    d = le.committee_direct_monte_carlo(W, X, y, REAL_DELTAS, samples=20000, seed=14)
+    b = bp.local_entropy_curve(W, X, y, REAL_DELTAS)
+    np.testing.assert_allclose(b.phi_G, d.phi_G, rtol=0.05)
+
+
+def test_checkpoint_resumes_to_the_same_result(tmp_path):
+    W, X, y = _committee_instance(3, 4, 6, 0)
+    kw = dict(chains=64, groups=4, seed=2)
+    full = le.committee_local_entropy(W, X, y, [0.1, 0.5, 1.0], **kw)
+    ck = tmp_path / "le.npz"
+
+    def stop(d):  # interrupt after the second Δ (its checkpoint is written before progress is called)
+        if d["index"] == 1:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        le.committee_local_entropy(W, X, y, [0.1, 0.5, 1.0], checkpoint=ck, progress=stop, **kw)
+    assert ck.exists()
+    seen = []
+    resumed = le.committee_local_entropy(W, X, y, [0.1, 0.5, 1.0], checkpoint=ck, progress=seen.append, **kw)
+    assert [d["index"] for d in seen] == [2]
+    np.testing.assert_allclose(resumed.phi_G, full.phi_G, rtol=1e-12)
+    np.testing.assert_allclose(resumed.delta, full.delta, rtol=1e-12)
+    with pytest.raises(EntropicError, match="different"):
+        le.committee_local_entropy(W, X, y, [0.1, 0.5, 1.0], checkpoint=ck, chains=128, groups=4, seed=2)
+
+
+class _Committee(torch.nn.Module):
+    """The committee machine as an nn.Module (sign units, second layer +1): paper 000, Eq. 7."""
+
+    def __init__(self, W):
+        super().__init__()
+        self.fc = torch.nn.Linear(W.shape[1], W.shape[0], bias=False)
+        with torch.no_grad():
+            self.fc.weight.copy_(torch.as_tensor(W))
+
+    def forward(self, x):
+        return torch.sign(self.fc(x)).sum(1)
+
+
+def test_any_module_estimator_matches_brute_force_on_a_tiny_committee():
+    """The general path (elliptical slice sampling, forward passes) on the same tiny instance as above."""
+    torch.set_num_threads(1)
+    W, X, y = _committee_instance(3, 4, 6, 0)
+    model = _Committee(W).double()
+    deltas = [0.05, 0.5]
+    r = le.local_entropy(model, torch.tensor(X), torch.tensor(y), deltas, chains=128, groups=8, moves=3, seed=4)
+    assert r.n == 12 and r.settings["errors_reference"] == 0
+    for i, D in enumerate(deltas):
+        phi, phi_se, delta, delta_se = _brute_force(W, X, y, D, 100_000, 2)
+        assert abs(r.phi_G[i] - phi) < 4 * math.hypot(r.phi_G_se[i], phi_se), (D, r.phi_G[i], phi)
+        assert abs(r.delta[i] - delta) < 4 * math.hypot(r.delta_se[i], delta_se), (D, r.delta[i], delta)
+
+
+def test_any_module_estimator_rejects_bad_arguments():
+    W, X, y = _committee_instance(3, 4, 6, 0)
+    model = _Committee(W).double()
+    with pytest.raises(EntropicError, match="Δ > 0"):
+        le.local_entropy(model, torch.tensor(X), torch.tensor(y), [-1.0])
+    with pytest.raises(EntropicError, match="same number"):
+        le.local_entropy(model, torch.tensor(X), torch.tensor(y[:3]), [0.1])
+    with pytest.raises(EntropicError, match="matches nothing|no parameter|match"):
+        le.local_entropy(model, torch.tensor(X), torch.tensor(y), [0.1], params="nonexistent")
+
+
+def test_error_bar_is_not_zero_when_no_particle_is_lost():
+    """A tiny Δ around a solution with margins: every particle survives; the error bar is then the
+    binomial one of M particles (≈ 1/M per level in ln Z), not the groups' spread (0)."""
+    W, X, y = _committee_instance(3, 4, 6, 0)
+    r = le.committee_local_entropy(W, X, y, [1e-6], chains=64, groups=4, seed=0)
+    assert r.phi_G[0] == 0.0
+    assert r.phi_G_se[0] * r.n == pytest.approx(1 / 64, rel=0.05)
