@@ -344,8 +344,8 @@ def summary(fd: FigureData, command: str, stage_wall: dict) -> str:
               f"pattern with β = {spec.soft_beta:g}.", ""]
     lines += ["## Panel (a): local entropy", "",
               "Φ_LE is BP's (Bethe) estimate. On this subset a sampling estimator and plain Monte Carlo "
-              "(README, \"Local entropy by sampling\") find BP's φ_G(Δ) too negative — by ~10–25 % at "
-              "Δ ≤ 0.016 and up to ~45–90 % at Δ = 1 on three Figure-1 solutions — with the same ranking of "
+              "(README, \"Local entropy by sampling\") find BP's φ_G(Δ) too negative — by ~10–30 % at "
+              "Δ ≤ 0.06 and ~80 % at Δ = 1 on three Figure-1 solutions — with the same ranking of "
               "the solutions; read the values as BP's, the orderings as robust to that check.", ""]
     for t in ("hard", "soft"):
         lines += [f"Treatment `{t}`: Φ_LE per weight at δ = {dstar:.3g}.", ""]
