@@ -1,11 +1,11 @@
-"""The sampling estimator of local entropy (entropic.local_entropy) against BP and plain Monte Carlo on
+"""The sampling estimator of local entropy (entropic.sampling) against BP and plain Monte Carlo on
 real committee solutions (P = 500, K = 9, N = 784, Dress/Coat; the trained Figure-1 solutions cached in
 figures/cache/fig1: SGD fast, SGD slow, rSGD fast, all with training error 0).
 
 For each solution, on the same grid of prior widths (bp.default_deltas(--points), Δ up to 1, the range
 of Figure 1):
 1. BP: bp.local_entropy_curve (method "auto"), its wall time;
-2. the sampler: entropic.local_entropy.committee_local_entropy (SMC over Δ with exact reflecting HMC),
+2. the sampler: entropic.sampling.committee_local_entropy (SMC over Δ with exact reflecting HMC),
    φ_G, δ and s with error bars from --groups independent populations, its wall time, against the
    issue's bound of 10 minutes per curve (≥ 15 Δ points, 2 CPU cores);
 3. plain Monte Carlo (committee_direct_monte_carlo, --direct i.i.d. draws): an unbiased ground truth
@@ -41,7 +41,7 @@ import torch  # noqa: E402
 
 from localentropy import bp  # noqa: E402
 from localentropy.data import load_dresscoat  # noqa: E402
-from localentropy.entropic import local_entropy as le  # noqa: E402
+from localentropy.entropic import sampling as le  # noqa: E402
 from localentropy.figures.cache import StageCache  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from localentropy.cli.options import check_device, device_option
+from localentropy.cli.options import check_device, device_option, seed_option
 from localentropy.cli.progress import LazyBar, note
 
 
@@ -222,3 +222,58 @@ def evidence(obj, data_dir, seeds, overrides, out, runs_dir, models, methods, th
     with atomic_open(out, "w") as fh:
         fh.write(text)
     click.echo(text, nl=False)
+
+
+@deep.command("local-entropy")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--layers", default=None, help="Weights to perturb: comma list of layer names or prefixes (e.g. fc1,fc2) [default: all].")
+@click.option("--deltas", default="1e-4:1e-2:8", show_default=True,
+              help="Prior widths Δ (in the weights' units): lo:hi:n (log grid) or a comma list.")
+@click.option("--samples", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Training images the constraint is checked on (the run's first ones).")
+@click.option("--chains", type=click.IntRange(min=4), default=64, show_default=True)
+@click.option("--groups", type=click.IntRange(min=2), default=8, show_default=True,
+              help="Independent groups of chains (error bars: jackknife over the groups).")
+@click.option("--moves", type=click.IntRange(min=1), default=2, show_default=True, help="MCMC moves per level.")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Where the run's data set is.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="CSV [default: RUN_DIR/local_entropy[-LAYERS].csv]; a checkpoint beside it resumes an interrupted run.")
+@seed_option
+@device_option
+@click.pass_obj
+def local_entropy_cmd(obj, run_dir, layers, deltas, samples, chains, groups, moves, data_dir, out, seed, device):
+    """Local entropy φ_G(Δ), δ(Δ), Φ_LE(d) of a trained network (a `deep train` output folder), by sampling."""
+    from pathlib import Path
+
+    from localentropy.cli.options import check_output
+    from localentropy.committee.pipeline import parse_deltas
+    from localentropy.data.atomic import atomic_open
+    from localentropy.deep.local_entropy import run_local_entropy
+
+    grid = parse_deltas(deltas)
+    check_device(device)
+    run = Path(run_dir)
+    for name in ("config.json", "model.pt"):
+        if not (run / name).is_file():
+            raise click.BadParameter(f"{run}: no {name} (not the folder of a finished `deep train` run)",
+                                     param_hint="RUN_DIR")
+    picked = [t.strip() for t in layers.split(",") if t.strip()] if layers else None
+    tag = "-" + "-".join(picked) if picked else ""
+    out = Path(out) if out else run / f"local_entropy{tag}.csv"
+    check_output(out)
+    quiet = bool(obj and obj.get("quiet"))
+
+    def progress(info):
+        if not quiet:
+            click.echo(f"Δ {info['prior_delta']:.3g} ({info['index'] + 1}/{info['total']}): φ_G = {info['phi_G']:.4g}",
+                       err=True)
+
+    res = run_local_entropy(run, grid, layers=picked, samples=samples, chains=chains, groups=groups, moves=moves,
+                            seed=seed, device=device, data_dir=data_dir, checkpoint=out.with_suffix(".ckpt.npz"),
+                            progress=progress)
+    cols = ("prior_delta", "phi_G", "phi_G_se", "delta", "delta_se", "d", "phi", "phi_se", "phi_ball")
+    with atomic_open(out, "w") as fh:
+        fh.write(",".join(cols) + "\n")
+        for i in range(len(res.prior_delta)):
+            fh.write(",".join(repr(float(getattr(res, c)[i])) for c in cols) + "\n")
+    click.echo(f"n = {res.n} weights ({', '.join(picked) if picked else 'all'}); {len(res.prior_delta)} Δ; wrote {out}")

@@ -130,3 +130,34 @@ def test_a_diverging_run_stops_says_so_and_exits_1(fmnist, tmp_path):
     assert "became non-finite" in res.stderr
     rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
     assert len(rows) < 8 and rows[-1]["batch_loss"] == "nan"
+
+
+def test_local_entropy_of_a_trained_run_over_one_layer(fmnist, tmp_path):
+    """`deep local-entropy` on a `deep train` folder: one row per Δ, n = the layer's weights, φ_G ≤ 0,
+    δ(Δ) ≈ Δ/2 at a Δ small enough that the constraint hardly binds; a rerun resumes to the same file."""
+    run = tmp_path / "run"
+    res = CliRunner().invoke(cli, ["-q", "deep", "train", "--preset", "cpu-fmnist-mlp2-sgd", "--data-dir", str(fmnist),
+                                   "--out", str(run), "--set", "epochs=1", "--set", "train_subset=100",
+                                   "--set", "batch_size=50", "--set", "test_subset=20", "--threads", "1"])
+    assert res.exit_code == 0, res.output
+    args = ["-q", "deep", "local-entropy", str(run), "--data-dir", str(fmnist), "--layers", "out",
+            "--deltas", "1e-6,1e-4", "--samples", "40", "--chains", "8", "--groups", "2", "--moves", "1"]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    out = run / "local_entropy-out.csv"
+    rows = list(csv.DictReader(open(out)))
+    assert [float(r["prior_delta"]) for r in rows] == [1e-6, 1e-4]
+    assert "n = 7840 weights (out)" in res.stdout  # the output layer of the 784-wide MLP: 784 × 10
+    for r in rows:
+        assert float(r["phi_G"]) <= 0 and math.isfinite(float(r["phi_G_se"]))
+    assert float(rows[0]["delta"]) == pytest.approx(0.5e-6, rel=0.05)
+    first = out.read_text()
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0 and out.read_text() == first
+
+
+def test_local_entropy_refuses_a_folder_that_is_not_a_finished_run(tmp_path):
+    res = CliRunner().invoke(cli, ["deep", "local-entropy", str(tmp_path)])
+    one_line_error(res, "config.json")
+    res = CliRunner().invoke(cli, ["deep", "local-entropy", str(tmp_path), "--deltas", "1,0.1"])
+    one_line_error(res, "increasing")

@@ -1,4 +1,4 @@
-"""The sampling estimator of φ_G(Δ), δ(Δ) and s(d) (entropic.local_entropy) against ground truths from
+"""The sampling estimator of φ_G(Δ), δ(Δ) and s(d) (entropic.sampling) against ground truths from
 outside it: exact formulas (one pattern), brute-force Monte Carlo in weight space (tiny committees), and,
 in the slow tests, plain Monte Carlo and BP on real Figure-1 solutions of the Dress/Coat subset."""
 
@@ -12,7 +12,7 @@ import torch
 
 from localentropy import legendre
 from localentropy.entropic import EntropicError
-from localentropy.entropic import local_entropy as le
+from localentropy.entropic import sampling as le
 
 
 def _committee_instance(K, N, P, seed):

@@ -1,0 +1,77 @@
+"""Local entropy of a trained deep net (paper 000, Sec. 5; paper 002's restriction to layers).
+
+``trained_model(run_dir)`` rebuilds the network a ``localentropy deep train`` run saved (its
+``config.json`` and ``model.pt``); ``run_local_entropy(run_dir, deltas, layers=...)`` estimates
+φ_G(Δ), δ(Δ) and Φ_LE(d) around those weights with ``entropic.local_entropy`` on the run's first
+``samples`` training images (normalised as for evaluation), the weights outside ``layers`` fixed.
+The estimator is the general, slow path of ``entropic.local_entropy`` (elliptical slice sampling,
+validated on tiny networks only): check a curve's stability in ``chains`` and ``moves``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+from localentropy.deep.errors import DeepError
+from localentropy.deep.presets import TrainConfig
+
+
+def trained_model(run_dir, data, device="cpu"):
+    """(config, model in eval mode) of a finished ``deep train`` run folder."""
+    from localentropy.deep.train import model_factory
+
+    run = Path(run_dir)
+    cfg_path, model_path = run / "config.json", run / "model.pt"
+    for p in (cfg_path, model_path):
+        if not p.is_file():
+            raise DeepError(f"{run}: no {p.name} (not the folder of a finished `localentropy deep train` run)")
+    try:
+        config = TrainConfig.from_dict(json.loads(cfg_path.read_text()))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise DeepError(f"{cfg_path}: not a training configuration ({exc})") from None
+    try:
+        state = torch.load(model_path, map_location=device, weights_only=True)
+    except Exception as exc:  # truncated or foreign file: the first line of torch's reason
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DeepError(f"{model_path}: cannot read the model ({why[:200]})") from None
+    model = model_factory(config, data, device)()
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        raise DeepError(f"{model_path}: does not fit {config.model} ({str(exc).splitlines()[0][:200]})") from None
+    return config, model.eval()
+
+
+def run_local_entropy(run_dir, deltas, *, layers=None, samples: int = 1000, chains: int = 64, groups: int = 8,
+                      moves: int = 2, seed: int = 0, device="cpu", data=None, data_dir=None, checkpoint=None,
+                      progress: Optional[Callable] = None):
+    """φ_G, δ and Φ_LE of a trained run's network over the weights of ``layers`` (names or prefixes,
+    as ``entropic.select_parameters``; None: every weight) on its first ``samples`` training images."""
+    from localentropy.deep.datasets import load_images
+    from localentropy.deep.train import eval_stack
+    from localentropy.entropic import local_entropy  # the function (module: entropic.sampling)
+
+    if int(samples) != samples or samples < 1:
+        raise DeepError(f"samples must be a positive integer, got {samples}")
+    run = Path(run_dir)
+    if not (run / "config.json").is_file():
+        raise DeepError(f"{run}: no config.json (not the folder of a finished `localentropy deep train` run)")
+    if data is None:
+        try:
+            dataset = json.loads((run / "config.json").read_text())["dataset"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DeepError(f"{run / 'config.json'}: not a training configuration ({exc})") from None
+        data = load_images(dataset, data_dir, device)
+    config, model = trained_model(run, data, device)
+    n = min(int(samples), int(config.train_subset or data.train_images.shape[0]), data.train_images.shape[0])
+    x = eval_stack(config, data)(data.train_images[:n].to(device), None)
+    y = data.train_labels[:n].to(device)
+    return local_entropy(model, x, y, deltas, params=layers, chains=chains, groups=groups, moves=moves, seed=seed,
+                         device=device, dtype=torch.float32, checkpoint=checkpoint, progress=progress)
+
+
+__all__ = ["trained_model", "run_local_entropy"]
