@@ -174,12 +174,29 @@ def evidence_table(rows: list[dict], command: str) -> str:
             flatter = sorted({METHOD_NAMES[c["method"]] for c in flat if c["word"] == "better than SGD"})
             best = min(mine, key=lambda c: c["diff"])
             lines.append(f"- {model}: test error below SGD's (p < {ALPHA}): {', '.join(wins) or 'none'}; above: "
-                         f"{', '.join(losses) or 'none'}; largest mean gain {METHOD_NAMES[best['method']]} "
+                         f"{', '.join(losses) or 'none'}; best mean difference {METHOD_NAMES[best['method']]} "
                          f"({best['diff']:+.2f} points, p = {best['p']:.3g}). Flatter than SGD at some σ (p < {ALPHA}): "
                          f"{', '.join(flatter) or 'none'}.")
+        groups = _groups(rows)
+        under = []
+        for (model, method), rs in groups.items():
+            base = groups.get((model, "sgd"))
+            if method != "sgd" and base:
+                gap = 100 * (_mean_sd([r["train_error"] for r in rs])[0] - _mean_sd([r["train_error"] for r in base])[0])
+                if gap > 3:
+                    under.append(f"{METHOD_NAMES[method]} on {model} (+{gap:.1f} points of training error)")
+        if under:
+            lines.append(f"- Underfit at this budget, relative to SGD: {'; '.join(under)}: their flatness numbers "
+                         "measure a network that has not fitted the data as SGD's has, not a flatter minimum.")
+        wins = [c for c in comps if c["quantity"] == "test error %" and c["word"] == "better than SGD"]
         lines += ["", "The papers claim that the entropic methods (eSGD, rSGD) and the flatness-seeking losses "
-                  "(PLA, and SAM) reach flatter minima that generalise better than SGD's at the same data budget; "
-                  "each row above says whether this small-budget run shows it."]
+                  "(PLA, and SAM) reach flatter minima that generalise better than SGD's at the same data budget. "
+                  + ("At this small budget the run does not show it: no method's test error is significantly below "
+                     "SGD's." if not wins else
+                     "This run shows a lower test error than SGD's for: "
+                     + ", ".join(f"{METHOD_NAMES[c['method']]} on {c['model']}" for c in wins) + "; the other "
+                     "comparisons do not show it.")
+                  + " Each row above says which comparison does."]
     lines += ["", "Settings (seed 0):", ""]
     seen = set()
     for r in rows:
