@@ -28,9 +28,10 @@ def dataset():
     return torch.randn(48, 2, 6, 6, generator=g, dtype=torch.float64), torch.randint(0, 3, (48,), generator=g)
 
 
-def _worker(rank, port, out_path):
+def _worker(rank, rendezvous, out_path):
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=Y)
+    # a file rendezvous: no TCP port to pick, so no race with another process taking it
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=Y)
     try:
         X, T = dataset()
         rep = DistributedReplicated(build_replica(factory, SEED, rank), **KW)
@@ -54,7 +55,7 @@ def free_port():
 
 def test_distributed_replicas_match_batched_run(tmp_path):
     out = str(tmp_path / "dist.pt")
-    mp.spawn(_worker, args=(free_port(), out), nprocs=Y, join=True)
+    mp.spawn(_worker, args=(str(tmp_path / "rendezvous"), out), nprocs=Y, join=True)
     X, T = dataset()
     rep = Replicated(make_replicas(factory, Y, SEED), **KW)
     idx = torch.stack([replica_batch_indices(len(X), BS, SEED, a) for a in range(Y)], 1)
