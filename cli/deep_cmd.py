@@ -248,15 +248,12 @@ def local_entropy_cmd(obj, run_dir, layers, deltas, samples, chains, groups, mov
     from localentropy.cli.options import check_output
     from localentropy.committee.pipeline import parse_deltas
     from localentropy.data.atomic import atomic_open
-    from localentropy.deep.local_entropy import run_local_entropy
+    from localentropy.deep.local_entropy import read_config, run_local_entropy
 
     grid = parse_deltas(deltas)
     check_device(device)
     run = Path(run_dir)
-    for name in ("config.json", "model.pt"):
-        if not (run / name).is_file():
-            raise click.BadParameter(f"{run}: no {name} (not the folder of a finished `deep train` run)",
-                                     param_hint="RUN_DIR")
+    read_config(run)  # a folder that is not a finished run: one line, before any work
     picked = [t.strip() for t in layers.split(",") if t.strip()] if layers else None
     tag = "-" + "-".join(picked) if picked else ""
     out = Path(out) if out else run / f"local_entropy{tag}.csv"

@@ -1,7 +1,7 @@
 """Local entropy of a trained deep net (paper 000, Sec. 5; paper 002's restriction to layers).
 
-``trained_model(run_dir)`` rebuilds the network a ``localentropy deep train`` run saved (its
-``config.json`` and ``model.pt``); ``run_local_entropy(run_dir, deltas, layers=...)`` estimates
+``read_config(run_dir)`` and ``trained_model(run_dir, config, data)`` rebuild the network a
+``localentropy deep train`` run saved (its ``config.json`` and ``model.pt``); ``run_local_entropy(run_dir, deltas, layers=...)`` estimates
 φ_G(Δ), δ(Δ) and Φ_LE(d) around those weights with ``entropic.local_entropy`` on the run's first
 ``samples`` training images (normalised as for evaluation), the weights outside ``layers`` fixed.
 The estimator is the general, slow path of ``entropic.local_entropy`` (elliptical slice sampling,
@@ -20,19 +20,23 @@ from localentropy.deep.errors import DeepError
 from localentropy.deep.presets import TrainConfig
 
 
-def trained_model(run_dir, data, device="cpu"):
-    """(config, model in eval mode) of a finished ``deep train`` run folder."""
-    from localentropy.deep.train import model_factory
-
+def read_config(run_dir) -> TrainConfig:
+    """The configuration of a finished ``deep train`` run folder (which must hold ``config.json`` and ``model.pt``)."""
     run = Path(run_dir)
-    cfg_path, model_path = run / "config.json", run / "model.pt"
-    for p in (cfg_path, model_path):
+    for p in (run / "config.json", run / "model.pt"):
         if not p.is_file():
             raise DeepError(f"{run}: no {p.name} (not the folder of a finished `localentropy deep train` run)")
     try:
-        config = TrainConfig.from_dict(json.loads(cfg_path.read_text()))
+        return TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
     except (ValueError, TypeError, KeyError) as exc:
-        raise DeepError(f"{cfg_path}: not a training configuration ({exc})") from None
+        raise DeepError(f"{run / 'config.json'}: not a training configuration ({exc})") from None
+
+
+def trained_model(run_dir, config: TrainConfig, data, device="cpu"):
+    """The network a finished ``deep train`` run saved, in eval mode (``config``: its ``read_config``)."""
+    from localentropy.deep.train import model_factory
+
+    model_path = Path(run_dir) / "model.pt"
     try:
         state = torch.load(model_path, map_location=device, weights_only=True)
     except Exception as exc:  # truncated or foreign file: the first line of torch's reason
@@ -43,7 +47,7 @@ def trained_model(run_dir, data, device="cpu"):
         model.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as exc:
         raise DeepError(f"{model_path}: does not fit {config.model} ({str(exc).splitlines()[0][:200]})") from None
-    return config, model.eval()
+    return model.eval()
 
 
 def run_local_entropy(run_dir, deltas, *, layers=None, samples: int = 1000, chains: int = 64, groups: int = 8,
@@ -57,16 +61,10 @@ def run_local_entropy(run_dir, deltas, *, layers=None, samples: int = 1000, chai
 
     if int(samples) != samples or samples < 1:
         raise DeepError(f"samples must be a positive integer, got {samples}")
-    run = Path(run_dir)
-    if not (run / "config.json").is_file():
-        raise DeepError(f"{run}: no config.json (not the folder of a finished `localentropy deep train` run)")
+    config = read_config(run_dir)
     if data is None:
-        try:
-            dataset = json.loads((run / "config.json").read_text())["dataset"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise DeepError(f"{run / 'config.json'}: not a training configuration ({exc})") from None
-        data = load_images(dataset, data_dir, device)
-    config, model = trained_model(run, data, device)
+        data = load_images(config.dataset, data_dir, device)
+    model = trained_model(run_dir, config, data, device)
     n = min(int(samples), int(config.train_subset or data.train_images.shape[0]), data.train_images.shape[0])
     x = eval_stack(config, data)(data.train_images[:n].to(device), None)
     y = data.train_labels[:n].to(device)
@@ -74,4 +72,4 @@ def run_local_entropy(run_dir, deltas, *, layers=None, samples: int = 1000, chai
                          device=device, dtype=torch.float32, checkpoint=checkpoint, progress=progress)
 
 
-__all__ = ["trained_model", "run_local_entropy"]
+__all__ = ["read_config", "trained_model", "run_local_entropy"]

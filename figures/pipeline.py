@@ -220,17 +220,17 @@ def compute_figure(spec: FigureSpec, cache_dir, *, restart_ids=None, settings=No
     """
     from localentropy.data import load_dresscoat, patterns_hash
 
-    ds = data if data is not None else load_dresscoat()
-    data_hash = patterns_hash(ds.X_train, ds.y_train)
-    cache = StageCache(cache_dir)
     setting_of = {s.label: s for s in spec.settings}
-    if settings is not None:
+    if settings is not None:  # checked before any work
         if restart_ids is None:
             raise FigureError("choosing settings computes a shard: give restart ids too")
         unknown = [lab for lab in settings if lab not in setting_of]
         if unknown or not settings:
             raise FigureError(f"unknown setting(s) {', '.join(unknown) or '(none given)'} for figure {spec.name}; "
                               f"known: {', '.join(setting_of)}")
+    ds = data if data is not None else load_dresscoat()
+    data_hash = patterns_hash(ds.X_train, ds.y_train)
+    cache = StageCache(cache_dir)
     chosen = [s for s in spec.settings if settings is None or s.label in settings]
     wall: dict = {}
     solutions, excluded, tried = {}, {}, {}
