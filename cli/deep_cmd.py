@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from localentropy.cli.options import check_device, device_option, seed_option
+from localentropy.cli.options import check_device, command_line, device_option, seed_option
 from localentropy.cli.progress import LazyBar, note
 
 
@@ -188,9 +188,6 @@ def _train(obj, config, data_dir, out, no_resume, distributed, no_tensorboard, d
 @click.pass_obj
 def evidence(obj, data_dir, seeds, overrides, out, runs_dir, models, methods, threads, device):
     """CPU-scale evidence: SmallConvNet and the MLP on Fashion-MNIST, SGD, eSGD, rSGD, PLA, SAM, same budget."""
-    import shlex
-    import sys
-
     from localentropy.cli.options import check_output
     from localentropy.data.atomic import atomic_open
     from localentropy.deep.datasets import load_images
@@ -218,7 +215,7 @@ def evidence(obj, data_dir, seeds, overrides, out, runs_dir, models, methods, th
                             if bar.kwargs.setdefault("total", total) else None)
     finally:
         bar.close()
-    text = evidence_table(rows, "localentropy deep evidence " + " ".join(shlex.quote(a) for a in sys.argv[3:]))
+    text = evidence_table(rows, command_line(click.get_current_context()))
     with atomic_open(out, "w") as fh:
         fh.write(text)
     click.echo(text, nl=False)
@@ -227,21 +224,27 @@ def evidence(obj, data_dir, seeds, overrides, out, runs_dir, models, methods, th
 @deep.command("local-entropy")
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--layers", default=None, help="Weights to perturb: comma list of layer names or prefixes (e.g. fc1,fc2) [default: all].")
-@click.option("--deltas", default="1e-4:1e-2:8", show_default=True,
-              help="Prior widths Δ (in the weights' units): lo:hi:n (log grid) or a comma list.")
+@click.option("--deltas", default="1e-3:0.1:8", show_default=True,
+              help="Prior widths Δ (in units of --scale): lo:hi:n (log grid) or a comma list.")
+@click.option("--scale", type=click.Choice(["relative", "absolute"]), default="relative", show_default=True,
+              help="Units of Δ and d: each layer's mean squared weight (relative) or the weights' own units.")
 @click.option("--samples", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Training images the constraint is checked on (the run's first ones).")
 @click.option("--chains", type=click.IntRange(min=4), default=64, show_default=True)
 @click.option("--groups", type=click.IntRange(min=2), default=8, show_default=True,
               help="Independent groups of chains (error bars: jackknife over the groups).")
 @click.option("--moves", type=click.IntRange(min=1), default=2, show_default=True, help="MCMC moves per level.")
+@click.option("--stop-below", type=click.FloatRange(max=0, max_open=True), default=None,
+              help="End the curve after the first Δ where ln P (= n φ_G) is below this, e.g. -12 (each halving "
+                   "of P costs a level).")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Where the run's data set is.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="CSV [default: RUN_DIR/local_entropy[-LAYERS].csv]; a checkpoint beside it resumes an interrupted run.")
 @seed_option
 @device_option
 @click.pass_obj
-def local_entropy_cmd(obj, run_dir, layers, deltas, samples, chains, groups, moves, data_dir, out, seed, device):
+def local_entropy_cmd(obj, run_dir, layers, deltas, scale, samples, chains, groups, moves, stop_below, data_dir, out,
+                      seed, device):
     """Local entropy φ_G(Δ), δ(Δ), Φ_LE(d) of a trained network (a `deep train` output folder), by sampling."""
     from pathlib import Path
 
@@ -265,12 +268,80 @@ def local_entropy_cmd(obj, run_dir, layers, deltas, samples, chains, groups, mov
             click.echo(f"Δ {info['prior_delta']:.3g} ({info['index'] + 1}/{info['total']}): φ_G = {info['phi_G']:.4g}",
                        err=True)
 
-    res = run_local_entropy(run, grid, layers=picked, samples=samples, chains=chains, groups=groups, moves=moves,
-                            seed=seed, device=device, data_dir=data_dir, checkpoint=out.with_suffix(".ckpt.npz"),
-                            progress=progress)
+    res = run_local_entropy(run, grid, layers=picked, scale=scale, samples=samples, chains=chains, groups=groups,
+                            moves=moves, stop_below=stop_below, seed=seed, device=device, data_dir=data_dir,
+                            checkpoint=out.with_suffix(".ckpt.npz"), progress=progress)
     cols = ("prior_delta", "phi_G", "phi_G_se", "delta", "delta_se", "d", "phi", "phi_se", "phi_ball")
     with atomic_open(out, "w") as fh:
         fh.write(",".join(cols) + "\n")
         for i in range(len(res.prior_delta)):
             fh.write(",".join(repr(float(getattr(res, c)[i])) for c in cols) + "\n")
     click.echo(f"n = {res.n} weights ({', '.join(picked) if picked else 'all'}); {len(res.prior_delta)} Δ; wrote {out}")
+
+
+@deep.command("evidence-local-entropy")
+@click.option("--runs", "runs_dir", type=click.Path(file_okay=False), default="out/deep-evidence", show_default=True,
+              help="The folders of `localentropy deep evidence` (the networks measured).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="figures/deep-mlp", show_default=True,
+              help="Folder for the figure (PNG, PDF), its CSV and summary.md.")
+@click.option("--model", default="mlp2", show_default=True, help="The evidence model: mlp2 or smallconvnet.")
+@click.option("--methods", default="sgd,esgd,rsgd,pla,sam", show_default=True, help="Comma-separated methods.")
+@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True, help="Run seeds 0..seeds-1.")
+@click.option("--layers", "selections", default="all,fc1,fc2,out", show_default=True,
+              help="Weight selections: all, fc1, fc2, out (comma-separated).")
+@click.option("--deltas", default="1e-4:10:11", show_default=True,
+              help="Relative prior widths Δ: lo:hi:n (log grid) or a comma list.")
+@click.option("--stop-below", type=click.FloatRange(max=0, max_open=True), default=-10.0, show_default=True,
+              help="End each curve after the first Δ where ln P (= n φ_G) is below this.")
+@click.option("--samples", type=click.IntRange(min=1), default=500, show_default=True,
+              help="Training images the constraint is checked on (the first ones).")
+@click.option("--chains", type=click.IntRange(min=4), default=64, show_default=True)
+@click.option("--groups", type=click.IntRange(min=2), default=4, show_default=True)
+@click.option("--moves", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Where Fashion-MNIST's files are.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads of torch.")
+@seed_option
+@device_option
+@click.pass_obj
+def evidence_local_entropy_cmd(obj, runs_dir, out_dir, model, methods, seeds, selections, deltas, stop_below, samples,
+                               chains, groups, moves, data_dir, threads, seed, device):
+    """Φ_LE(d) per method of the evidence networks, for all weights and per layer, beside δE_train(σ) (issue 13)."""
+    import json
+    import time
+    from pathlib import Path
+
+    from localentropy.committee.pipeline import parse_deltas
+    from localentropy.data.atomic import atomic_open
+    from localentropy.deep.entropy_figure import (draw_entropy_figure, entropy_summary, evidence_energies,
+                                                  evidence_local_entropy)
+
+    grid = parse_deltas(deltas)
+    methods = [m.strip() for m in methods.split(",") if m.strip()]
+    picked = [t.strip() for t in selections.split(",") if t.strip()]
+    check_device(device)
+    energy = evidence_energies(runs_dir, model=model, methods=methods, seeds=seeds)  # missing runs: one line
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    bar = LazyBar(obj, unit="curve", desc="local entropy")
+    bar.start()
+    try:
+        rows = evidence_local_entropy(runs_dir, model=model, methods=methods, seeds=seeds, selections=picked,
+                                      deltas=grid, samples=samples, chains=chains, groups=groups, moves=moves,
+                                      stop_below=stop_below, seed=seed, data_dir=data_dir, device=device,
+                                      progress=lambda done, total, info: bar.update_to(
+                                          done, postfix=f"{info['method']} s{info['seed']} {info['layers']}")
+                                      if bar.kwargs.setdefault("total", total) else None)
+    finally:
+        bar.close()
+    wall = time.perf_counter() - t0
+    settings = dict(samples=samples, chains=chains, groups=groups, moves=moves, stop_below=stop_below, seed=seed)
+    paths = draw_entropy_figure(rows, energy, out_dir, note=f"{model}, Fashion-MNIST: local entropy by sampling "
+                                f"({samples} training images), relative units")
+    command = command_line(click.get_current_context())
+    summary = Path(out_dir) / "summary.md"
+    with atomic_open(summary, "w") as fh:
+        fh.write(entropy_summary(rows, energy, command=command, wall=wall, settings=settings))
+    click.echo(f"wrote {', '.join(str(p) for p in paths + [summary])} ({wall:.0f} s; {json.dumps(settings)})")

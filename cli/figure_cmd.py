@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import shlex
-import sys
 import time
 from pathlib import Path
 
 import click
 
-from localentropy.cli.options import check_device, device_option, seed_option
+from localentropy.cli.options import check_device, command_line, device_option, seed_option
 from localentropy.cli.progress import LazyBar, note
 
 
@@ -62,7 +60,7 @@ def figure(ctx, number, quick, restarts, restart_ids, shard, setting_labels, dro
     for folder in (out, cache):
         if folder.exists() and not folder.is_dir():
             raise FigureError(f"{folder}: exists and is not a folder")
-    command = "localentropy " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else "localentropy figure"
+    command = command_line(click.get_current_context())
     bars = {"stage": None, "bar": None}
 
     def progress(stage, done, total, detail):

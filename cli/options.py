@@ -44,3 +44,29 @@ def check_output(path, option: str = "--out") -> None:
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise click.BadParameter(f"{path}: folder {folder} does not exist", param_hint=option)
+
+
+def command_line(ctx: click.Context) -> str:
+    """The command as a user would retype it: `localentropy <group> <command>` and every argument and
+    option given on the command line (not sys.argv, which under a test runner is the runner's)."""
+    import shlex
+
+    path = ctx.command_path.split()
+    parts = ["localentropy"] + path[1:]
+    for p in ctx.command.params:
+        if ctx.get_parameter_source(p.name) != click.core.ParameterSource.COMMANDLINE:
+            continue
+        v = ctx.params[p.name]
+        if isinstance(p, click.Argument):
+            parts += [shlex.quote(str(x)) for x in (v if p.multiple or p.nargs != 1 else [v])]
+            continue
+        opt = max(p.opts, key=len)
+        if getattr(p, "is_flag", False) and not p.secondary_opts:
+            if v:
+                parts.append(opt)
+        elif getattr(p, "is_flag", False):
+            parts.append(opt if v else max(p.secondary_opts, key=len))
+        else:
+            for x in (v if p.multiple else [v]):
+                parts += [opt, shlex.quote(str(x))]
+    return " ".join(parts)

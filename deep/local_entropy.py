@@ -50,11 +50,13 @@ def trained_model(run_dir, config: TrainConfig, data, device="cpu"):
     return model.eval()
 
 
-def run_local_entropy(run_dir, deltas, *, layers=None, samples: int = 1000, chains: int = 64, groups: int = 8,
-                      moves: int = 2, seed: int = 0, device="cpu", data=None, data_dir=None, checkpoint=None,
-                      progress: Optional[Callable] = None):
+def run_local_entropy(run_dir, deltas, *, layers=None, scale: str = "relative", samples: int = 1000,
+                      chains: int = 64, groups: int = 8, moves: int = 2, seed: int = 0, device="cpu", data=None,
+                      data_dir=None, stop_below=None, checkpoint=None, progress: Optional[Callable] = None):
     """φ_G, δ and Φ_LE of a trained run's network over the weights of ``layers`` (names or prefixes,
-    as ``entropic.select_parameters``; None: every weight) on its first ``samples`` training images."""
+    as ``entropic.select_parameters``; None: every weight) on its first ``samples`` training images.
+    ``scale="relative"`` (default): Δ and d in units of each layer's root-mean-square weight, so that
+    layers and methods are compared at the same relative perturbation (as δE_train's σ)."""
     from localentropy.deep.datasets import load_images
     from localentropy.deep.train import eval_stack
     from localentropy.entropic import local_entropy  # the function (module: entropic.sampling)
@@ -68,8 +70,9 @@ def run_local_entropy(run_dir, deltas, *, layers=None, samples: int = 1000, chai
     n = min(int(samples), int(config.train_subset or data.train_images.shape[0]), data.train_images.shape[0])
     x = eval_stack(config, data)(data.train_images[:n].to(device), None)
     y = data.train_labels[:n].to(device)
-    return local_entropy(model, x, y, deltas, params=layers, chains=chains, groups=groups, moves=moves, seed=seed,
-                         device=device, dtype=torch.float32, checkpoint=checkpoint, progress=progress)
+    return local_entropy(model, x, y, deltas, params=layers, scale=scale, chains=chains, groups=groups, moves=moves,
+                         seed=seed, stop_below=stop_below, device=device, dtype=torch.float32, checkpoint=checkpoint,
+                         progress=progress)
 
 
 __all__ = ["read_config", "trained_model", "run_local_entropy"]

@@ -363,11 +363,13 @@ def committee_local_entropy(weights, X, y, deltas, *, chains=512, groups=8, keep
                                          "device": str(dev), "dtype": str(dtype), "sampler": "exact HMC"})
 
 
-def _smc(space, deltas, chains, groups, keep, moves, seed, n, checkpoint, fingerprint, progress) -> dict:
+def _smc(space, deltas, chains, groups, keep, moves, seed, n, checkpoint, fingerprint, progress,
+         stop_below=None) -> dict:
     """Sequential Monte Carlo over Δ (module docstring) in a `space` that provides init(M, gen), aux(state)
     (what feasibility is computed from), feasible(aux, Δ) → (M,) bool, move(state, Δ, moves, gen) →
     (state, statistic) leaving π_Δ invariant, and sq(state) → (M,) E‖z‖² given the state (the free
-    directions' exact mean included). Returns the per-Δ arrays of SampledLocalEntropy."""
+    directions' exact mean included). Returns the per-Δ arrays of SampledLocalEntropy; with `stop_below`,
+    only up to the first requested Δ whose ln Z (= n φ_G) is below it."""
     dev = space.device
     gen = torch.Generator(device=dev)
     gen.manual_seed(int(seed))
@@ -392,9 +394,17 @@ def _smc(space, deltas, chains, groups, keep, moves, seed, n, checkpoint, finger
         out_var, var_iid = st["out_var"], float(_out_var_last(st["out_var"], start))
         t0 -= float(seconds[start - 1])
     aux = space.aux(state)
+    last = len(deltas)
+    if stop_below is not None:  # a resumed run that had already stopped
+        for j in range(start):
+            if _log_mean_exp_jackknife(out_phi[j:j + 1] * n)[0][0] < stop_below:
+                last = j + 1
+                break
     for j, target in enumerate(deltas):
         if j < start:
             continue
+        if j >= last:
+            break
         while current < target:
             nxt = _next_level(space, aux, current, float(target), keep)
             ok = space.feasible(aux, nxt).reshape(groups, per)
@@ -434,6 +444,11 @@ def _smc(space, deltas, chains, groups, keep, moves, seed, n, checkpoint, finger
                       "phi_G": float(_log_mean_exp_jackknife(out_phi[j:j + 1] * n)[0][0] / n),
                       "phi_G_se": float(_log_mean_exp_jackknife(out_phi[j:j + 1] * n)[1][0] / n),
                       "delta": float(out_del[j].mean()), "levels": len(levels), "seconds": float(seconds[j])})
+        if stop_below is not None and _log_mean_exp_jackknife(out_phi[j:j + 1] * n)[0][0] < stop_below:
+            last = j + 1
+            break
+    deltas, out_phi, out_del, out_var, seconds = (deltas[:last], out_phi[:last], out_del[:last], out_var[:last],
+                                                  seconds[:last])
     se = lambda x: x.std(1, ddof=1) / math.sqrt(groups)  # noqa: E731
     s_groups = shell_entropy(out_phi, out_del, deltas[:, None])
     # φ_G from the groups' Z estimates averaged (each nearly unbiased for Z), not their logs averaged:
@@ -513,13 +528,14 @@ def _next_level(space, aux, current, target, keep):
         return target
     lo = math.log(current) if current > 0 else math.log(target) - 30.0
     hi = math.log(target)
+    tol = getattr(space, "level_tolerance", 1e-3)  # in ln Δ; any level is unbiased, this only sets its cost
     for _ in range(40):
         mid = 0.5 * (lo + hi)
         if space.feasible(aux, math.exp(mid)).double().mean().item() >= keep:
             lo = mid
         else:
             hi = mid
-        if hi - lo < 1e-3:
+        if hi - lo < tol:
             break
     return max(math.exp(lo), current * (1 + 1e-6) if current > 0 else math.exp(lo))
 
@@ -603,37 +619,89 @@ def committee_direct_monte_carlo(weights, X, y, deltas, *, samples=20000, batch=
 
 
 class _ModelSpace:
-    """The selected parameters of any nn.Module, perturbed as θ̃ + √Δ z (z ~ N(0, I) on them only), with
-    the constraint "no more training errors than θ̃" (errors as `classification_error`), and
-    elliptical slice sampling (Murray, Adams & MacKay 2010) restricted to the constraint as MCMC move.
-    Chains are evaluated one at a time with torch.func.functional_call, in batches of `batch_size` inputs."""
+    """The selected parameters of any nn.Module, perturbed as θ̃ + √Δ s ⊙ z (z ~ N(0, I) on them only;
+    s = 1, or each tensor's root-mean-square weight with ``scale="relative"``), with the constraint
+    "no more training errors than θ̃" (errors as `classification_error`), and elliptical slice sampling
+    (Murray, Adams & MacKay 2010) restricted to the constraint as MCMC move.
 
-    def __init__(self, model, X, y, names, batch_size, dtype, device):
+    The chains are evaluated together: torch.func.vmap over the selected parameters only, so every
+    layer before the first selected one (unperturbed weights, shared inputs) is computed once for all
+    chains, and the slice steps of all chains run in lockstep (each chain its own bracket, the
+    finished ones left out). Models vmap cannot trace are evaluated chain by chain."""
+
+    # the bisection for the next level stops at 5 % in Δ: each of its steps is a forward pass of every
+    # chain over the training set, and the estimate is unbiased whatever the levels (they set its variance)
+    level_tolerance = 0.05
+
+    def __init__(self, model, X, y, names, batch_size, dtype, device, scale="absolute", chain_batch=32):
         from localentropy.entropic.local_energy import classification_error
 
         self.model, self.X, self.y, self.names = model, X, y, names
-        self.batch_size = batch_size
+        self.batch_size, self.chain_batch = batch_size, chain_batch
         self.dtype, self.device = dtype, device
         params = dict(model.named_parameters())
         self.shapes = [params[k].shape for k in names]
         self.sizes = [params[k].numel() for k in names]
         self.center = torch.cat([params[k].detach().reshape(-1).to(dtype) for k in names])
         self.n = int(self.center.numel())
+        if scale == "relative":
+            rms = [params[k].detach().to(dtype).pow(2).mean().sqrt() for k in names]
+            if any(float(r) == 0 for r in rms):
+                zero = [k for k, r in zip(names, rms) if float(r) == 0]
+                raise EntropicError(f"relative scale: the selected tensor(s) {zero} are all zero")
+            self.scale = torch.cat([r.expand(m) for r, m in zip(rms, self.sizes)]).to(device)
+        else:
+            self.scale = None
         self._err = classification_error
-        self.E0 = self.errors(self.center)
+        self._vmap = True
+        self.E0 = int(self.errors_many(self.center[None])[0])
 
-    def errors(self, theta) -> int:
-        """Misclassified training samples of the model with the selected parameters set to theta (n,)."""
+    def theta(self, z, Delta):
+        """The selected parameters (B, n) at perturbations z (B, n) of prior width Δ."""
+        step = math.sqrt(Delta) * z
+        return self.center + (step * self.scale if self.scale is not None else step)
+
+    def errors_many(self, thetas) -> torch.Tensor:
+        """Misclassified training samples (B,) of the model with the selected parameters set to each row."""
+        out = []
+        with torch.no_grad():
+            for c in range(0, thetas.shape[0], self.chain_batch):
+                out.append(self._errors_chunk(thetas[c:c + self.chain_batch]))
+        return torch.cat(out)
+
+    def _errors_chunk(self, thetas):
+        if self._vmap:
+            try:
+                return self._errors_vmap(thetas)
+            except (RuntimeError, NotImplementedError, ValueError, TypeError):
+                self._vmap = False  # vmap cannot trace this model: chain by chain from now on
+        return torch.tensor([self._errors_one(t) for t in thetas], device=self.device)
+
+    def _override(self, theta, batched):
+        pieces = torch.split(theta, self.sizes, dim=-1)
+        lead = (theta.shape[0],) if batched else ()
+        return {k: p.reshape(*lead, *s).to(self.X.dtype) for k, p, s in zip(self.names, pieces, self.shapes)}
+
+    def _errors_vmap(self, thetas):
+        from torch.func import functional_call, vmap
+
+        err = self._err
+        f = vmap(lambda ps, xb, yb: err(functional_call(self.model, ps, (xb,)), yb), in_dims=(0, None, None))
+        ps = self._override(thetas, True)
+        wrong = torch.zeros(thetas.shape[0], dtype=torch.float64, device=self.device)
+        for i in range(0, self.X.shape[0], self.batch_size):
+            xb, yb = self.X[i:i + self.batch_size], self.y[i:i + self.batch_size]
+            wrong += f(ps, xb, yb).to(torch.float64) * xb.shape[0]
+        return wrong.round().long()
+
+    def _errors_one(self, theta) -> int:
         from torch.func import functional_call
 
-        pieces = torch.split(theta, self.sizes)
-        override = {k: p.reshape(s).to(self.X.dtype) for k, p, s in zip(self.names, pieces, self.shapes)}
+        override = self._override(theta, False)
         wrong = 0
-        with torch.no_grad():
-            for i in range(0, self.X.shape[0], self.batch_size):
-                xb, yb = self.X[i:i + self.batch_size], self.y[i:i + self.batch_size]
-                out = functional_call(self.model, override, (xb,))
-                wrong += int(round(float(self._err(out, yb)) * xb.shape[0]))
+        for i in range(0, self.X.shape[0], self.batch_size):
+            xb, yb = self.X[i:i + self.batch_size], self.y[i:i + self.batch_size]
+            wrong += int(round(float(self._err(functional_call(self.model, override, (xb,)), yb)) * xb.shape[0]))
         return wrong
 
     def init(self, M, gen):
@@ -643,47 +711,60 @@ class _ModelSpace:
         return z
 
     def feasible(self, z, Delta):
-        s = math.sqrt(Delta)
-        return torch.tensor([self.errors(self.center + s * zi) <= self.E0 for zi in z], device=self.device)
+        return self.errors_many(self.theta(z, Delta)) <= self.E0
 
     def move(self, z, Delta, moves, gen, max_shrinks=100):
         """`moves` elliptical slice steps per chain with the indicator likelihood: propose on the ellipse
-        z cos θ + ν sin θ, shrink the bracket towards θ = 0 (z itself, feasible) until feasible."""
+        z cos θ + ν sin θ, shrink the bracket towards θ = 0 (z itself, feasible) until feasible; all
+        chains at once, each with its own bracket."""
         z = z.clone()
+        M = z.shape[0]
         shrinks = 0
-        s = math.sqrt(Delta)
+        f64 = dict(dtype=torch.float64, device=z.device)
         for _ in range(moves):
-            for i in range(z.shape[0]):
-                nu = torch.randn(z.shape[1], generator=gen, dtype=z.dtype, device=z.device)
-                theta = float(torch.rand((), generator=gen, dtype=torch.float64)) * TWO_PI
-                lo, hi = theta - TWO_PI, theta
-                for _ in range(max_shrinks):
-                    prop = z[i] * math.cos(theta) + nu * math.sin(theta)
-                    if self.errors(self.center + s * prop) <= self.E0:
-                        z[i] = prop
-                        break
-                    shrinks += 1
-                    if theta < 0:
-                        lo = theta
-                    else:
-                        hi = theta
-                    theta = lo + (hi - lo) * float(torch.rand((), generator=gen, dtype=torch.float64))
-        return z, shrinks / max(1, moves * z.shape[0])
+            nu = torch.randn(z.shape, generator=gen, dtype=z.dtype, device=z.device)
+            theta = torch.rand(M, generator=gen, **f64) * TWO_PI
+            lo, hi = theta - TWO_PI, theta.clone()
+            active = torch.ones(M, dtype=torch.bool, device=z.device)
+            for _ in range(max_shrinks):
+                idx = torch.nonzero(active).flatten()
+                t = theta[idx, None].to(z.dtype)
+                prop = z[idx] * torch.cos(t) + nu[idx] * torch.sin(t)
+                ok = self.feasible(prop, Delta)
+                z[idx[ok]] = prop[ok]
+                active[idx[ok]] = False
+                bad = idx[~ok]
+                shrinks += int(bad.numel())
+                if bad.numel() == 0:
+                    break
+                neg = theta[bad] < 0
+                lo[bad] = torch.where(neg, theta[bad], lo[bad])
+                hi[bad] = torch.where(neg, hi[bad], theta[bad])
+                u = torch.rand(M, generator=gen, **f64)[bad]
+                theta[bad] = lo[bad] + (hi[bad] - lo[bad]) * u
+        return z, shrinks / max(1, moves * M)
 
     def sq(self, z):
         return (z.double() ** 2).sum(1)
 
 
-def local_entropy(model, X, y, deltas, *, params=None, include_biases=False, chains=64, groups=8, keep=0.5,
-                  moves=2, batch_size=4096, seed=0, device="cpu", dtype=torch.float64, checkpoint=None,
-                  progress=None) -> SampledLocalEntropy:
+def local_entropy(model, X, y, deltas, *, params=None, include_biases=False, scale="absolute", chains=64, groups=8,
+                  keep=0.5, moves=2, batch_size=4096, chain_batch=32, stop_below=None, seed=0, device="cpu",
+                  dtype=torch.float64, checkpoint=None, progress=None) -> SampledLocalEntropy:
     """φ_G(Δ), δ(Δ) and s(d) of any classifier around its current weights, restricted to the weights
     chosen by `params` (as `select_parameters`; paper 002's partial local entropy), the others fixed.
 
     φ_G(Δ) = (1/n) ln P_{θ′ ~ N(θ̃, ΔI)}[errors(θ′) ≤ errors(θ̃)] on (X, y), n = number of selected weights
-    (paper 000, Sec. 5; BP.md §1, §5); no rescaling of θ̃ (choose Δ in the units of the weights).
-    Same SMC over Δ as `committee_local_entropy`, with elliptical slice sampling as move, and one
-    forward pass over the training set per chain and proposal: this is the general, slow path. It is
+    (paper 000, Sec. 5; BP.md §1, §5). ``scale="absolute"``: Δ and δ in the units of the weights;
+    ``scale="relative"``: each selected tensor's perturbation is measured in units of its own
+    root-mean-square weight (prior N(θ̃, Δ s²), δ and d in those units), so that layers and networks of
+    different weight scales are compared as δE_train's relative noise compares them (000, Eq. 4).
+    Same SMC over Δ as `committee_local_entropy`, with elliptical slice sampling as move, and a forward
+    pass over the training set per chain and proposal (``chain_batch`` chains per vmapped pass; the
+    layers before the first selected one are computed once): the general path. Each halving of the
+    constrained probability costs an SMC level, so ``stop_below`` (a ln-probability, e.g. −12) ends
+    the curve after the first Δ where n φ_G falls below it (the result then has fewer Δ than asked).
+    It is
     checked against brute force on tiny networks only; in high dimension, slice steps restricted to
     a hard constraint are short (BP.md §7.6 records such a sampler failing to equilibrate), so check a
     curve's stability in `moves` and `chains` before trusting it. For sign-unit committee machines use
@@ -697,6 +778,12 @@ def local_entropy(model, X, y, deltas, *, params=None, include_biases=False, cha
         raise EntropicError(f"deltas must be a non-empty list of finite prior widths Δ > 0, got {deltas.tolist()}")
     if np.any(np.diff(deltas) <= 0):
         raise EntropicError(f"deltas must be strictly increasing, got {deltas.tolist()}")
+    if scale not in ("absolute", "relative"):
+        raise EntropicError(f"scale must be 'absolute' or 'relative', got {scale!r}")
+    if int(chain_batch) != chain_batch or chain_batch < 1:
+        raise EntropicError(f"chain_batch must be a positive integer, got {chain_batch}")
+    if stop_below is not None and not (math.isfinite(stop_below) and stop_below < 0):
+        raise EntropicError(f"stop_below must be a negative ln-probability, got {stop_below}")
     chains, groups, moves = int(chains), int(groups), int(moves)
     if groups < 2 or chains < 2 * groups or chains % groups:
         raise EntropicError(f"need groups ≥ 2 and chains a multiple of groups with ≥ 2 chains each, "
@@ -710,17 +797,21 @@ def local_entropy(model, X, y, deltas, *, params=None, include_biases=False, cha
     if X.is_floating_point() and not bool(torch.isfinite(X).all()):
         raise EntropicError("X contains NaN or inf")
     dev = torch.device(device)
-    space = _ModelSpace(model, X.to(dev), y.to(dev), list(chosen), int(batch_size), dtype, dev)
-    if not bool(torch.isfinite(space.center).all()):
+    center = torch.cat([p.detach().reshape(-1) for p in chosen.values()])
+    if not bool(torch.isfinite(center).all()):
         raise EntropicError("the selected parameters contain NaN or inf")
+    space = _ModelSpace(model, X.to(dev), y.to(dev), list(chosen), int(batch_size), dtype, dev, scale=scale,
+                        chain_batch=int(chain_batch))
     h = hashlib.sha256(space.center.double().cpu().numpy().tobytes())
     h.update(X.double().cpu().numpy().tobytes())
     h.update(y.double().cpu().numpy().tobytes())
+    h.update(f"{scale} {stop_below}".encode())
     fingerprint = _fingerprint(h.digest()[:8], np.zeros(1), np.zeros(1), deltas, chains, groups, keep, moves,
                                False, seed, dtype)
-    out = _smc(space, deltas, chains, groups, keep, moves, seed, space.n, checkpoint, fingerprint, progress)
+    out = _smc(space, deltas, chains, groups, keep, moves, seed, space.n, checkpoint, fingerprint, progress,
+               stop_below=stop_below)
     return SampledLocalEntropy(**out, n=space.n, K=None, N=None, P=int(X.shape[0]), rank=None, chains=chains,
                                groups=groups, settings={"keep": keep, "moves": moves, "seed": seed,
-                                                        "params": list(chosen), "errors_reference": space.E0,
+                                                        "params": list(chosen), "errors_reference": space.E0, "scale": scale,
                                                         "device": str(dev), "dtype": str(dtype),
                                                         "sampler": "elliptical slice"})

@@ -161,3 +161,46 @@ def test_local_entropy_refuses_a_folder_that_is_not_a_finished_run(tmp_path):
     one_line_error(res, "config.json")
     res = CliRunner().invoke(cli, ["deep", "local-entropy", str(tmp_path), "--deltas", "1,0.1"])
     one_line_error(res, "increasing")
+
+
+def test_evidence_local_entropy_draws_every_method_and_layer_and_reruns_from_its_curves(fmnist, tmp_path):
+    """`deep evidence-local-entropy` on a (tiny) evidence run: figure, long CSV and summary with the
+    command; one curve per method and selection kept beside its run, so a rerun computes nothing."""
+    runs = tmp_path / "runs"
+    ev = ["-q", "deep", "evidence", "--data-dir", str(fmnist), "--seeds", "1", "--out", str(tmp_path / "e.md"),
+          "--runs", str(runs), "--models", "mlp2", "--methods", "sgd,rsgd", "--set", "epochs=1",
+          "--set", "train_subset=100", "--set", "batch_size=50", "--set", "test_subset=20",
+          "--set", "energy_samples=50", "--set", "energy_draws=4", "--threads", "1"]
+    assert CliRunner().invoke(cli, ev).exit_code == 0
+    out = tmp_path / "fig"
+    args = ["-q", "deep", "evidence-local-entropy", "--runs", str(runs), "--out", str(out), "--methods", "sgd,rsgd",
+            "--layers", "out,fc2", "--deltas", "1e-3,1e-2,0.1", "--samples", "40", "--chains", "16", "--groups", "2",
+            "--moves", "1", "--data-dir", str(fmnist), "--threads", "1"]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    for name in ("mlp-local-entropy.png", "mlp-local-entropy.pdf", "mlp-local-entropy.csv", "summary.md"):
+        assert (out / name).stat().st_size > 0
+    rows = list(csv.DictReader(open(out / "mlp-local-entropy.csv")))
+    curves = {(r["method"], r["layers"]) for r in rows if r["quantity"] == "local_entropy"}
+    assert curves == {(m, s) for m in ("sgd", "rsgd") for s in ("out", "fc2")}
+    n = {r["layers"]: int(r["n"]) for r in rows if r["quantity"] == "local_entropy"}
+    assert n == {"out": 7840, "fc2": 784 * 784}
+    for r in rows:
+        if r["quantity"] == "local_entropy":
+            assert float(r["phi_G"]) <= 0 and float(r["delta"]) > 0
+    assert {r["method"] for r in rows if r["quantity"] == "local_energy"} == {"sgd", "rsgd"}
+    summary = (out / "summary.md").read_text()
+    assert "Command: `localentropy deep evidence-local-entropy --runs" in summary and "output layer" in summary
+    kept = sorted(runs.glob("*/local_entropy-*.csv"))
+    assert len(kept) == 4
+    stamp = {p: p.stat().st_mtime_ns for p in kept}
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0 and {p: p.stat().st_mtime_ns for p in kept} == stamp
+
+
+def test_evidence_local_entropy_without_evidence_runs_is_one_line_and_status_2(tmp_path):
+    res = CliRunner().invoke(cli, ["deep", "evidence-local-entropy", "--runs", str(tmp_path / "none"),
+                                   "--out", str(tmp_path / "fig")])
+    assert res.exit_code == 2
+    assert "no finished evidence run" in res.output and len(res.output.strip().splitlines()) == 1
+    assert not (tmp_path / "fig").exists()

@@ -285,3 +285,78 @@ def test_error_bar_is_not_zero_when_no_particle_is_lost():
     r = le.committee_local_entropy(W, X, y, [1e-6], chains=64, groups=4, seed=0)
     assert r.phi_G[0] == 0.0
     assert r.phi_G_se[0] * r.n == pytest.approx(1 / 64, rel=0.05)
+
+
+class _TwoLayer(torch.nn.Module):
+    """A small ReLU net without biases (so that scaling a layer's weights scales its output)."""
+
+    def __init__(self, d, h, c, seed):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.fc1 = torch.nn.Linear(d, h, bias=False)
+        self.fc2 = torch.nn.Linear(h, c, bias=False)
+        with torch.no_grad():
+            self.fc1.weight.copy_(torch.randn(h, d, generator=g) / math.sqrt(d))
+            self.fc2.weight.copy_(torch.randn(c, h, generator=g) / math.sqrt(h))
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+def _two_layer_task(seed=0, n=60, d=8, h=6, c=3):
+    model = _TwoLayer(d, h, c, seed).double()
+    g = torch.Generator().manual_seed(seed + 1)
+    X = torch.randn(n, d, generator=g, dtype=torch.float64)
+    with torch.no_grad():
+        y = model(X).argmax(1)  # the reference classifies every sample
+    return model, X, y
+
+
+def test_chains_evaluated_together_count_the_same_errors_as_one_by_one():
+    """The vmapped evaluation (a layer before the selection computed once) equals the per-chain loop."""
+    model, X, y = _two_layer_task()
+    names = ["fc2.weight"]
+    space = le._ModelSpace(model, X, y, names, 17, torch.float64, torch.device("cpu"), chain_batch=5)
+    z = torch.randn(12, space.n, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    thetas = space.theta(z, 0.5)
+    batched = space.errors_many(thetas)
+    assert space._vmap  # the vmapped path ran
+    one_by_one = torch.tensor([space._errors_one(t) for t in thetas])
+    assert torch.equal(batched, one_by_one)
+    assert batched.max() > 0  # the comparison is not between all-zero counts
+
+
+def test_relative_scale_makes_the_curve_invariant_to_a_layer_scale():
+    """With scale="relative" a layer's weights multiplied by 10 (the classifier unchanged: ReLU, no
+    bias) give the same φ_G and δ; with absolute units they do not."""
+    model, X, y = _two_layer_task()
+    big, _, _ = _two_layer_task()
+    with torch.no_grad():
+        big.fc2.weight.mul_(10.0)
+    kw = dict(params=["fc2"], chains=32, groups=4, seed=5, deltas=[0.05, 0.3])
+    a = le.local_entropy(model, X, y, scale="relative", **kw)
+    b = le.local_entropy(big, X, y, scale="relative", **kw)
+    np.testing.assert_allclose(a.phi_G, b.phi_G, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(a.delta, b.delta, rtol=1e-9)
+    assert a.phi_G[-1] < 0 and a.settings["scale"] == "relative"
+    c = le.local_entropy(big, X, y, scale="absolute", **kw)
+    assert c.phi_G[-1] > a.phi_G[-1]  # 10× larger weights: the same absolute noise is relatively small
+    with pytest.raises(EntropicError, match="scale"):
+        le.local_entropy(model, X, y, scale="per-weight", **kw)
+
+
+def test_stop_below_ends_the_curve_at_the_first_delta_past_the_budget():
+    """The same run with and without stop_below agrees on the Δ it computed, and stops at the first Δ
+    whose ln P = n φ_G is below the budget."""
+    model, X, y = _two_layer_task()
+    kw = dict(params=["fc2"], chains=64, groups=4, seed=5, scale="relative")
+    deltas = [0.003, 0.01, 0.1, 0.5]
+    full = le.local_entropy(model, X, y, deltas, **kw)
+    lnP = full.phi_G * full.n
+    budget = float(lnP[2]) * 0.5  # between the 2nd and the 3rd Δ
+    assert lnP[1] > budget > lnP[2]
+    short = le.local_entropy(model, X, y, deltas, stop_below=budget, **kw)
+    assert short.prior_delta.tolist() == deltas[:3]
+    np.testing.assert_allclose(short.phi_G, full.phi_G[:3], rtol=1e-12)
+    with pytest.raises(EntropicError, match="stop_below"):
+        le.local_entropy(model, X, y, deltas, stop_below=1.0, **kw)
