@@ -68,20 +68,21 @@ def bench(model, dataset, args) -> bool:
                        lr=0.01, momentum=0.9, nesterov=True, weight_decay=1e-4, augment="standard", L=5, replicas=3,
                        K=10, rsgd_gamma0=1e-3, esgd_gamma0=0.1, eval_batch=args.batch, test_subset=args.batch,
                        bn_batches=1)
-    methods = ("sgd", "esgd", "rsgd")
+    methods = ("sgd", "esgd", "esgd-table", "rsgd")  # esgd-table: SGLD noise from a shared table (entropic.noise)
+    variant = {m: dict(method=m) for m in methods} | {"esgd-table": dict(method="esgd", esgd_noise="table")}
     best = {m: float("inf") for m in methods}
     time_per_sample(base, data, args.device)  # warm-up
     for _ in range(args.rounds):
         for m in methods:
-            best[m] = min(best[m], time_per_sample(dataclasses.replace(base, method=m), data, args.device))
+            best[m] = min(best[m], time_per_sample(dataclasses.replace(base, **variant[m]), data, args.device))
     print(f"{model} on {dataset}-shaped data, {args.device}, {args.threads} thread(s), batch {args.batch}, "
           f"budget {args.budget:g} epochs of {args.train} images, best of {args.rounds} rounds")
-    print(f"{'method':8s} {'s/sample':>10s} {'SGD s/sample':>13s} {'ratio':>7s} {'goal':>6s}")
+    print(f"{'method':10s} {'s/sample':>10s} {'SGD s/sample':>13s} {'ratio':>7s} {'goal':>6s}")
     ok = True
     for m in methods:
         ratio = best[m] / best["sgd"]
         ok &= ratio <= GOAL
-        print(f"{m:8s} {best[m]:10.3e} {best['sgd']:13.3e} {ratio:7.3f} {'<=' + format(GOAL, 'g'):>6s}"
+        print(f"{m:10s} {best[m]:10.3e} {best['sgd']:13.3e} {ratio:7.3f} {'<=' + format(GOAL, 'g'):>6s}"
               f"{'' if ratio <= GOAL else '  MISSED'}")
     return ok
 

@@ -291,11 +291,11 @@ def local_entropy_cmd(obj, run_dir, layers, deltas, scale, samples, chains, grou
               help="Weight selections: all, fc1, fc2, out (comma-separated).")
 @click.option("--deltas", default="1e-4:10:11", show_default=True,
               help="Relative prior widths Δ: lo:hi:n (log grid) or a comma list.")
-@click.option("--stop-below", type=click.FloatRange(max=0, max_open=True), default=-10.0, show_default=True,
+@click.option("--stop-below", type=click.FloatRange(max=0, max_open=True), default=-8.0, show_default=True,
               help="End each curve after the first Δ where ln P (= n φ_G) is below this.")
-@click.option("--samples", type=click.IntRange(min=1), default=500, show_default=True,
+@click.option("--samples", type=click.IntRange(min=1), default=250, show_default=True,
               help="Training images the constraint is checked on (the first ones).")
-@click.option("--chains", type=click.IntRange(min=4), default=64, show_default=True)
+@click.option("--chains", type=click.IntRange(min=4), default=48, show_default=True)
 @click.option("--groups", type=click.IntRange(min=2), default=4, show_default=True)
 @click.option("--moves", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Where Fashion-MNIST's files are.")

@@ -43,6 +43,16 @@ def evidence_configs(seeds: int = 3, models=MODELS, methods=METHODS, overrides=(
     return out
 
 
+def _normalised(stored) -> Optional[dict]:
+    """A stored configuration with the fields added since it was written at their defaults."""
+    from localentropy.deep.presets import TrainConfig
+
+    try:
+        return TrainConfig.from_dict(stored).as_dict()
+    except (DeepError, TypeError, AttributeError):
+        return None
+
+
 def run_folder(runs_dir, config) -> Path:
     return Path(runs_dir) / f"{config.model}-{config.method}-seed{config.seed}"
 
@@ -70,7 +80,7 @@ def run_evidence(data, runs_dir, *, seeds: int = 3, models=MODELS, methods=METHO
                 row = json.loads(done.read_text())
             except (OSError, ValueError):
                 row = None
-            if row is not None and row.get("config") != c.as_dict():
+            if row is not None and _normalised(row.get("config")) != c.as_dict():
                 raise DeepError(f"{done}: written by another configuration; delete {folder} or use another --runs")
         if row is None:
             res = train(c, data, out_dir=folder, device=device, tensorboard=False)

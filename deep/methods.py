@@ -29,6 +29,7 @@ from torch import nn
 from localentropy.deep.errors import DeepError
 from localentropy.entropic import PLA, PLEA, SAM, EntropySGD, Replicated, make_replicas
 from localentropy.entropic.distributed import DistributedReplicated, build_replica
+from localentropy.entropic.noise import DEFAULT_SIZE, NoiseTable
 
 
 def base_optimizer(config) -> tuple[type, dict]:
@@ -132,10 +133,18 @@ class ESGD:
             raise DeepError(f"{config.name}: eSGD's loops are torch SGD; set optimizer=sgd (got {config.optimizer})")
         self.model, self.net, self.stream, self.hook = model, train_module or model, stream, hook
         self.batches_per_step = config.L
+        noise_fn = None
+        if config.esgd_noise == "table":  # offsets drawn on the CPU (no device sync per parameter), saved by
+            # the optimizer as its generator; the table itself is a function of the seed (entropic.noise)
+            seed = int(torch.randint(2**62, (1,), generator=generator, device=generator.device)) if generator \
+                else config.seed
+            generator = torch.Generator().manual_seed(seed)
+            largest = max((p.numel() for p in model.parameters()), default=1)
+            noise_fn = NoiseTable(config.seed + 1, generator, size=max(DEFAULT_SIZE, 4 * largest))
         self.opt = EntropySGD(model.parameters(), lr=config.lr, inner_lr=config.inner_lr, L=config.L, gamma=gamma,
                               noise=config.noise, alpha=config.alpha, momentum=config.momentum,
                               nesterov=config.nesterov, weight_decay=config.weight_decay, auto_gamma0=auto_gamma0,
-                              model=model, generator=generator)
+                              model=model, generator=generator, noise_fn=noise_fn)
 
     @property
     def gamma(self) -> float:

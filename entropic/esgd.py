@@ -222,6 +222,13 @@ class EntropySGD(torch.optim.Optimizer):
         z = torch.randn(p.shape, generator=self.generator, device=self.generator.device, dtype=p.dtype)
         return z.to(p.device)
 
+    def _scratch(self, p: torch.Tensor) -> torch.Tensor:
+        """A work buffer shaped like p, kept between steps (not state: never saved)."""
+        buf = self.__dict__.setdefault("_scratch_bufs", {}).get(p)
+        if buf is None or buf.shape != p.shape or buf.dtype != p.dtype or buf.device != p.device:
+            buf = self._scratch_bufs[p] = torch.empty_like(p)
+        return buf
+
     def _params(self):
         for g in self.param_groups:
             for p in g["params"]:
@@ -272,8 +279,10 @@ class EntropySGD(torch.optim.Optimizer):
                 for p in ps:
                     if p.grad is None:
                         p.grad = torch.zeros_like(p)
-                if gamma != 0.0 and ps:
-                    diffs = torch._foreach_sub(ps, [self.state[p]["w"] for p in ps])
+                if gamma != 0.0 and ps:  # w′ − w into a kept buffer: a fresh tensor per step costs more
+                    diffs = [self._scratch(p) for p in ps]
+                    torch._foreach_copy_(diffs, ps)
+                    torch._foreach_sub_(diffs, [self.state[p]["w"] for p in ps])
                     torch._foreach_add_([p.grad for p in ps], diffs, alpha=gamma)
             # line 6: w′ ← w′ − η′ dw′ (torch SGD, momentum/wd) + √η′ ε N(0, I)
             self._inner.step()

@@ -81,9 +81,11 @@ def _strip(rows):
              if k not in ("epoch_seconds", "wall_seconds")} for r in rows]
 
 
-@pytest.mark.parametrize("method", ["sgd", "esgd", "rsgd", "pla", "sam"])
+@pytest.mark.parametrize("method", ["sgd", "esgd", "esgd-table", "rsgd", "pla", "sam"])
 def test_a_resumed_run_equals_an_uninterrupted_one_bitwise(method, data, tmp_path):
-    config = tiny(method, epochs=2, energy_epochs=(1, 2), energy_draws=2, energy_samples=32, energy_sigmas=(0.1,),
+    extra = {"esgd_noise": "table"} if method == "esgd-table" else {}
+    method = method.split("-")[0]
+    config = tiny(method, **extra, epochs=2, energy_epochs=(1, 2), energy_draws=2, energy_samples=32, energy_sigmas=(0.1,),
                   signal_epochs=() if method == "rsgd" else (2,), lr_schedule="multistep",
                   milestones=(1.5 * budget_factor(tiny(method)),))
     whole = train(config, data, out_dir=tmp_path / "whole")
