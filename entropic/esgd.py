@@ -222,13 +222,6 @@ class EntropySGD(torch.optim.Optimizer):
         z = torch.randn(p.shape, generator=self.generator, device=self.generator.device, dtype=p.dtype)
         return z.to(p.device)
 
-    def _scratch(self, p: torch.Tensor) -> torch.Tensor:
-        """A work buffer shaped like p, kept between steps (not state: never saved)."""
-        buf = self.__dict__.setdefault("_scratch_bufs", {}).get(p)
-        if buf is None or buf.shape != p.shape or buf.dtype != p.dtype or buf.device != p.device:
-            buf = self._scratch_bufs[p] = torch.empty_like(p)
-        return buf
-
     def _params(self):
         for g in self.param_groups:
             for p in g["params"]:
@@ -258,6 +251,9 @@ class EntropySGD(torch.optim.Optimizer):
             st["mu"].copy_(p)
         self._inner.state.clear()
         self._sync("inner")
+        if gamma != 0.0:  # line 5's γ(w′ − w) = γw′ (as weight decay) − γw (added to the gradient below)
+            for og in self._inner.param_groups:
+                og["weight_decay"] += gamma
         snapshot = None
         first_loss, loss_sum = None, 0.0
         for l in range(self.L):
@@ -279,11 +275,9 @@ class EntropySGD(torch.optim.Optimizer):
                 for p in ps:
                     if p.grad is None:
                         p.grad = torch.zeros_like(p)
-                if gamma != 0.0 and ps:  # w′ − w into a kept buffer: a fresh tensor per step costs more
-                    diffs = [self._scratch(p) for p in ps]
-                    torch._foreach_copy_(diffs, ps)
-                    torch._foreach_sub_(diffs, [self.state[p]["w"] for p in ps])
-                    torch._foreach_add_([p.grad for p in ps], diffs, alpha=gamma)
+                if gamma != 0.0 and ps:  # the +γw′ half is the inner SGD's weight decay (raised by γ above):
+                    # one pass over memory instead of forming w′ − w
+                    torch._foreach_add_([p.grad for p in ps], [self.state[p]["w"] for p in ps], alpha=-gamma)
             # line 6: w′ ← w′ − η′ dw′ (torch SGD, momentum/wd) + √η′ ε N(0, I)
             self._inner.step()
             for g in self.param_groups:
@@ -297,9 +291,8 @@ class EntropySGD(torch.optim.Optimizer):
                     for p in ps:
                         self.project(p)
                 # line 7: μ ← αμ + (1 − α)w′
-                mus = [self.state[p]["mu"] for p in ps]
-                torch._foreach_mul_(mus, g["alpha"])
-                torch._foreach_add_(mus, ps, alpha=1.0 - g["alpha"])
+                mus = [self.state[p]["mu"] for p in ps]  # one pass: μ + (1 − α)(w′ − μ)
+                torch._foreach_lerp_(mus, ps, 1.0 - g["alpha"])
         if snapshot is not None:
             for b, s in zip(self._buffers(), snapshot):
                 b.copy_(s)
