@@ -405,7 +405,11 @@ def _smc(space, deltas, chains, groups, keep, moves, seed, n, checkpoint, finger
             continue
         if j >= last:
             break
+        abandoned = False
         while current < target:
+            if stop_below is not None and j > 0 and _log_mean_exp_jackknife(logZ[None])[0][0] < 2 * stop_below:
+                abandoned = True  # this Δ is far past the budget: the curve ends at the previous one
+                break
             nxt = _next_level(space, aux, current, float(target), keep)
             ok = space.feasible(aux, nxt).reshape(groups, per)
             frac = ok.double().mean(1).cpu().numpy()
@@ -429,6 +433,9 @@ def _smc(space, deltas, chains, groups, keep, moves, seed, n, checkpoint, finger
             level_tdd.append(sq / n)
             stats.append(stat)
             current = nxt
+        if abandoned:
+            last = j
+            break
         out_phi[j] = logZ / n
         out_var[j] = var_iid
         out_del[j] = target * level_tdd[-1] / 2                       # δ = (Δ/2n) E‖z‖²
@@ -763,7 +770,8 @@ def local_entropy(model, X, y, deltas, *, params=None, include_biases=False, sca
     pass over the training set per chain and proposal (``chain_batch`` chains per vmapped pass; the
     layers before the first selected one are computed once): the general path. Each halving of the
     constrained probability costs an SMC level, so ``stop_below`` (a ln-probability, e.g. −12) ends
-    the curve after the first Δ where n φ_G falls below it (the result then has fewer Δ than asked).
+    the curve after the first Δ where n φ_G falls below it, or before a Δ whose levels go below
+    2·stop_below (the result then has fewer Δ than asked).
     It is
     checked against brute force on tiny networks only; in high dimension, slice steps restricted to
     a hard constraint are short (BP.md §7.6 records such a sampler failing to equilibrate), so check a

@@ -358,5 +358,11 @@ def test_stop_below_ends_the_curve_at_the_first_delta_past_the_budget():
     short = le.local_entropy(model, X, y, deltas, stop_below=budget, **kw)
     assert short.prior_delta.tolist() == deltas[:3]
     np.testing.assert_allclose(short.phi_G, full.phi_G[:3], rtol=1e-12)
+    # a Δ whose levels fall below 2·budget is abandoned: the curve ends at the Δ before it
+    far = [0.01, 0.1, 8.0]  # ln P ≈ −3, −6, then far below −12
+    cut = le.local_entropy(model, X, y, far, stop_below=-7.0, **kw)
+    assert cut.prior_delta.tolist() == far[:2]
+    assert cut.phi_G[1] * cut.n > -7.0
+    assert cut.levels[-1] < 8.0  # the levels towards Δ = 8 stopped at ln P < −14
     with pytest.raises(EntropicError, match="stop_below"):
         le.local_entropy(model, X, y, deltas, stop_below=1.0, **kw)
