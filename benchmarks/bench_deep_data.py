@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_deep_data.py [--device cpu] [--batch-size 128] [--repeat 3]
         [--threads N] [--models small-convnet,resnet18] [--cases cifar-10:standard,...] [--data-dir D]
 
-For each case (data set : stack) it times (a) producing one training batch: shuffle indices, gather
+For each case (data set : stack) it times (a) producing a training batch (mean over consecutive batches): shuffle indices, gather
 the uint8 images from the in-memory tensor, augment and normalise on the device, and (b) one training
 step (forward, cross-entropy, backward, SGD with Nesterov momentum) of each model on a batch of that
 shape. It prints the minimum over interleaved repeats (the machine may be shared) and the ratio
@@ -36,12 +36,15 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
+CLOCK = {"now": time.perf_counter}  # time.process_time with --clock cpu: other processes do not inflate it
+
+
 def timed(fn, device):
     sync(device)
-    t = time.perf_counter()
+    t = CLOCK["now"]()
     fn()
     sync(device)
-    return time.perf_counter() - t
+    return CLOCK["now"]() - t
 
 
 def model_for(name, shape, classes, device):
@@ -57,18 +60,24 @@ def main(argv=None):
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--batches", type=int, default=10, help="consecutive batches per pipeline timing")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--models", default="small-convnet,resnet18")
     ap.add_argument("--cases", default=",".join(DEFAULT_CASES))
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--n-synthetic", type=int, default=10_000, help="images per synthetic train set")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default=None,
+                    help="wall, or cpu (this process's CPU time) [default: cpu on the CPU with --threads 1]")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.clock is None:
+        args.clock = "cpu" if args.device == "cpu" and torch.get_num_threads() == 1 else "wall"
+    CLOCK["now"] = time.process_time if args.clock == "cpu" else time.perf_counter
     device = torch.device(args.device)
     models = [m for m in args.models.split(",") if m]
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}, "
-          f"min of {args.repeat} repeats")
+          f"min of {args.repeat} repeats (pipeline: mean of {args.batches} batches each), {args.clock} clock")
     header = f"{'data set':14s} {'stack':12s} {'source':10s} {'batch ms':>9s}"
     for m in models:
         header += f" {m + ' step ms':>22s} {'ratio':>7s}"
@@ -102,8 +111,9 @@ def main(argv=None):
             steps[m] = step
         one_batch()
         t_batch, t_step = [], {m: [] for m in models}
-        for _ in range(args.repeat):
-            t_batch.append(timed(one_batch, device))
+        for _ in range(args.repeat):  # the pipeline's mean over `--batches` consecutive batches: its ops are
+            # drawn per image (AutoAugment's sub-policies), so one batch's cost varies
+            t_batch.append(timed(lambda: [one_batch() for _ in range(args.batches)], device) / args.batches)
             for m in models:
                 t_step[m].append(timed(steps[m], device))
         tb = min(t_batch)

@@ -254,32 +254,35 @@ def blend(x, other, factor):
 
 
 def rgb_to_hsv(x):
-    """RGB in [0, 1] (B, 3, H, W) → (h, s, v) in [0, 1], each (B, H, W). Hue from the sector of the largest
-    channel: (G − B)/Δ, 2 + (B − R)/Δ or 4 + (R − G)/Δ, over 6 (zero where Δ = 0)."""
-    maxc, arg = x.max(1)
-    delta = maxc - x.amin(1)
-    s = delta / maxc.clamp_min(1e-12)
+    """RGB (B, 3, H, W), any positive scale → (h, s, v), h and s in [0, 1], v in the input's scale, each
+    (B, H, W). Hue from the sector of the largest channel (the first of equals: R, then G, then B):
+    (G − B)/Δ, 2 + (B − R)/Δ or 4 + (R − G)/Δ, over 6 (zero where Δ = 0)."""
     r, g_, b = x.unbind(1)
-    num = torch.stack([g_ - b, b - r, r - g_], 1).gather(1, arg[:, None])[:, 0]
-    h = torch.remainder(num / delta.clamp_min(1e-12) + 2.0 * arg, 6.0) / 6.0
-    h = h.masked_fill_(delta <= 0, 0.0)
+    maxc = torch.maximum(torch.maximum(r, g_), b)
+    delta = maxc - torch.minimum(torch.minimum(r, g_), b)
+    s = delta / maxc.clamp_min(1e-12)
+    inv = delta.clamp_min(1e-12).reciprocal_()
+    h = torch.where(maxc == r, (g_ - b).mul_(inv),
+                    torch.where(maxc == g_, (b - r).mul_(inv).add_(2.0), (r - g_).mul_(inv).add_(4.0)))
+    h = torch.remainder(h, 6.0).div_(6.0).masked_fill_(delta <= 0, 0.0)
     return h, s, maxc
 
 
 def hsv_to_rgb(h, s, v):
-    """(h, s, v) in [0, 1] → RGB (B, 3, H, W): channel n = v − v·s·clamp(min(k, 4 − k), 0, 1), k = (n + 6h) mod 6
-    for n = 5, 3, 1 (R, G, B): the piecewise-linear hexcone, without per-pixel branching."""
+    """(h, s, v), h and s in [0, 1] → RGB (B, 3, H, W) in v's scale: channel n = v − v·s·clamp(min(k, 4 − k),
+    0, 1), k = (n + 6h) mod 6 for n = 5, 3, 1 (R, G, B): the piecewise-linear hexcone, without branching."""
     n = torch.tensor([5.0, 3.0, 1.0], device=h.device, dtype=h.dtype)[None, :, None, None]
-    k = torch.remainder(n + 6.0 * h[:, None], 6.0)
-    ramp = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
-    return v[:, None] - (v * s)[:, None] * ramp
+    k = torch.remainder((6.0 * h)[:, None] + n, 6.0)
+    ramp = torch.minimum(k, torch.sub(4.0, k)).clamp_(0.0, 1.0)
+    return ramp.mul_((v * s)[:, None]).neg_().add_(v[:, None])
 
 
 def adjust_hue(x, shift):
-    """Rotate the hue of float RGB images in [0, 255] by ``shift`` (B,) turns."""
-    h, s, v = rgb_to_hsv(x / 255.0)
-    h = (h + shift[:, None, None]) % 1.0
-    return hsv_to_rgb(h, s, v) * 255.0
+    """Rotate the hue of float RGB images in [0, 255] by ``shift`` (B,) turns (in place of the hue only:
+    saturation and value are kept; hue and saturation do not depend on the scale)."""
+    h, s, v = rgb_to_hsv(x)
+    h = h.add_(shift[:, None, None]).remainder_(1.0)
+    return hsv_to_rgb(h, s, v)
 
 
 class ColorJitter:
@@ -301,8 +304,8 @@ class ColorJitter:
         fh = uniform((B,), g, -self.h, self.h)
         order = torch.randperm(4, generator=g, device=g.device).tolist()
         for k in order:
-            if k == 0 and self.b:
-                y = blend(y, torch.zeros_like(y), fb)
+            if k == 0 and self.b:  # blend towards black: f·x (what other + f·(x − other) is for other = 0)
+                y = (y * fb[:, None, None, None]).clamp_(0, 255)
             elif k == 1 and self.c:
                 y = blend(y, grayscale(y).mean((1, 2, 3), keepdim=True), fc)
             elif k == 2 and self.s and y.shape[1] == 3:

@@ -15,7 +15,6 @@ about the image centre (PIL's transform acts about the top-left corner: a choice
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from localentropy.deep.augment import affine, check_uint8, to_uint8, uniform
 from localentropy.deep.errors import DeepError
@@ -94,11 +93,22 @@ def _factor(m):
     return 0.1 + 1.8 * m / 10
 
 
+_CONSTANTS: dict = {}  # small tensors built once per (what, device, dtype): a fresh one per call costs more
+
+
+def _constant(what, device, dtype):
+    key = (what, str(device), dtype)
+    if key not in _CONSTANTS:
+        values = {"luma": [19595.0, 38470.0, 7471.0], "levels": list(range(256))}[what]
+        _CONSTANTS[key] = torch.tensor(values, device=device, dtype=dtype)
+    return _CONSTANTS[key]
+
+
 def luma(x):
     """PIL's integer RGB → L conversion: (19595 R + 38470 G + 7471 B + 2¹⁵) >> 16 (exact in float32)."""
     if x.shape[1] == 1:
         return x
-    w = torch.tensor([19595.0, 38470.0, 7471.0], device=x.device, dtype=x.dtype)
+    w = _constant("luma", x.device, x.dtype)
     return torch.floor(((x * w[None, :, None, None]).sum(1, keepdim=True) + 32768.0) / 65536.0)
 
 
@@ -115,14 +125,15 @@ def color(x, m, g):
 def sharpness(x, m, g):
     """PIL's ImageFilter.SMOOTH kernel [[1,1,1],[1,5,1],[1,1,1]]/13 on the interior, border pixels kept."""
     smooth = x.clone()
-    box = F.avg_pool2d(x, 3, stride=1) * 9  # 3×3 sums; kernel = box + 4·centre
+    rows = x[..., :-2, :] + x[..., 1:-1, :] + x[..., 2:, :]  # exact 3×3 sums of integers; kernel = box + 4·centre
+    box = rows[..., :-2] + rows[..., 1:-1] + rows[..., 2:]
     smooth[:, :, 1:-1, 1:-1] = torch.round((box + 4 * x[:, :, 1:-1, 1:-1]) / 13)
     return pil_blend(x, smooth, _factor(m))
 
 
 def levels(x):
     """The 256 pixel values, shaped (1, 1, 256) for per-(image, channel) lookup tables."""
-    return torch.arange(256, device=x.device, dtype=torch.float32)[None, None, :]
+    return _constant("levels", x.device, torch.float32)[None, None, :]
 
 
 # Operations that map each pixel value through a per-(image, channel) table: the table is built from

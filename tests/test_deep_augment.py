@@ -263,3 +263,18 @@ def test_bad_inputs_are_deep_errors():
         AutoAugment()(torch.zeros(2, 3, 8, 8), gen())
     with pytest.raises(DeepError, match="B, C, H, W"):
         HorizontalFlip()(torch.zeros(3, 8, 8), gen())
+
+
+def test_hue_rotation_matches_pythons_colorsys_pixel_by_pixel():
+    """An independent reference: colorsys's hexcone HSV, one pixel at a time."""
+    import colorsys
+
+    x = images(2, side=6).float()
+    shift = torch.tensor([0.3, -0.45])
+    out = adjust_hue(x, shift)
+    for i in range(2):
+        for r in range(6):
+            for c in range(6):
+                h, s, v = colorsys.rgb_to_hsv(*(x[i, :, r, c] / 255).tolist())
+                want = colorsys.hsv_to_rgb((h + float(shift[i])) % 1.0, s, v)
+                assert torch.allclose(out[i, :, r, c], torch.tensor(want) * 255, atol=2e-3), (i, r, c)
