@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -33,15 +32,17 @@ def data():
     return synthetic_images("fashion-mnist", n_train=96, n_test=32, seed=2)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def rendezvous(tmp_path, name="rdzv"):
+    """A file for the processes to meet at (a TCP port picked, released, then bound again can be taken
+    in between by another process; a fresh file cannot)."""
+    path = tmp_path / name
+    assert not path.exists()
+    return str(path)
 
 
-def _worker(rank, world, port, method, out, stop_after=None):
+def _worker(rank, world, rdzv, method, out, stop_after=None):
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    dist.init_process_group("gloo", init_method=f"file://{rdzv}", rank=rank, world_size=world)
     try:
         train(config(method), data(), out_dir=out, distributed=True, tensorboard=False, stop_after=stop_after)
     finally:
@@ -62,7 +63,7 @@ def _compare(out, single, atol):
 ])
 def test_the_distributed_run_follows_the_single_process_run(method, world, tmp_path):
     out = tmp_path / "dist"
-    mp.spawn(_worker, args=(world, free_port(), method, str(out)), nprocs=world, join=True)
+    mp.spawn(_worker, args=(world, rendezvous(tmp_path), method, str(out)), nprocs=world, join=True)
     torch.set_num_threads(1)
     single = train(config(method), data(), tensorboard=False)
     _compare(out, single, atol=1e-5)
@@ -77,9 +78,9 @@ def test_the_distributed_run_follows_the_single_process_run(method, world, tmp_p
 @pytest.mark.slow  # two launches of 3 processes: ~45 s on 2 cores
 def test_an_interrupted_distributed_rsgd_run_resumes_from_its_per_rank_checkpoints(tmp_path):
     out = tmp_path / "dist"
-    mp.spawn(_worker, args=(3, free_port(), "rsgd", str(out), 1), nprocs=3, join=True)
+    mp.spawn(_worker, args=(3, rendezvous(tmp_path, "first"), "rsgd", str(out), 1), nprocs=3, join=True)
     assert not (out / "model.pt").exists() and len(list(out.glob("checkpoint-rank*.pt"))) == 3
-    mp.spawn(_worker, args=(3, free_port(), "rsgd", str(out)), nprocs=3, join=True)
+    mp.spawn(_worker, args=(3, rendezvous(tmp_path, "second"), "rsgd", str(out)), nprocs=3, join=True)
     torch.set_num_threads(1)
     single = train(config("rsgd"), data(), tensorboard=False)
     _compare(out, single, atol=1e-5)
