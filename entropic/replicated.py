@@ -437,7 +437,7 @@ class Replicated:
             params={k: v.detach().clone() for k, v in self.params.items()},
             buffers={k: v.clone() for k, v in self.buffers.items()},
             optimizer=self.optimizer.state_dict(),
-            t=self.t, gamma_t=self.gamma_t, gamma0=self.gamma0, grad_evals=self.grad_evals,
+            t=self.t, gamma_t=self.gamma_t, gamma0=self.gamma0, grad_evals=self.grad_evals, K=self.K,
         )
 
     def load_state_dict(self, sd: dict) -> None:
@@ -445,6 +445,9 @@ class Replicated:
             params, buffers = sd["params"], sd["buffers"]
         except (KeyError, TypeError):
             raise EntropicError("state_dict is not a Replicated state (missing params/buffers)") from None
+        if "K" in sd and int(sd["K"]) != self.K:  # the coupling steps t ≡ 0 mod K would move
+            raise EntropicError(f"state_dict was saved with coupling period K = {sd['K']}, this Replicated has "
+                                f"K = {self.K}")
         if set(params) != set(self.params) or set(buffers) != set(self.buffers):
             raise EntropicError("state_dict parameter names do not match this Replicated model")
         with torch.no_grad():

@@ -297,3 +297,14 @@ def test_auto_batching_uses_the_loop_for_conv_nets_on_cpu_and_vmap_otherwise():
     assert Replicated(conv, batched=True).batched is True
     with pytest.raises(EntropicError, match="batched"):
         Replicated(mlp, batched="yes")
+
+
+def test_a_state_saved_with_another_coupling_period_is_refused():
+    y = 2
+    kw = dict(lr=0.05, gamma=0.1)
+    a = Replicated(make_replicas(conv_factory, y, seed=5), K=2, **kw)
+    b = Replicated(make_replicas(conv_factory, y, seed=5), K=3, **kw)
+    with pytest.raises(EntropicError, match="K = 2"):
+        b.load_state_dict(a.state_dict())
+    old = {k: v for k, v in a.state_dict().items() if k != "K"}  # written before K was saved: accepted
+    Replicated(make_replicas(conv_factory, y, seed=5), K=2, **kw).load_state_dict(old)
