@@ -117,6 +117,9 @@ def batch_seed(seed: int, sequence: int) -> int:
     return int(state >> np.uint64(1))
 
 
+SKIP_ZERO_GRADIENT = True  # skip the gradient product of a step whose coefficients are all exactly zero
+
+
 def _coef_shared(U4: torch.Tensor, Xb: torch.Tensor, yb: torch.Tensor, beta: float, omega: float,
                  need_loss: bool = False):
     """The per-pattern coefficients of the mini-batch gradient when every network of a copy shares
@@ -247,6 +250,7 @@ class _Run:
         self.y = y
         self.P, self.N = X.shape
         self.R = len(restart_ids)
+        self.zero_gradient_steps = 0  # steps whose gradient product was skipped (all coefficients exactly 0)
         h = hashlib.sha256(X.detach().double().cpu().numpy().tobytes())
         h.update(y.detach().double().cpu().numpy().tobytes())
         self.patterns_digest = h.hexdigest()
@@ -367,7 +371,14 @@ class _Run:
         Xb, yb = self.X[sel], self.y[sel]  # (C, B, N), (C, B)
         coef, _ = _coef_shared(U4, Xb, yb, beta, omega)
         flat = U4.view(C, A * K, N)
-        flat.baddbmm_(coef.transpose(1, 2), Xb, beta=decay, alpha=-eta)
+        if SKIP_ZERO_GRADIENT and not bool(coef.any()):
+            # late in the slow settings β and ω are so large that f′ and tanh′ are exactly 0 at every
+            # pattern of the batch: the product would add exact zeros, and decay·U is what baddbmm_ leaves
+            self.zero_gradient_steps += 1
+            if decay != 1.0:
+                flat.mul_(decay)
+        else:
+            flat.baddbmm_(coef.transpose(1, 2), Xb, beta=decay, alpha=-eta)
         if centre is not None:
             U4.add_(centre, alpha=cscale)
         _unit_(U4)

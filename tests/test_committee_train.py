@@ -467,3 +467,32 @@ def test_float32_cannot_resolve_rsgd_slow_late_coupling_steps():
     gamma = 1e-4 * (1 + 1e-4) ** 80_000
     assert _f32_step_resolution(1e-3 * gamma * 1.7e-6) > 0.5
     assert _f32_step_resolution(1e-3 * gamma * 1.7e-6, seed=1) > 0.5
+
+
+@pytest.mark.parametrize("name", ["rsgd-slow", "sgd-slow"])
+def test_skipping_all_zero_gradient_products_leaves_every_weight_bitwise_the_same(problem, monkeypatch, name):
+    """Late in the slow settings f′ and tanh′ are exactly 0 at every pattern: the step's gradient
+    product is skipped (only decay·U of the coupling remains). Same weights, epochs and stop values,
+    bitwise, with and without the skip, and the skip was taken."""
+    import localentropy.committee.train as T
+
+    X, y = problem
+    fast = {"beta1": 0.3, "omega1": 0.5, "max_epochs": 120}  # β, ω explode within the run
+    p = get_preset(name, **{**SMALL[name], **fast})
+    counted = []
+    original = T._Run._shared_step
+
+    def counting(self, *a, **k):
+        out = original(self, *a, **k)
+        counted.append(self.zero_gradient_steps)
+        return out
+    monkeypatch.setattr(T._Run, "_shared_step", counting)
+    with_skip = train_committee(X, y, p, restarts=2, seed=3, shared_batches=True)
+    assert counted and counted[-1] > 0, "the all-zero regime was reached"
+    monkeypatch.setattr(T, "SKIP_ZERO_GRADIENT", False)
+    without = train_committee(X, y, p, restarts=2, seed=3, shared_batches=True)
+    assert np.array_equal(with_skip.weights, without.weights)
+    assert np.array_equal(with_skip.epochs, without.epochs)
+    assert np.array_equal(with_skip.stop_value, without.stop_value)
+    if with_skip.replicas is not None:
+        assert np.array_equal(with_skip.replicas, without.replicas)
