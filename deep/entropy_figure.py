@@ -94,8 +94,8 @@ def evidence_local_entropy(runs_dir, *, model: str = "mlp2", methods=METHODS, se
                               phi_G_se=float(res.phi_G_se[i]), delta=float(res.delta[i]),
                               delta_se=float(res.delta_se[i]), phi=float(res.phi[i]), phi_se=float(res.phi_se[i]))
                          for i in range(len(res.prior_delta))]
-                meta = {"settings": settings, "n": int(res.n), "errors_reference": int(res.settings["errors_reference"]),
-                        "seconds": float(res.seconds[-1])}
+                meta = {"settings": settings, "n": int(res.n),
+                        "errors_reference": int(res.settings["errors_reference"]), "seconds": float(res.seconds[-1])}
                 with atomic_open(csv_path, "w") as fh:
                     w = csv.DictWriter(fh, fieldnames=list(curve[0]))
                     w.writeheader()
@@ -239,7 +239,8 @@ def _at_d(d, phi, target):
 
 def entropy_summary(rows, energy_rows, *, command: str, wall: float, settings: dict, compare_d=(0.01, 0.1)) -> str:
     """The markdown reading: per selection and method, E0 and Φ_LE at the compared distances, and the
-    ranking by Φ_LE (higher: wider minimum) beside the ranking by δE_train (lower: flatter)."""
+    ranking by Φ_LE (higher: wider minimum), each method against SGD, beside δE_train (lower: flatter).
+    With one seed per method the error bars are the sampler's only, not the spread between trainings."""
     lines = ["# Local entropy of paper 002's MLP on Fashion-MNIST, per method and layer", "",
              f"Command: `{command}`", "",
              f"Wall time: {wall:.0f} s here (2 CPU cores, shared with other work). Sampler: SMC over Δ with "
@@ -273,6 +274,23 @@ def entropy_summary(rows, energy_rows, *, command: str, wall: float, settings: d
                 lines.append("")
                 lines.append(f"Widest to narrowest at d = {t:g}: " + " > ".join(
                     METHOD_NAMES.get(m, m) for _, m in reversed(ranked)) + ".")
+        if "sgd" in curves:
+            lines += ["", "Against SGD (difference of Φ_LE, its standard error from the two curves' error bars; "
+                      "'wider'/'narrower' when the difference exceeds twice it):", ""]
+            for m in curves:
+                if m == "sgd":
+                    continue
+                parts = []
+                for t in compare_d:
+                    a, b = _at_d(curves[m][0], curves[m][1], t), _at_d(curves["sgd"][0], curves["sgd"][1], t)
+                    if math.isnan(a) or math.isnan(b):
+                        continue
+                    se = math.hypot(_at_d(curves[m][0], curves[m][2], t),
+                                    _at_d(curves["sgd"][0], curves["sgd"][2], t))
+                    word = "wider" if a - b > 2 * se else "narrower" if b - a > 2 * se else "not resolved"
+                    parts.append(f"d = {t:g}: {a - b:+.3g} ± {se:.2g} ({word})")
+                if parts:
+                    lines.append(f"- {METHOD_NAMES.get(m, m)}: " + "; ".join(parts))
         lines.append("")
     lines += ["## Local energy of the same networks", "",
               "| method | " + " | ".join(f"δE_train(σ={s:g})" for s in sorted({r['sigma'] for r in energy_rows}))

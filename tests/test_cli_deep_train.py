@@ -191,6 +191,7 @@ def test_evidence_local_entropy_draws_every_method_and_layer_and_reruns_from_its
     assert {r["method"] for r in rows if r["quantity"] == "local_energy"} == {"sgd", "rsgd"}
     summary = (out / "summary.md").read_text()
     assert "Command: `localentropy deep evidence-local-entropy --runs" in summary and "output layer" in summary
+    assert "Against SGD" in summary and "- rSGD: d = " in summary
     kept = sorted(runs.glob("*/local_entropy-*.csv"))
     assert len(kept) == 4
     stamp = {p: p.stat().st_mtime_ns for p in kept}
