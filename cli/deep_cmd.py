@@ -327,13 +327,18 @@ def evidence_local_entropy_cmd(obj, runs_dir, out_dir, model, methods, seeds, se
     t0 = time.perf_counter()
     bar = LazyBar(obj, unit="curve", desc="local entropy")
     bar.start()
+    spent = []  # each curve's own sampling time (kept with it, so also for curves read back)
+
+    def progress(done, total, info):
+        spent.append(info.get("seconds") or 0.0)
+        bar.kwargs.setdefault("total", total)
+        bar.update_to(done, postfix=f"{info['method']} s{info['seed']} {info['layers']}")
+
     try:
         rows = evidence_local_entropy(runs_dir, model=model, methods=methods, seeds=seeds, selections=picked,
                                       deltas=grid, samples=samples, chains=chains, groups=groups, moves=moves,
                                       stop_below=stop_below, seed=seed, data_dir=data_dir, device=device,
-                                      progress=lambda done, total, info: bar.update_to(
-                                          done, postfix=f"{info['method']} s{info['seed']} {info['layers']}")
-                                      if bar.kwargs.setdefault("total", total) else None)
+                                      progress=progress)
     finally:
         bar.close()
     wall = time.perf_counter() - t0
@@ -343,5 +348,5 @@ def evidence_local_entropy_cmd(obj, runs_dir, out_dir, model, methods, seeds, se
     command = command_line(click.get_current_context())
     summary = Path(out_dir) / "summary.md"
     with atomic_open(summary, "w") as fh:
-        fh.write(entropy_summary(rows, energy, command=command, wall=wall, settings=settings))
+        fh.write(entropy_summary(rows, energy, command=command, wall=wall, settings=settings, sampling=sum(spent)))
     click.echo(f"wrote {', '.join(str(p) for p in paths + [summary])} ({wall:.0f} s; {json.dumps(settings)})")

@@ -237,13 +237,16 @@ def _at_d(d, phi, target):
     return float(np.interp(math.log(target), np.log(d), phi))
 
 
-def entropy_summary(rows, energy_rows, *, command: str, wall: float, settings: dict, compare_d=(0.01, 0.1)) -> str:
+def entropy_summary(rows, energy_rows, *, command: str, wall: float, settings: dict, compare_d=(0.01, 0.1),
+                    sampling: float | None = None) -> str:
     """The markdown reading: per selection and method, E0 and Φ_LE at the compared distances, and the
     ranking by Φ_LE (higher: wider minimum), each method against SGD, beside δE_train (lower: flatter).
     With one seed per method the error bars are the sampler's only, not the spread between trainings."""
     lines = ["# Local entropy of paper 002's MLP on Fashion-MNIST, per method and layer", "",
              f"Command: `{command}`", "",
-             f"Wall time: {wall:.0f} s here (2 CPU cores, shared with other work). Sampler: SMC over Δ with "
+             f"Wall time of this command: {wall:.0f} s"
+             + (f"; the curves' own sampling time, summed: {sampling:.0f} s (one CPU thread each, on 2 cores "
+                f"shared with other work)" if sampling else "") + ". Sampler: SMC over Δ with "
              f"elliptical slice moves (`entropic.local_entropy`), relative units, settings {json.dumps(settings)}.",
              "", "Φ_LE(d) per weight: the log-fraction of the Gaussian shell at squared distance d (per weight, in "
              "units of each layer's mean squared weight) around the final network that makes no more training "
