@@ -21,7 +21,7 @@ from typing import Callable, Optional
 
 from localentropy.data.atomic import atomic_open
 from localentropy.deep.errors import DeepError
-from localentropy.deep.presets import METHOD_NAMES, get_preset, summary, with_overrides
+from localentropy.deep.presets import METHOD_NAMES, TrainConfig, get_preset, summary, with_overrides
 from localentropy.deep.train import train
 
 MODELS = ("smallconvnet", "mlp2")
@@ -41,16 +41,6 @@ def evidence_configs(seeds: int = 3, models=MODELS, methods=METHODS, overrides=(
             for s in range(seeds):
                 out.append(with_overrides(dataclasses.replace(base, seed=s), overrides))
     return out
-
-
-def _normalised(stored) -> Optional[dict]:
-    """A stored configuration with the fields added since it was written at their defaults."""
-    from localentropy.deep.presets import TrainConfig
-
-    try:
-        return TrainConfig.from_dict(stored).as_dict()
-    except (DeepError, TypeError, AttributeError):
-        return None
 
 
 def run_folder(runs_dir, config) -> Path:
@@ -80,7 +70,7 @@ def run_evidence(data, runs_dir, *, seeds: int = 3, models=MODELS, methods=METHO
                 row = json.loads(done.read_text())
             except (OSError, ValueError):
                 row = None
-            if row is not None and _normalised(row.get("config")) != c.as_dict():
+            if row is not None and TrainConfig.stored_dict(row.get("config")) != c.as_dict():
                 raise DeepError(f"{done}: written by another configuration; delete {folder} or use another --runs")
         if row is None:
             res = train(c, data, out_dir=folder, device=device, tensorboard=False)

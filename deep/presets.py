@@ -107,6 +107,15 @@ class TrainConfig:
             raise DeepError(f"unknown configuration field(s): {', '.join(sorted(unknown))}")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
+    @classmethod
+    def stored_dict(cls, stored):
+        """A configuration read back from a file (checkpoint, evidence.json) as ``as_dict`` would give it
+        now: fields added since it was written at their defaults; returned unchanged if it is not one."""
+        try:
+            return cls.from_dict(stored).as_dict()
+        except (DeepError, TypeError, AttributeError):
+            return stored
+
 
 def budget_factor(config: TrainConfig) -> int:
     """c: mini-batches one step reads, by which the budget's epochs are divided (module docstring)."""

@@ -193,15 +193,6 @@ def _load_checkpoint(path: Path) -> dict:
         raise DeepError(f"checkpoint {path} is unreadable ({type(exc).__name__}); delete it to start afresh") from None
 
 
-
-def _with_defaults(stored):
-    """A checkpoint's configuration with the fields added since it was written at their defaults."""
-    try:
-        return TrainConfig.from_dict(stored).as_dict()
-    except (DeepError, TypeError, AttributeError):
-        return stored
-
-
 def train(config: TrainConfig, data: Optional[TensorImages] = None, *, out_dir=None, data_dir=None, device="cpu",
           progress: Optional[Callable] = None, resume: bool = True, stop_after: Optional[int] = None,
           distributed: bool = False, tensorboard: bool = True) -> TrainResult:
@@ -233,8 +224,9 @@ def train(config: TrainConfig, data: Optional[TensorImages] = None, *, out_dir=N
     state = None
     if ckpt_path is not None and resume and ckpt_path.exists():
         state = _load_checkpoint(ckpt_path)
-        if _with_defaults(state.get("config")) != c.as_dict():
-            diff = sorted(k for k, v in c.as_dict().items() if (_with_defaults(state.get("config")) or {}).get(k) != v)
+        stored = TrainConfig.stored_dict(state.get("config"))
+        if stored != c.as_dict():
+            diff = sorted(k for k, v in c.as_dict().items() if (stored if isinstance(stored, dict) else {}).get(k) != v)
             raise DeepError(f"{ckpt_path} was written by another configuration ({', '.join(diff[:5]) or 'unknown'} "
                             "differ); use another output folder, or --no-resume to start afresh")
         if state.get("world") != world:

@@ -394,12 +394,13 @@ def _smc(space, deltas, chains, groups, keep, moves, seed, n, checkpoint, finger
         out_var, var_iid = st["out_var"], float(_out_var_last(st["out_var"], start))
         t0 -= float(seconds[start - 1])
     aux = space.aux(state)
+    def log_z(j):  # ln Z at requested Δ j from the groups' estimates, and its error
+        est, err = _log_mean_exp_jackknife(out_phi[j:j + 1] * n)
+        return float(est[0]), float(err[0])
+
     last = len(deltas)
     if stop_below is not None:  # a resumed run that had already stopped
-        for j in range(start):
-            if _log_mean_exp_jackknife(out_phi[j:j + 1] * n)[0][0] < stop_below:
-                last = j + 1
-                break
+        last = next((j + 1 for j in range(start) if log_z(j)[0] < stop_below), last)
     for j, target in enumerate(deltas):
         if j < start:
             continue
@@ -446,12 +447,12 @@ def _smc(space, deltas, chains, groups, keep, moves, seed, n, checkpoint, finger
                              levels=np.asarray(levels),
                              level_lr=np.asarray(level_lr), level_tdd=np.asarray(level_tdd),
                              stats=np.asarray(stats), current=current, next=j + 1)
+        lz, lz_se = log_z(j)
         if progress is not None:
-            progress({"index": j, "total": len(deltas), "prior_delta": float(target),
-                      "phi_G": float(_log_mean_exp_jackknife(out_phi[j:j + 1] * n)[0][0] / n),
-                      "phi_G_se": float(_log_mean_exp_jackknife(out_phi[j:j + 1] * n)[1][0] / n),
-                      "delta": float(out_del[j].mean()), "levels": len(levels), "seconds": float(seconds[j])})
-        if stop_below is not None and _log_mean_exp_jackknife(out_phi[j:j + 1] * n)[0][0] < stop_below:
+            progress({"index": j, "total": len(deltas), "prior_delta": float(target), "phi_G": lz / n,
+                      "phi_G_se": lz_se / n, "delta": float(out_del[j].mean()), "levels": len(levels),
+                      "seconds": float(seconds[j])})
+        if stop_below is not None and lz < stop_below:
             last = j + 1
             break
     deltas, out_phi, out_del, out_var, seconds = (deltas[:last], out_phi[:last], out_del[:last], out_var[:last],
@@ -771,9 +772,7 @@ def local_entropy(model, X, y, deltas, *, params=None, include_biases=False, sca
     layers before the first selected one are computed once): the general path. Each halving of the
     constrained probability costs an SMC level, so ``stop_below`` (a ln-probability, e.g. −12) ends
     the curve after the first Δ where n φ_G falls below it, or before a Δ whose levels go below
-    2·stop_below (the result then has fewer Δ than asked).
-    It is
-    checked against brute force on tiny networks only; in high dimension, slice steps restricted to
+    2·stop_below (the result then has fewer Δ than asked). It is checked against brute force on tiny networks only; in high dimension, slice steps restricted to
     a hard constraint are short (BP.md §7.6 records such a sampler failing to equilibrate), so check a
     curve's stability in `moves` and `chains` before trusting it. For sign-unit committee machines use
     `committee_local_entropy` (exact HMC, validated at the paper's size).
@@ -820,6 +819,6 @@ def local_entropy(model, X, y, deltas, *, params=None, include_biases=False, sca
                stop_below=stop_below)
     return SampledLocalEntropy(**out, n=space.n, K=None, N=None, P=int(X.shape[0]), rank=None, chains=chains,
                                groups=groups, settings={"keep": keep, "moves": moves, "seed": seed,
-                                                        "params": list(chosen), "errors_reference": space.E0, "scale": scale,
-                                                        "device": str(dev), "dtype": str(dtype),
+                                                        "params": list(chosen), "errors_reference": space.E0,
+                                                        "scale": scale, "device": str(dev), "dtype": str(dtype),
                                                         "sampler": "elliptical slice"})
