@@ -52,14 +52,22 @@ def models(sources):
 
 
 @deep.command()
-@click.argument("name", type=click.Choice(["cifar-10", "cifar-100", "stl-10", "tiny-imagenet"]))
+@click.argument("name", type=click.Choice(["cifar-10", "cifar-100", "stl-10", "tiny-imagenet", "fast-autoaugment"]))
 @click.option("--dest", type=click.Path(file_okay=False), default=None, help="Folder to download into [default: data/raw/].")
 @click.pass_obj
 def download(obj, name, dest):
-    """Download an image data set's official archive, verify its published MD5 and unpack it (needs internet)."""
+    """Download an image data set's official archive, verify its published MD5 and unpack it, or the
+    Fast AutoAugment authors' published policies, verified by SHA-256 (needs internet)."""
+    quiet = bool(obj and obj.get("quiet"))
+    if name == "fast-autoaugment":
+        from localentropy.deep.fastautoaugment import download_policies
+
+        target = download_policies(dest, progress=None if quiet else click.echo)
+        if not quiet:
+            click.echo(f"{name}: policies ready in {target}")
+        return
     from localentropy.data.archives import download_archive
 
-    quiet = bool(obj and obj.get("quiet"))
     folder = download_archive(name, dest, progress=None if quiet else click.echo)
     if not quiet:
         click.echo(f"{name}: ready in {folder}")
@@ -136,8 +144,10 @@ def train_cmd(obj, preset, overrides, data_dir, out, no_resume, distributed, thr
 
 def _train(obj, config, data_dir, out, no_resume, distributed, no_tensorboard, device, rank):
     from localentropy.deep.datasets import load_images
+    from localentropy.deep.pipeline import check_policy
     from localentropy.deep.train import train
 
+    check_policy(config.augment, data_dir)  # a downloaded augmentation policy, checked before the data load
     data = load_images(config.dataset, data_dir, device)  # missing or corrupt files: one line, exit 2
     quiet = bool(obj and obj.get("quiet")) or rank != 0
     bar = LazyBar({"quiet": quiet}, unit="step", desc=config.name, dynamic_ncols=True)

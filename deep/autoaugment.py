@@ -50,32 +50,48 @@ CIFAR10_POLICY = (
 FILL = 128.0
 
 
-def _signed(m, g):
+def random_sign(m, g):
     sign = torch.where(uniform(m.shape, g) < 0.5, -1.0, 1.0).to(m.device)
     return m * sign
 
 
-def geometry(name: str, m: torch.Tensor, g, height: int, width: int):
-    """The affine map of geometric operation ``name`` at magnitudes ``m`` (n,): (matrix (n, 2, 2), shift (n, 2))
-    in pixel units about the image centre (see :func:`localentropy.deep.augment.affine`)."""
-    n = m.shape[0]
-    mat = torch.eye(2, device=m.device).expand(n, 2, 2).clone()
-    shift = torch.zeros(n, 2, device=m.device)
+def affine_of(name: str, value: torch.Tensor):
+    """The affine map of geometric operation ``name`` at signed arguments ``value`` (n,): shear factor,
+    translation in pixels or rotation in degrees; returns (matrix (n, 2, 2), shift (n, 2)) in pixel
+    units about the image centre (see :func:`localentropy.deep.augment.affine`)."""
+    n = value.shape[0]
+    mat = torch.eye(2, device=value.device).expand(n, 2, 2).clone()
+    shift = torch.zeros(n, 2, device=value.device)
     if name == "ShearX":
-        mat[:, 0, 1] = _signed(0.3 * m / 10, g)
+        mat[:, 0, 1] = value
     elif name == "ShearY":
-        mat[:, 1, 0] = _signed(0.3 * m / 10, g)
+        mat[:, 1, 0] = value
     elif name == "TranslateX":
-        shift[:, 0] = _signed(torch.floor(10 * m / 10) * width / 32, g)
+        shift[:, 0] = value
     elif name == "TranslateY":
-        shift[:, 1] = _signed(torch.floor(10 * m / 10) * height / 32, g)
+        shift[:, 1] = value
     elif name == "Rotate":
-        a = torch.deg2rad(_signed(torch.floor(30 * m / 10), g))
+        a = torch.deg2rad(value)
         c, s = torch.cos(a), torch.sin(a)
         mat = torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
     else:
         raise DeepError(f"{name} is not a geometric operation")
     return mat, shift
+
+
+def geometry(name: str, m: torch.Tensor, g, height: int, width: int):
+    """The affine map of geometric operation ``name`` at AutoAugment magnitudes ``m`` (n,), random sign."""
+    if name in ("ShearX", "ShearY"):
+        value = 0.3 * m / 10
+    elif name == "TranslateX":
+        value = torch.floor(10 * m / 10) * width / 32
+    elif name == "TranslateY":
+        value = torch.floor(10 * m / 10) * height / 32
+    elif name == "Rotate":
+        value = torch.floor(30 * m / 10)
+    else:
+        raise DeepError(f"{name} is not a geometric operation")
+    return affine_of(name, random_sign(value, g))
 
 
 GEOMETRIC = ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate")
@@ -118,17 +134,27 @@ def pil_blend(x, other, factor):
     return torch.floor((other + factor[:, None, None, None] * (x - other)).clamp_(0, 255))
 
 
-def color(x, m, g):
-    return pil_blend(x, luma(x), _factor(m))
+def color_by(x, factor):
+    """PIL's ImageEnhance.Color(x).enhance(factor), factor (n,)."""
+    return pil_blend(x, luma(x), factor)
 
 
-def sharpness(x, m, g):
-    """PIL's ImageFilter.SMOOTH kernel [[1,1,1],[1,5,1],[1,1,1]]/13 on the interior, border pixels kept."""
+def sharpness_by(x, factor):
+    """PIL's ImageEnhance.Sharpness: the ImageFilter.SMOOTH kernel [[1,1,1],[1,5,1],[1,1,1]]/13 on the
+    interior, border pixels kept, blended by ``factor`` (n,)."""
     smooth = x.clone()
     rows = x[..., :-2, :] + x[..., 1:-1, :] + x[..., 2:, :]  # exact 3×3 sums of integers; kernel = box + 4·centre
     box = rows[..., :-2] + rows[..., 1:-1] + rows[..., 2:]
     smooth[:, :, 1:-1, 1:-1] = torch.round((box + 4 * x[:, :, 1:-1, 1:-1]) / 13)
-    return pil_blend(x, smooth, _factor(m))
+    return pil_blend(x, smooth, factor)
+
+
+def color(x, m, g):
+    return color_by(x, _factor(m))
+
+
+def sharpness(x, m, g):
+    return sharpness_by(x, _factor(m))
 
 
 def levels(x):
@@ -140,16 +166,35 @@ def levels(x):
 # the image's statistics on (n, C, 256) values, then applied to all such images of a stage in one gather.
 # Each takes images (n, C, H, W) float (only their shape is used by the first four) and returns (n, C, 256).
 
-def posterize_lut(x, m, g):
-    bits = 4 - torch.floor(4 * m / 10)
+def posterize_bits_lut(x, bits):
+    """PIL's ImageOps.posterize(bits): keep the ``bits`` (n,) high bits of each value."""
     step = torch.pow(2.0, 8 - bits)[:, None, None]
     return (torch.floor(levels(x) / step) * step).expand(x.shape[0], x.shape[1], 256)
 
 
-def solarize_lut(x, m, g):
+def solarize_at_lut(x, threshold):
+    """PIL's ImageOps.solarize(threshold): values ≥ ``threshold`` (n,) inverted."""
     v = levels(x)
-    threshold = (256 - torch.floor(256 * m / 10))[:, None, None]
-    return torch.where(v >= threshold, 255 - v, v).expand(x.shape[0], x.shape[1], 256)
+    return torch.where(v >= threshold[:, None, None], 255 - v, v).expand(x.shape[0], x.shape[1], 256)
+
+
+def brightness_by_lut(x, factor):
+    return torch.floor((factor[:, None, None] * levels(x)).clamp_(0, 255)).expand(x.shape[0], x.shape[1], 256)
+
+
+def contrast_by_lut(x, factor):
+    """PIL's ImageEnhance.Contrast: blend with the image's mean grey level, rounded to an integer."""
+    mean = torch.floor(luma(x).mean((1, 2, 3)) + 0.5)[:, None, None]
+    out = torch.floor((mean + factor[:, None, None] * (levels(x) - mean)).clamp_(0, 255))
+    return out.expand(x.shape[0], x.shape[1], 256)
+
+
+def posterize_lut(x, m, g):
+    return posterize_bits_lut(x, 4 - torch.floor(4 * m / 10))
+
+
+def solarize_lut(x, m, g):
+    return solarize_at_lut(x, 256 - torch.floor(256 * m / 10))
 
 
 def invert_lut(x, m, g):
@@ -157,13 +202,11 @@ def invert_lut(x, m, g):
 
 
 def brightness_lut(x, m, g):
-    return torch.floor((_factor(m)[:, None, None] * levels(x)).clamp_(0, 255)).expand(x.shape[0], x.shape[1], 256)
+    return brightness_by_lut(x, _factor(m))
 
 
 def contrast_lut(x, m, g):
-    mean = torch.floor(luma(x).mean((1, 2, 3)) + 0.5)[:, None, None]
-    out = torch.floor((mean + _factor(m)[:, None, None] * (levels(x) - mean)).clamp_(0, 255))
-    return out.expand(x.shape[0], x.shape[1], 256)
+    return contrast_by_lut(x, _factor(m))
 
 
 def autocontrast_lut(x, m, g):
@@ -223,22 +266,43 @@ def apply_op(name: str, x: torch.Tensor, magnitude, generator) -> torch.Tensor:
     return to_uint8(OPS[name](x.float(), m, generator))
 
 
-class AutoAugment:
-    """Apply a policy (default: CIFAR-10's) to a uint8 batch: one random sub-policy per image."""
+class SubPolicyAugment:
+    """A policy of sub-policies applied to a uint8 batch: each image draws one sub-policy uniformly,
+    then applies each of its operations in turn with the operation's probability. All geometric
+    operations of a stage are one resampling, all lookup-table ones one gather. Subclasses say how
+    a magnitude becomes an operation's argument (``_geometry``, ``_lut``, ``_pixels``), the
+    operations they know (``known``), the magnitudes' range and the fill of geometric operations."""
 
-    def __init__(self, policy=CIFAR10_POLICY, float_output: bool = False):
+    known: tuple = ()
+    magnitudes = (0.0, 9.0)
+    fill = FILL
+    kind = "policy"
+
+    def __init__(self, policy, float_output: bool = False):
+        lo, hi = self.magnitudes
+        policy = tuple(tuple(tuple(op) for op in sub) for sub in policy)
+        if not policy or len({len(sub) for sub in policy}) != 1 or not policy[0]:
+            raise DeepError(f"{self.kind}: a policy is a non-empty list of sub-policies of equally many operations")
         for sub in policy:
-            for name, p, m in sub:
-                if name not in OPS or not 0 <= p <= 1 or not 0 <= m <= 9:
-                    raise DeepError(f"bad AutoAugment operation {(name, p, m)}")
-        self.policy = tuple(policy)
+            for op in sub:
+                ok = len(op) == 3 and op[0] in self.known
+                if ok:
+                    try:
+                        ok = 0 <= float(op[1]) <= 1 and lo <= float(op[2]) <= hi
+                    except (TypeError, ValueError):
+                        ok = False
+                if not ok:
+                    raise DeepError(f"bad {self.kind} operation {op!r}: (name, probability 0–1, magnitude {lo:g}–{hi:g}), "
+                                    f"name one of {', '.join(self.known)}")
+        self.policy = policy
+        self.stages = len(policy[0])
         self.float_output = bool(float_output)  # float32 images with integer values in [0, 255]: saves a
         # round trip through uint8 when Normalize comes next (the values are the same)
         self.names = sorted({name for sub in self.policy for name, _, _ in sub})
         code = {name: k for k, name in enumerate(self.names)}
         # per stage: (operation code, probability, magnitude) of each sub-policy
-        self.table = torch.tensor([[[code[sub[st][0]], sub[st][1], sub[st][2]] for sub in self.policy] for st in (0, 1)],
-                                  dtype=torch.float32)
+        self.table = torch.tensor([[[code[sub[st][0]], float(sub[st][1]), float(sub[st][2])] for sub in self.policy]
+                                   for st in range(self.stages)], dtype=torch.float32)
         self._on = {}
 
     def _table(self, device):
@@ -246,13 +310,22 @@ class AutoAugment:
             self._on[device] = self.table.to(device)
         return self._on[device]
 
+    def _geometry(self, name, m, g, height, width):
+        raise NotImplementedError
+
+    def _lut(self, name, pixels, m, g):
+        raise NotImplementedError
+
+    def _pixels(self, name, y, m, g):
+        raise NotImplementedError
+
     def __call__(self, x, g):
-        check_uint8(x, "AutoAugment")
+        check_uint8(x, self.kind)
         B, C, H, W = x.shape
         table = self._table(x.device)
         choice = torch.floor(uniform((B,), g) * len(self.policy)).long()
         y = x.float()
-        for stage in range(2):
+        for stage in range(self.stages):
             op, prob, m = table[stage, choice].unbind(1)
             op = torch.where(uniform((B,), g) < prob, op + 1, torch.zeros_like(op)).long()  # 0: not applied
             order = torch.argsort(op, stable=True)
@@ -267,21 +340,40 @@ class AutoAugment:
                     continue
                 name = self.names[k]
                 if name in GEOMETRIC:  # all geometric operations of the stage in one resampling
-                    mat[sel], shift[sel] = geometry(name, m[sel], g, H, W)
+                    mat[sel], shift[sel] = self._geometry(name, m[sel], g, H, W)
                     moved = sel if moved is None else torch.cat([moved, sel])
                 elif name in LUTS:  # all lookup-table operations of the stage in one gather
                     if lut is None:
                         lut = levels(y).expand(B, C, 256).clone()
                     pixels = y[sel] if name in NEEDS_PIXELS else y.new_empty((sel.numel(), C, 1, 1))
-                    lut[sel] = LUTS[name](pixels, m[sel], g)
+                    lut[sel] = self._lut(name, pixels, m[sel], g)
                     looked = sel if looked is None else torch.cat([looked, sel])
                 else:
-                    y[sel] = OPS[name](y[sel], m[sel], g).round_().clamp_(0, 255)
+                    y[sel] = self._pixels(name, y[sel], m[sel], g).round_().clamp_(0, 255)
             if looked is not None:
                 y[looked] = apply_lut(y[looked], lut[looked])
             if moved is not None:
-                y[moved] = affine(y[moved], mat[moved], shift[moved], FILL).round_().clamp_(0, 255)
+                y[moved] = affine(y[moved], mat[moved], shift[moved], self.fill).round_().clamp_(0, 255)
         return y if self.float_output else to_uint8(y)
 
     def __repr__(self):
-        return f"AutoAugment({len(self.policy)} sub-policies)"
+        return f"{type(self).__name__}({len(self.policy)} sub-policies)"
+
+
+class AutoAugment(SubPolicyAugment):
+    """Apply an AutoAugment policy (default: CIFAR-10's) to a uint8 batch: one random sub-policy per image."""
+
+    known = tuple(OPS)
+    kind = "AutoAugment"
+
+    def __init__(self, policy=CIFAR10_POLICY, float_output: bool = False):
+        super().__init__(policy, float_output)
+
+    def _geometry(self, name, m, g, height, width):
+        return geometry(name, m, g, height, width)
+
+    def _lut(self, name, pixels, m, g):
+        return LUTS[name](pixels, m, g)
+
+    def _pixels(self, name, y, m, g):
+        return OPS[name](y, m, g)

@@ -17,6 +17,7 @@ from localentropy.deep.augment import (ColorJitter, Compose, Cutout, HorizontalF
                                        RandomGrayscale, RandomResizedCrop, RandomRotation, Resize)
 from localentropy.deep.autoaugment import AutoAugment
 from localentropy.deep.errors import DeepError
+from localentropy.deep.fastautoaugment import IMAGENET_POLICY, FastAutoAugment, load_policy
 
 
 def crop_padding(side: int) -> int:
@@ -36,6 +37,9 @@ STACKS = {
                     lambda side: (_standard(side) + [AutoAugment(float_output=True)], [Cutout(16)])),
     "efficientnet": ("resize to 224, random crop with padding 32, flip, AutoAugment CIFAR-10 policy (App. C.1)",
                      lambda side: ([Resize(224), RandomCropFlip(32), AutoAugment(float_output=True)], [])),
+    "fast-autoaugment": ("Fast AutoAugment ImageNet policy (authors' fa_resnet50_rimagenet, downloaded), then "
+                         "standard crop and flip (Tiny ImageNet, App. C)",
+                         lambda side, policy: ([FastAutoAugment(policy, float_output=True)] + _standard(side), [])),
     "pla-cifar": ("paper 002 CIFAR-10: random-resized crop 60-100 % of the area, ratio 3/4-4/3",
                   lambda side: ([RandomResizedCrop(side, (0.6, 1.0), (3 / 4, 4 / 3))], [])),
     "pla-stl": ("paper 002 STL-10: random-resized crop 8-100 %, flip, greyscale p 0.1, colour jitter 0.5, rotation ±180°",
@@ -63,11 +67,29 @@ class Stack:
         return f"Stack({self.uint8_ops!r}, {self.normalize!r}, {self.float_ops!r})"
 
 
-def make_stack(name: str, mean, std, side: int) -> Stack:
-    """The named stack for images of ``side`` pixels, normalised with the train set's ``mean`` and ``std``."""
+#: stacks built from a policy file that is downloaded, not shipped (found through the data folder)
+NEEDS_POLICY = {"fast-autoaugment"}
+
+
+def check_policy(name: str, data_dir=None) -> None:
+    """For a stack of ``NEEDS_POLICY``: its downloaded policy is there and unaltered (else a DeepError), so
+    that a run fails before any work rather than after loading its data."""
+    if name in NEEDS_POLICY:
+        load_policy(IMAGENET_POLICY, data_dir=data_dir)
+
+
+def make_stack(name: str, mean, std, side: int, data_dir=None, policy=None) -> Stack:
+    """The named stack for images of ``side`` pixels, normalised with the train set's ``mean`` and ``std``.
+    A stack of ``NEEDS_POLICY`` takes ``policy`` (a list of sub-policies) or reads the published one,
+    looked for under ``data_dir`` as :func:`~localentropy.deep.fastautoaugment.find_policy_file` does."""
     if name not in STACKS:
         raise DeepError(f"unknown augmentation stack {name!r}; known: {', '.join(STACKS)}")
-    uint8_ops, float_ops = STACKS[name][1](side)
+    if name in NEEDS_POLICY:
+        if policy is None:
+            policy = load_policy(IMAGENET_POLICY, data_dir=data_dir)
+        uint8_ops, float_ops = STACKS[name][1](side, policy)
+    else:
+        uint8_ops, float_ops = STACKS[name][1](side)
     return Stack(uint8_ops, Normalize(mean, std), float_ops)
 
 
