@@ -118,6 +118,7 @@ def batch_seed(seed: int, sequence: int) -> int:
 
 
 SKIP_ZERO_GRADIENT = True  # skip the gradient product of a step whose coefficients are all exactly zero
+FORWARD_CERTIFICATE = True  # and its forward product too while a ZeroCertificate proves them zero (certificate.py)
 
 
 def _coef_shared(U4: torch.Tensor, Xb: torch.Tensor, yb: torch.Tensor, beta: float, omega: float,
@@ -251,6 +252,12 @@ class _Run:
         self.P, self.N = X.shape
         self.R = len(restart_ids)
         self.zero_gradient_steps = 0  # steps whose gradient product was skipped (all coefficients exactly 0)
+        self.certified_steps = 0  # of those, steps whose forward product was skipped too (a ZeroCertificate)
+        self.certifications = 0  # certificates computed (each a forward product over the whole training set)
+        # the certificate changes no number (a certified step is the zero-gradient skip): it is not
+        # part of the checkpoint, and a resumed run computes a new one when it needs it
+        self._cert, self._cert_key, self._cert_buf = None, (), None
+        self._shared_steps, self._cert_next, self._cert_backoff, self._cert_since = 0, 0, 16, 0
         h = hashlib.sha256(X.detach().double().cpu().numpy().tobytes())
         h.update(y.detach().double().cpu().numpy().tobytes())
         self.patterns_digest = h.hexdigest()
@@ -368,20 +375,61 @@ class _Run:
         and ``cscale`` = ηKγ this is Algorithm 2's coupled step u − η(∇ + Kγ(u − ū)).
         """
         C, A, K, N = U4.shape
-        Xb, yb = self.X[sel], self.y[sel]  # (C, B, N), (C, B)
-        coef, _ = _coef_shared(U4, Xb, yb, beta, omega)
         flat = U4.view(C, A * K, N)
-        if SKIP_ZERO_GRADIENT and not bool(coef.any()):
-            # late in the slow settings β and ω are so large that f′ and tanh′ are exactly 0 at every
-            # pattern of the batch: the product would add exact zeros, and decay·U is what baddbmm_ leaves
+        self._shared_steps += 1
+        if self._certified(U4, beta, omega):  # every coefficient provably exactly 0: no forward product either
             self.zero_gradient_steps += 1
+            self.certified_steps += 1
             if decay != 1.0:
                 flat.mul_(decay)
         else:
-            flat.baddbmm_(coef.transpose(1, 2), Xb, beta=decay, alpha=-eta)
+            Xb, yb = self.X[sel], self.y[sel]  # (C, B, N), (C, B)
+            coef, _ = _coef_shared(U4, Xb, yb, beta, omega)
+            if SKIP_ZERO_GRADIENT and not bool(coef.any()):
+                # late in the slow settings β and ω are so large that f′ and tanh′ are exactly 0 at every
+                # pattern of the batch: the product would add exact zeros, and decay·U is what baddbmm_ leaves
+                self.zero_gradient_steps += 1
+                self._try_certify(U4, beta, omega)
+                if decay != 1.0:
+                    flat.mul_(decay)
+            else:
+                flat.baddbmm_(coef.transpose(1, 2), Xb, beta=decay, alpha=-eta)
         if centre is not None:
             U4.add_(centre, alpha=cscale)
         _unit_(U4)
+
+    def _certified(self, U4, beta, omega) -> bool:
+        """Whether the current ZeroCertificate covers this step (dropped when it no longer does)."""
+        if self._cert is None:
+            return False
+        if self._cert_buf is None or self._cert_buf.shape != U4.shape:
+            self._cert_buf = torch.empty_like(U4)
+        if self._cert.covers(U4, beta, omega, self._cert_key, self._cert_buf):
+            return True
+        self._cert = None
+        # a certificate costs about two forward products over the whole training set: if it lasted fewer
+        # steps than that saves, wait before the next one (twice as long each time, up to 4096 steps)
+        if self._shared_steps - self._cert_since < 4 * self.nb + 4:
+            self._cert_next = self._shared_steps + self._cert_backoff
+            self._cert_backoff = min(2 * self._cert_backoff, 4096)
+        else:
+            self._cert_backoff = 16
+        return False
+
+    def _try_certify(self, U4, beta, omega):
+        """After a step whose batch coefficients were all 0: a certificate for the whole training set, at
+        these weights (a forward product over all P patterns), unless a recent attempt failed or its
+        certificate did not last (then the next attempt waits twice as many steps, up to 4096)."""
+        if not (SKIP_ZERO_GRADIENT and FORWARD_CERTIFICATE) or self._shared_steps < self._cert_next:
+            return
+        from localentropy.committee.certificate import certify
+
+        self.certifications += 1
+        self._cert = certify(U4, self.X, self.y, beta, omega, self._cert_key)
+        self._cert_since = self._shared_steps
+        if self._cert is None:
+            self._cert_next = self._shared_steps + self._cert_backoff
+            self._cert_backoff = min(2 * self._cert_backoff, 4096)
 
     def _take(self, ii):
         """The weights of the active restarts ``ii``: ``self.U`` itself while every restart is active
@@ -415,6 +463,7 @@ class _Run:
         U = self._take(ii)  # updated in place
         perms = self._perms(idx, 1)[0].to(self.device)
         if self.shared and not self.p.dropout:  # one mini-batch for every restart: two GEMMs per step
+            self._cert_key = ("sgd",) + tuple(idx)
             U4 = U.unsqueeze(0)
             for b in range(self.nb):
                 self._shared_step(U4, self._sel(perms, b), beta, omega, self.p.eta)
@@ -442,6 +491,7 @@ class _Run:
         perms = self._perms(idx, y_).to(self.device)  # (y, A, P), or (y, 1, P) shared
         kc = self.p.coupling_period
         if self.shared and not self.p.dropout:  # replica a of every restart on sequence a's batch
+            self._cert_key = ("rsgd",) + tuple(idx)
             for b in range(self.nb):
                 sel = self._sel(perms[:, 0], b)  # (y, B)
                 if (self.step_count + 1) % kc == 0:  # t ≡ 0 mod K: coupled step with ū of line 2

@@ -496,3 +496,81 @@ def test_skipping_all_zero_gradient_products_leaves_every_weight_bitwise_the_sam
     assert np.array_equal(with_skip.stop_value, without.stop_value)
     if with_skip.replicas is not None:
         assert np.array_equal(with_skip.replicas, without.replicas)
+
+
+@pytest.mark.parametrize("name,dtype", [("rsgd-slow", torch.float64), ("sgd-slow", torch.float32)])
+def test_certified_steps_skip_the_forward_product_and_leave_every_weight_bitwise_the_same(problem, monkeypatch,
+                                                                                            name, dtype):
+    """Where a ZeroCertificate proves every coefficient of every pattern exactly 0, the step skips its
+    forward product too. Same weights, epochs and stop values, bitwise, with and without certificates,
+    and most of the late steps were certified."""
+    import localentropy.committee.train as T
+
+    X, y = problem
+    fast = {"beta1": 0.3, "omega1": 0.5, "max_epochs": 120}  # β, ω explode within the run
+    if name == "rsgd-slow":
+        fast["gamma1"] = 0.0  # a constant coupling: the replicas drift slowly, certificates last (as late in Figure 1)
+    p = get_preset(name, **{**SMALL[name], **fast})
+    runs = []
+    original = T._Run._shared_step
+
+    def recording(self, *a, **k):
+        runs.append(self)
+        return original(self, *a, **k)
+    monkeypatch.setattr(T._Run, "_shared_step", recording)
+    certified = train_committee(X, y, p, restarts=2, seed=3, shared_batches=True, dtype=dtype)
+    run = runs[-1]
+    assert run.certified_steps > 0.5 * run.zero_gradient_steps > 0, (run.certified_steps, run.zero_gradient_steps)
+    assert run.certifications < 0.1 * run.certified_steps
+    monkeypatch.setattr(T, "FORWARD_CERTIFICATE", False)
+    runs.clear()
+    plain = train_committee(X, y, p, restarts=2, seed=3, shared_batches=True, dtype=dtype)
+    assert runs[-1].certified_steps == 0
+    assert np.array_equal(certified.weights, plain.weights)
+    assert np.array_equal(certified.epochs, plain.epochs)
+    assert np.array_equal(certified.stop_value, plain.stop_value)
+    if certified.replicas is not None:
+        assert np.array_equal(certified.replicas, plain.replicas)
+
+
+def test_a_certificate_holds_against_the_worst_move_of_every_pattern_and_fails_early_in_training(problem):
+    """certify's radius R: moving every unit by R towards the wrong side of one pattern (the move that
+    lowers that pattern's margin most) at β, ω and beyond still gives exactly 0 in the trainer's own
+    coefficient arithmetic, for every pattern; at small β, ω there is no certificate."""
+    import localentropy.committee.train as T
+    from localentropy.committee.certificate import certify
+
+    X, y = problem
+    p = get_preset("sgd-fast", **SMALL["sgd-fast"])
+    sol = train_committee(X, y, p, restarts=3, seed=1)
+    assert sol.converged.all()
+    Xt, yt = T._as_patterns(X, y, "cpu", torch.float64)
+    U = T._unit(torch.as_tensor(sol.weights, dtype=torch.float64))  # (3, K, N), every pattern classified
+    assert certify(U, Xt, yt, beta=1.0, omega=1.0) is None
+    beta, omega = 40.0, 1e4
+    cert = certify(U, Xt, yt, beta, omega)
+    assert cert is not None and cert.radius > 0
+    assert cert.covers(U, beta, omega, ()) and not cert.covers(U, beta / 2, omega, ())
+    xi = Xt / torch.linalg.vector_norm(Xt, dim=-1, keepdim=True)
+    for mu in range(Xt.shape[0]):
+        Um = U - cert.radius * (1 - 1e-5) * yt[mu] * xi[mu]  # every unit of every network, by R, against μ
+        assert cert.covers(Um, beta, omega, ())  # (covers keeps a relative rounding margin of 1e-6)
+        for b, o in ((beta, omega), (2 * beta, 10 * omega)):
+            coef, _ = T._coef_shared(Um.unsqueeze(0), Xt[None, mu:mu + 1], yt[None, mu:mu + 1], b, o)
+            assert not bool(coef.any()), (mu, b, o)
+    far = U - 1.5 * cert.radius * yt[0] * xi[0] * 10
+    assert not cert.covers(far, beta, omega, ())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_tanh_is_exactly_one_beyond_saturation(dtype):
+    """certificate.saturation's assumption, on this machine: tanh is exactly ±1 from there on, in the
+    vectorised loop (long tensors) and its scalar tail (lengths 1–7)."""
+    from localentropy.committee.certificate import saturation
+
+    x0 = saturation(dtype)
+    xs = torch.cat([torch.linspace(x0, x0 + 5, 4099, dtype=torch.float64), torch.logspace(1.5, 30, 200, dtype=torch.float64)])
+    xs = xs[xs >= x0].to(dtype)
+    for n in (1, 3, 7, len(xs)):
+        for part in xs.split(n):
+            assert bool((torch.tanh(part) == 1).all()) and bool((torch.tanh(-part) == -1).all())
