@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import math
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ from localentropy import bp
 from localentropy.cli.main import cli
 from localentropy.committee.solutions import save_solutions
 from localentropy.data import patterns_hash
+from tests.planted import planted_committee
 
 K, N, P = 3, 40, 30
 
@@ -24,18 +24,7 @@ def run(*args):
 @pytest.fixture()
 def problem(tmp_path):
     """Random ±1 patterns labelled by restart 0 of a (R=3, K, N) weight stack; files written for the CLI."""
-    rng = np.random.default_rng(0)
-    X = rng.choice([-1, 1], size=(P, N)).astype(np.int8)
-    W = rng.normal(size=(3, K, N))
-    y = np.sign(np.sign(X @ W[0].T).sum(axis=1)).astype(np.int8)
-    # restarts 1, 2: perturbations of restart 0 that still classify every pattern
-    for r in (1, 2):
-        while True:
-            cand = W[0] + 0.05 * rng.normal(size=(K, N))
-            if np.all(y * np.sign(X @ cand.T).sum(axis=1) > 0):
-                W[r] = cand
-                break
-    W = W * (math.sqrt(N) / np.linalg.norm(W, axis=2, keepdims=True))
+    X, y, W = planted_committee(K, N, P)
     np.savez(tmp_path / "pats.npz", X=X, y=y)
     np.save(tmp_path / "w.npy", W)
     return X, y, W, tmp_path

@@ -5,7 +5,6 @@ returns solutions with test errors and provenance, errors, grids that are the in
 from __future__ import annotations
 
 import inspect
-import math
 from fractions import Fraction
 
 import numpy as np
@@ -22,6 +21,7 @@ from localentropy.committee.presets import get_preset
 from localentropy.committee.solutions import Solutions, load_solutions, save_solutions
 from localentropy.committee.train import train_committee
 from localentropy.data import patterns_hash
+from tests.planted import planted_committee
 from localentropy.data.dresscoat import DressCoat
 
 K, N, P = 3, 40, 30
@@ -31,17 +31,7 @@ GRID = [1e-3, 1e-2, 0.05]
 @pytest.fixture(scope="module")
 def problem():
     """Random ±1 patterns labelled by restart 0; restarts 1, 2 perturb it and still classify every pattern."""
-    rng = np.random.default_rng(0)
-    X = rng.choice([-1, 1], size=(P, N)).astype(np.int8)
-    W = rng.normal(size=(3, K, N))
-    y = np.sign(np.sign(X @ W[0].T).sum(axis=1)).astype(np.int8)
-    for r in (1, 2):
-        while True:
-            cand = W[0] + 0.05 * rng.normal(size=(K, N))
-            if np.all(y * np.sign(X @ cand.T).sum(axis=1) > 0):
-                W[r] = cand
-                break
-    return X, y, W * (math.sqrt(N) / np.linalg.norm(W, axis=2, keepdims=True))
+    return planted_committee(K, N, P)
 
 
 class Spy:
