@@ -400,7 +400,7 @@ class _Run:
 
     def _certified(self, U4, beta, omega) -> bool:
         """Whether the current ZeroCertificate covers this step (dropped when it no longer does)."""
-        if self._cert is None:
+        if self._cert is None or not (SKIP_ZERO_GRADIENT and FORWARD_CERTIFICATE):
             return False
         if self._cert_buf is None or self._cert_buf.shape != U4.shape:
             self._cert_buf = torch.empty_like(U4)
