@@ -2,7 +2,7 @@
 
 - ``localentropy.deep.models``: ``build(name, num_classes=...)``, ``names()``, the published parameter counts.
 - ``localentropy.deep.datasets``: ``load_images(name, device=...)``: a data set as uint8 tensors in memory.
-- ``localentropy.deep.augment`` / ``autoaugment`` / ``pipeline``: batched augmentation on the device,
+- ``localentropy.deep.augment`` / ``autoaugment`` / ``fastautoaugment`` / ``pipeline``: batched augmentation on the device,
   named stacks (``make_stack``), ``Batches`` (shuffled, augmented mini-batches, seeded by a generator).
 - ``localentropy.deep.presets``: ``TrainConfig`` (frozen), the registry of Table 1 and paper-002 presets,
   ``get_preset``, ``with_overrides``; ``schedules``: learning-rate and focusing schedules as data.
