@@ -12,7 +12,8 @@ trainer's zero-gradient skip does, without the gather and the forward product: t
 bitwise those of the uncertified run.
 
 The bound, per network and pattern μ (s_h = y^μ λ0_h, ‖ξ‖ ≤ X = max_μ ‖ξ^μ‖, e = rounding of λ):
-|λ_h − λ0_h| ≤ R X + e, so a unit with s_h − R X − e > 0 keeps y^μ tanh(βλ_h) ≥ tanh(β0 (s_h − R X − e))
+|λ_h − λ0_h| ≤ R X + e, so a unit with s_h − R X − e > 0 keeps
+y^μ tanh(βλ_h) ≥ tanh(β0 (s_h − R X − e))
 (β ≥ β0), any other unit contributes at least −1; the margin m ≥ (1/√K) Σ_h (those) − slack, and the
 coefficient is exactly 0 when 2ωm ≥ ln(max float) + 1 (the exponential overflows whatever the libm).
 Or, for a pattern some network misclassifies: every unit keeps β|λ_h| ≥ ``saturation`` (tanh(βλ_h) is
@@ -49,7 +50,8 @@ class ZeroCertificate:
     radius: float  # ‖u_h − u0_h‖ ≤ radius for every unit h keeps every coefficient exactly 0
     key: tuple  # which networks (the trainer's active restarts)
 
-    def covers(self, U: torch.Tensor, beta: float, omega: float, key: tuple, buffer: Optional[torch.Tensor] = None) -> bool:
+    def covers(self, U: torch.Tensor, beta: float, omega: float, key: tuple,
+               buffer: Optional[torch.Tensor] = None) -> bool:
         """Whether the certificate holds for weights ``U`` at (β, ω): same networks, β ≥ β0, ω ≥ ω0,
         every unit within ``radius`` of U0 (its distance computed with a relative rounding margin)."""
         if key != self.key or U.shape != self.U0.shape or beta < self.beta or omega < self.omega:

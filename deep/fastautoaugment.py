@@ -157,7 +157,8 @@ def find_policy_file(data_dir: str | os.PathLike | None = None) -> Path:
     for path in searched:
         if path.is_file():
             return path
-    raise DeepError(f"the Fast AutoAugment policies are not on this machine (looked for {', '.join(map(str, searched))}); "
+    raise DeepError("the Fast AutoAugment policies are not on this machine "
+                    f"(looked for {', '.join(map(str, searched))}); "
                     f"to get them: {HOW_TO_GET}")
 
 
@@ -225,7 +226,8 @@ def download_policies(dest: str | os.PathLike | None = None, timeout: float = 60
         raise DeepError(f"could not download the Fast AutoAugment policies from {SOURCE.url}: {exc}") from None
     digest = hashlib.sha256(payload).hexdigest()
     if digest != SOURCE.sha256:
-        raise DeepError(f"{SOURCE.url}: SHA-256 {digest[:12]}… is not the pinned {SOURCE.sha256[:12]}…; nothing written")
+        raise DeepError(f"{SOURCE.url}: SHA-256 {digest[:12]}… is not the pinned {SOURCE.sha256[:12]}…; "
+                        "nothing written")
     target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(target, "wb") as fh:
         fh.write(payload)
