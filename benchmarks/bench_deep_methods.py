@@ -58,6 +58,7 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--fused", action="store_true", help="every method (the SGD baseline too) with torch's fused SGD step")
     ap.add_argument("--clock", choices=sorted(CLOCKS), default=None,
                     help="wall or cpu (process CPU time) [default: cpu with one thread on the CPU, else wall]")
     args = ap.parse_args(argv)
@@ -76,7 +77,7 @@ def bench(model, dataset, args) -> bool:
     base = TrainConfig(name="bench", dataset=dataset, model=model, epochs=args.budget, batch_size=args.batch,
                        lr=0.01, momentum=0.9, nesterov=True, weight_decay=1e-4, augment="standard", L=5, replicas=3,
                        K=10, rsgd_gamma0=1e-3, esgd_gamma0=0.1, eval_batch=args.batch, test_subset=args.batch,
-                       bn_batches=1)
+                       bn_batches=1, fused=args.fused)
     methods = ("sgd", "esgd", "esgd-table", "rsgd")  # esgd-table: SGLD noise from a shared table (entropic.noise)
     variant = {m: dict(method=m) for m in methods} | {"esgd-table": dict(method="esgd", esgd_noise="table")}
     best = {m: float("inf") for m in methods}
@@ -86,7 +87,8 @@ def bench(model, dataset, args) -> bool:
             best[m] = min(best[m], time_per_sample(dataclasses.replace(base, **variant[m]), data, args.device,
                                                    args.clock))
     print(f"{model} on {dataset}-shaped data, {args.device}, {args.threads} thread(s), batch {args.batch}, "
-          f"budget {args.budget:g} epochs of {args.train} images, best of {args.rounds} rounds, {args.clock} clock")
+          f"budget {args.budget:g} epochs of {args.train} images, best of {args.rounds} rounds, {args.clock} clock"
+          + (", fused SGD steps" if args.fused else ""))
     print(f"{'method':10s} {'s/sample':>10s} {'SGD s/sample':>13s} {'ratio':>7s} {'goal':>6s}")
     ok = True
     for m in methods:

@@ -35,8 +35,8 @@ from localentropy.entropic.noise import DEFAULT_SIZE, NoiseTable
 def base_optimizer(config) -> tuple[type, dict]:
     """(torch optimizer class, keyword arguments) of the config's base optimizer, without ``params``."""
     if config.optimizer == "sgd":
-        return torch.optim.SGD, dict(lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
-                                     weight_decay=config.weight_decay)
+        kw = dict(lr=config.lr, momentum=config.momentum, nesterov=config.nesterov, weight_decay=config.weight_decay)
+        return torch.optim.SGD, (dict(kw, fused=True) if config.fused else kw)
     if config.optimizer == "rmsprop":
         return torch.optim.RMSprop, dict(lr=config.lr, alpha=config.rmsprop_alpha, eps=config.rmsprop_eps,
                                          momentum=config.momentum, weight_decay=config.weight_decay)
@@ -144,7 +144,7 @@ class ESGD:
         self.opt = EntropySGD(model.parameters(), lr=config.lr, inner_lr=config.inner_lr, L=config.L, gamma=gamma,
                               noise=config.noise, alpha=config.alpha, momentum=config.momentum,
                               nesterov=config.nesterov, weight_decay=config.weight_decay, auto_gamma0=auto_gamma0,
-                              model=model, generator=generator, noise_fn=noise_fn)
+                              model=model, generator=generator, noise_fn=noise_fn, fused=config.fused)
 
     @property
     def gamma(self) -> float:

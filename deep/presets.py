@@ -53,6 +53,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     rmsprop_alpha: float = 0.9
     rmsprop_eps: float = 1e-3
+    fused: bool = False  # torch's fused SGD step (one pass; another rounding than the default foreach step)
     lr_schedule: str = "constant"
     milestones: tuple[float, ...] = ()
     lr_decay: float = 0.1  # factor at each milestone, or per lr_every epochs ("exponential")
@@ -212,6 +213,8 @@ def validate(config: TrainConfig) -> TrainConfig:
             raise DeepError(f"{config.name}: {n} must be >= 0 or none, got {v!r}")
     if config.nesterov and config.momentum <= 0:
         raise DeepError(f"{config.name}: nesterov needs momentum > 0")
+    if config.fused and config.optimizer != "sgd":
+        raise DeepError(f"{config.name}: fused is torch's fused SGD step: it needs optimizer sgd")
     if not config.alpha < 1:
         raise DeepError(f"{config.name}: alpha must lie in [0, 1), got {config.alpha}")
     if config.method in ("rsgd", "rsgd-xy") and config.replicas < 2 and config.rsgd_gamma0 is None:

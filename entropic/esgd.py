@@ -79,6 +79,7 @@ class EntropySGD(torch.optim.Optimizer):
         μ is an average of projected w′ and is itself not projected; the outer update moves w
         towards μ and is then projected.
       generator: torch.Generator for the default SGLD noise; its state is saved in state_dict.
+      fused: both loops use torch's fused SGD step (fewer memory passes; another rounding).
 
     The closure draws a fresh mini-batch, computes the loss, calls ``backward`` and returns the
     loss; gradients are zeroed before each call. ``step`` returns the closure's first loss,
@@ -114,6 +115,7 @@ class EntropySGD(torch.optim.Optimizer):
         noise_fn: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
         project: Optional[Callable[[torch.Tensor], None]] = None,
         generator: Optional[torch.Generator] = None,
+        fused: bool = False,
     ):
         if inner_momentum is None:
             inner_momentum = momentum
@@ -158,8 +160,9 @@ class EntropySGD(torch.optim.Optimizer):
         self._inner = None
         super().__init__(params, defaults)
         groups = [{"params": g["params"]} for g in self.param_groups]
-        self._outer = torch.optim.SGD(groups, lr=1.0)
-        self._inner = torch.optim.SGD([{"params": g["params"]} for g in self.param_groups], lr=1.0)
+        fused = {"fused": True} if fused else {}  # torch's fused SGD step for both loops
+        self._outer = torch.optim.SGD(groups, lr=1.0, **fused)
+        self._inner = torch.optim.SGD([{"params": g["params"]} for g in self.param_groups], lr=1.0, **fused)
 
     @staticmethod
     def _check_group(g: dict) -> None:
