@@ -95,7 +95,8 @@ def evidence_local_entropy(runs_dir, *, model: str = "mlp2", methods=METHODS, se
                               delta_se=float(res.delta_se[i]), phi=float(res.phi[i]), phi_se=float(res.phi_se[i]))
                          for i in range(len(res.prior_delta))]
                 meta = {"settings": settings, "n": int(res.n),
-                        "errors_reference": int(res.settings["errors_reference"]), "seconds": float(res.seconds[-1])}
+                        "errors_reference": int(res.settings["errors_reference"]), "seconds": float(res.seconds[-1]),
+                        "stalled_at": None if math.isnan(res.stalled_at) else float(res.stalled_at)}
                 with atomic_open(csv_path, "w") as fh:
                     w = csv.DictWriter(fh, fieldnames=list(curve[0]))
                     w.writeheader()

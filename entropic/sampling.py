@@ -86,7 +86,8 @@ class SampledLocalEntropy:
     ln of the surviving fraction at each level, level_two_delta_over_Delta: 2δ/Δ at each level.
     reflections: mean reflections per HMC trajectory at each level (committee; for `local_entropy`, the
     mean number of shrinks per elliptical-slice step). seconds: wall time per requested Δ
-    (cumulative). All per weight (n = K·N).
+    (cumulative). All per weight (n = K·N). stalled_at: where the levels stopped advancing (``_smc``): the
+    curve ends at the requested Δ before it; nan when they never stalled.
     """
 
     prior_delta: np.ndarray
@@ -111,12 +112,13 @@ class SampledLocalEntropy:
     chains: int
     groups: int
     settings: dict = field(default_factory=dict)
+    stalled_at: float = math.nan  # the Δ where the levels stalled and the curve was ended (nan: they did not)
 
     def to_dict(self) -> dict:
         """JSON-ready dict of every array (lists) and setting."""
         out = {}
         for k, v in self.__dict__.items():
-            out[k] = v.tolist() if isinstance(v, np.ndarray) else v
+            out[k] = v.tolist() if isinstance(v, np.ndarray) else None if isinstance(v, float) and math.isnan(v) else v
         return out
 
 
@@ -363,6 +365,13 @@ def committee_local_entropy(weights, X, y, deltas, *, chains=512, groups=8, keep
                                          "device": str(dev), "dtype": str(dtype), "sampler": "exact HMC"})
 
 
+# A level sequence has stalled when STALL_LEVELS consecutive levels each advance Δ by less than STALL_STEP
+# (relative): the bisection finds no Δ above the current one where `keep` of the particles stay feasible,
+# so they sit on the constraint's boundary, and each such level's surviving fraction measures that
+# non-equilibrium state, not Z. The curve ends at the previous requested Δ (``stalled_at`` says where).
+STALL_LEVELS, STALL_STEP = 8, 1e-4
+
+
 def _smc(space, deltas, chains, groups, keep, moves, seed, n, checkpoint, fingerprint, progress,
          stop_below=None) -> dict:
     """Sequential Monte Carlo over Δ (module docstring) in a `space` that provides init(M, gen), aux(state)
@@ -401,17 +410,25 @@ def _smc(space, deltas, chains, groups, keep, moves, seed, n, checkpoint, finger
     last = len(deltas)
     if stop_below is not None:  # a resumed run that had already stopped
         last = next((j + 1 for j in range(start) if log_z(j)[0] < stop_below), last)
+    stalled_at = math.nan
     for j, target in enumerate(deltas):
         if j < start:
             continue
         if j >= last:
             break
-        abandoned = False
+        abandoned, stalls = False, 0
         while current < target:
             if stop_below is not None and j > 0 and _log_mean_exp_jackknife(logZ[None])[0][0] < 2 * stop_below:
                 abandoned = True  # this Δ is far past the budget: the curve ends at the previous one
                 break
             nxt = _next_level(space, aux, current, float(target), keep)
+            stalls = stalls + 1 if nxt <= current * (1 + STALL_STEP) else 0
+            if stalls >= STALL_LEVELS:  # the particles sit on the constraint's boundary and the moves do not
+                if j == 0:  # free them: past here the levels are not equilibrium
+                    raise EntropicError(f"the levels stalled at Δ = {nxt:.4g}, before the first requested Δ: the "
+                                        "moves do not equilibrate the particles; use more moves or chains")
+                abandoned, stalled_at = True, float(nxt)
+                break
             ok = space.feasible(aux, nxt).reshape(groups, per)
             frac = ok.double().mean(1).cpu().numpy()
             if np.any(frac == 0):
@@ -473,7 +490,8 @@ def _smc(space, deltas, chains, groups, keep, moves, seed, n, checkpoint, finger
     return dict(prior_delta=deltas.copy(), phi_G=phi_G, phi_G_se=phi_G_se, delta=delta, delta_se=se(out_del),
                 phi=s, phi_se=se(s_groups), phi_ball=ball_entropy(delta, s), d=delta * n, seconds=seconds,
                 levels=np.asarray(levels), level_log_ratio=np.asarray(level_lr),
-                level_two_delta_over_Delta=np.asarray(level_tdd).mean(1), reflections=np.asarray(stats))
+                level_two_delta_over_Delta=np.asarray(level_tdd).mean(1), reflections=np.asarray(stats),
+                stalled_at=stalled_at)
 
 
 def _out_var_last(out_var, start):

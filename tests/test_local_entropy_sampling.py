@@ -366,3 +366,42 @@ def test_stop_below_ends_the_curve_at_the_first_delta_past_the_budget():
     assert cut.levels[-1] < 8.0  # the levels towards Δ = 8 stopped at ln P < −14
     with pytest.raises(EntropicError, match="stop_below"):
         le.local_entropy(model, X, y, deltas, stop_below=1.0, **kw)
+
+
+class _BoundarySpace:
+    """A space whose particles never move and whose feasible set ends at Δ* for all but a quarter of
+    them: past Δ* the bisection finds no level where half stay feasible, so the levels creep up to Δ*
+    (the stall that `_smc` must detect instead of grinding on)."""
+
+    device, dtype = torch.device("cpu"), torch.float64
+
+    def __init__(self, edge):
+        self.edge = edge
+
+    def init(self, M, gen):
+        return torch.zeros(M, 1, dtype=self.dtype)
+
+    def aux(self, state):
+        return state
+
+    def feasible(self, aux, Delta):
+        ok = torch.ones(aux.shape[0], dtype=torch.bool)
+        if Delta > self.edge:
+            ok[aux.shape[0] // 4:] = False
+        return ok
+
+    def move(self, state, Delta, moves, gen):
+        return state, 0.0
+
+    def sq(self, state):
+        return torch.ones(state.shape[0], dtype=torch.float64)
+
+
+def test_a_stalled_level_sequence_ends_the_curve_and_says_where():
+    edge = 0.05
+    out = le._smc(_BoundarySpace(edge), np.array([0.01, 0.2]), 16, 4, 0.5, 1, 0, 10, None, "x", None)
+    assert list(out["prior_delta"]) == [0.01]  # the Δ past the stall is not reported
+    assert edge * (1 - 1e-2) <= out["stalled_at"] <= edge
+    assert out["phi_G"][0] == 0.0  # every particle stayed feasible up to there
+    with pytest.raises(EntropicError, match="stalled"):
+        le._smc(_BoundarySpace(edge), np.array([0.2]), 16, 4, 0.5, 1, 0, 10, None, "x", None)
