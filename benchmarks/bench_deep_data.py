@@ -29,7 +29,7 @@ from localentropy.deep.datasets import SHAPES, load_or_synthetic  # noqa: E402
 from localentropy.deep.models import build  # noqa: E402
 from localentropy.deep.errors import DeepError  # noqa: E402
 from localentropy.deep.fastautoaugment import RANGES  # noqa: E402
-from localentropy.deep.pipeline import NEEDS_POLICY, Batches, check_policy, make_stack  # noqa: E402
+from localentropy.deep.pipeline import NEEDS_POLICY, Batches, make_stack, stack_policy  # noqa: E402
 
 
 def stand_in_policy():
@@ -101,7 +101,7 @@ def main(argv=None):
         policy, note = None, ""
         if stack_name in NEEDS_POLICY:
             try:
-                check_policy(stack_name, args.data_dir)
+                policy = stack_policy(stack_name, args.data_dir)
             except DeepError:
                 policy, note = stand_in_policy(), " (stand-in policy)"
         stack = make_stack(stack_name, ds.mean, ds.std, shape[-1], data_dir=args.data_dir, policy=policy)

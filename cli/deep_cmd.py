@@ -144,10 +144,10 @@ def train_cmd(obj, preset, overrides, data_dir, out, no_resume, distributed, thr
 
 def _train(obj, config, data_dir, out, no_resume, distributed, no_tensorboard, device, rank):
     from localentropy.deep.datasets import load_images
-    from localentropy.deep.pipeline import check_policy
+    from localentropy.deep.pipeline import stack_policy
     from localentropy.deep.train import train
 
-    check_policy(config.augment, data_dir)  # a downloaded augmentation policy, checked before the data load
+    stack_policy(config.augment, data_dir)  # a downloaded augmentation policy, checked before the data load
     data = load_images(config.dataset, data_dir, device)  # missing or corrupt files: one line, exit 2
     quiet = bool(obj and obj.get("quiet")) or rank != 0
     bar = LazyBar({"quiet": quiet}, unit="step", desc=config.name, dynamic_ncols=True)

@@ -73,6 +73,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
+from localentropy.committee.certificate import certify
 from localentropy.committee.errors import CommitteeError
 from localentropy.committee.loss import margin_loss
 from localentropy.committee.model import check_K
@@ -422,8 +423,6 @@ class _Run:
         certificate did not last (then the next attempt waits twice as many steps, up to 4096)."""
         if not (SKIP_ZERO_GRADIENT and FORWARD_CERTIFICATE) or self._shared_steps < self._cert_next:
             return
-        from localentropy.committee.certificate import certify
-
         self.certifications += 1
         self._cert = certify(U4, self.X, self.y, beta, omega, self._cert_key)
         self._cert_since = self._shared_steps

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from localentropy.data.errors import DataError
-from localentropy.data.locate import ENV_VAR, RAW_DIR
+from localentropy.data.locate import search_roots
 from localentropy.data.sources import ARCHIVES, ArchiveDataset
 
 
@@ -55,12 +55,8 @@ def find_folder(name: str, data_dir: str | os.PathLike | None = None) -> Path:
     """The extracted folder of archive data set ``name``: in ``data_dir`` (searched alone when given),
     else $LOCALENTROPY_DATA, else data/raw/. A folder given that is itself the data set's folder is used as is."""
     ds = archive_dataset(name)
-    if data_dir is not None:
-        roots = [Path(data_dir)]
-    else:
-        roots = ([Path(os.environ[ENV_VAR])] if os.environ.get(ENV_VAR) else []) + [RAW_DIR]
     searched = []
-    for root in roots:
+    for root in search_roots(data_dir):
         for cand in (root if root.name == ds.folder else None, root / ds.folder, root / ds.name / ds.folder):
             if cand is not None:
                 searched.append(cand)

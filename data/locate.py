@@ -13,6 +13,14 @@ RAW_DIR = Path(__file__).resolve().parent / "raw"
 ENV_VAR = "LOCALENTROPY_DATA"
 
 
+def search_roots(data_dir: str | os.PathLike | None = None) -> list[Path]:
+    """The folders downloaded files are looked for under: ``data_dir`` alone when given (no silent
+    fallback), else $LOCALENTROPY_DATA, then data/raw/."""
+    if data_dir is not None:
+        return [Path(data_dir)]
+    return ([Path(os.environ[ENV_VAR])] if os.environ.get(ENV_VAR) else []) + [RAW_DIR]
+
+
 def dataset(name: str) -> IdxDataset:
     try:
         return DATASETS[name]

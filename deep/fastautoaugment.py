@@ -30,7 +30,8 @@ from typing import Callable
 import torch
 
 from localentropy.data.atomic import atomic_open
-from localentropy.data.locate import ENV_VAR, RAW_DIR
+from localentropy.data.archives import fetch_url
+from localentropy.data.locate import RAW_DIR, search_roots
 from localentropy.deep.augment import uniform
 from localentropy.deep.autoaugment import (GEOMETRIC, LUTS, SubPolicyAugment, affine_of, autocontrast_lut,
                                            brightness_by_lut, color_by, contrast_by_lut, equalize_lut, invert_lut,
@@ -147,9 +148,7 @@ assert set(RANGES) == set(GEOMETRIC) | set(LUTS) | {"Color", "Sharpness", "Cutou
 
 def policy_candidates(data_dir: str | os.PathLike | None = None) -> list[Path]:
     """Where the policy file is looked for: --data-dir alone when given, else $LOCALENTROPY_DATA, data/raw."""
-    roots = [Path(data_dir)] if data_dir is not None else (
-        ([Path(os.environ[ENV_VAR])] if os.environ.get(ENV_VAR) else []) + [RAW_DIR])
-    return [root / SOURCE.folder / SOURCE.filename for root in roots]
+    return [root / SOURCE.folder / SOURCE.filename for root in search_roots(data_dir)]
 
 
 def find_policy_file(data_dir: str | os.PathLike | None = None) -> Path:
@@ -204,15 +203,9 @@ def load_policy(name: str = IMAGENET_POLICY, path: str | os.PathLike | None = No
     return policy
 
 
-def _fetch(url: str, timeout: float) -> bytes:
-    from localentropy.data.archives import fetch_url
-
-    return fetch_url(url, timeout)
-
-
 def download_policies(dest: str | os.PathLike | None = None, timeout: float = 60.0,
                       progress: Callable[[str], None] | None = None,
-                      fetch: Callable[[str, float], bytes] = _fetch) -> Path:
+                      fetch: Callable[[str, float], bytes] = fetch_url) -> Path:
     """Fetch the authors' archive.py into ``dest``/fast-autoaugment/ (default data/raw/), verify its
     SHA-256 and write it atomically; a verified copy already there is kept. Needs internet."""
     target = (Path(dest) if dest is not None else RAW_DIR) / SOURCE.folder / SOURCE.filename

@@ -71,11 +71,10 @@ class Stack:
 NEEDS_POLICY = {"fast-autoaugment"}
 
 
-def check_policy(name: str, data_dir=None) -> None:
-    """For a stack of ``NEEDS_POLICY``: its downloaded policy is there and unaltered (else a DeepError), so
-    that a run fails before any work rather than after loading its data."""
-    if name in NEEDS_POLICY:
-        load_policy(IMAGENET_POLICY, data_dir=data_dir)
+def stack_policy(name: str, data_dir=None):
+    """The downloaded policy a stack of ``NEEDS_POLICY`` is built from, read and verified (a DeepError if it
+    is missing or altered, so that a run can fail before any work); None for the other stacks."""
+    return load_policy(IMAGENET_POLICY, data_dir=data_dir) if name in NEEDS_POLICY else None
 
 
 def make_stack(name: str, mean, std, side: int, data_dir=None, policy=None) -> Stack:
@@ -85,9 +84,7 @@ def make_stack(name: str, mean, std, side: int, data_dir=None, policy=None) -> S
     if name not in STACKS:
         raise DeepError(f"unknown augmentation stack {name!r}; known: {', '.join(STACKS)}")
     if name in NEEDS_POLICY:
-        if policy is None:
-            policy = load_policy(IMAGENET_POLICY, data_dir=data_dir)
-        uint8_ops, float_ops = STACKS[name][1](side, policy)
+        uint8_ops, float_ops = STACKS[name][1](side, policy if policy is not None else stack_policy(name, data_dir))
     else:
         uint8_ops, float_ops = STACKS[name][1](side)
     return Stack(uint8_ops, Normalize(mean, std), float_ops)

@@ -44,7 +44,7 @@ from localentropy.deep.methods import ESGD, RSGD, Single
 from localentropy.deep.metrics import TensorBoard, write_json, write_tables
 from localentropy.deep.models import architecture, build
 from localentropy.deep.models.small import MLP, ConvNet002, SmallConvNet
-from localentropy.deep.pipeline import Batches, Stack, check_policy, make_stack
+from localentropy.deep.pipeline import Batches, Stack, make_stack, stack_policy
 from localentropy.deep.presets import TrainConfig, budget_factor, validate
 from localentropy.deep.schedules import gamma_schedule, lr_schedule
 from localentropy.entropic import LayerSignal, local_energy
@@ -215,7 +215,7 @@ def train(config: TrainConfig, data: Optional[TensorImages] = None, *, out_dir=N
     device = torch.device(device)
     if distributed and device.type == "cuda":
         device = torch.device("cuda", torch.cuda.current_device())
-    check_policy(c.augment, data_dir)  # a downloaded policy: missing or altered is an error before any work
+    policy = stack_policy(c.augment, data_dir)  # a downloaded policy: missing or altered fails before any work
     if data is None:
         data = load_images(c.dataset, data_dir, device)
     out = Path(out_dir) if out_dir is not None else None
@@ -235,11 +235,11 @@ def train(config: TrainConfig, data: Optional[TensorImages] = None, *, out_dir=N
     devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         return _run(c, data, out, ckpt_path, state, device, progress, stop_after, distributed, rank, world,
-                    tensorboard, data_dir)
+                    tensorboard, policy)
 
 
 def _run(c, data, out, ckpt_path, state, device, progress, stop_after, distributed, rank, world, tensorboard,
-         data_dir=None):
+         policy=None):
     progress = progress or (lambda *a, **k: None)
     torch.manual_seed(replica_seed(c.seed, 10_000 + rank))  # dropout, ShakeDrop
     train_x, train_t = _subset(data.train_images, data.train_labels, c.train_subset)
@@ -248,7 +248,7 @@ def _run(c, data, out, ckpt_path, state, device, progress, stop_after, distribut
     if c.batch_size > n:
         raise DeepError(f"batch_size {c.batch_size} exceeds the {n} training images")
     side = train_x.shape[-1]
-    aug = make_stack(c.augment, data.mean, data.std, side, data_dir=data_dir)
+    aug = make_stack(c.augment, data.mean, data.std, side, policy=policy)
     ev = eval_stack(c, data)
     factor = budget_factor(c)
     spe = n // c.batch_size

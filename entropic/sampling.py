@@ -790,9 +790,9 @@ def local_entropy(model, X, y, deltas, *, params=None, include_biases=False, sca
     layers before the first selected one are computed once): the general path. Each halving of the
     constrained probability costs an SMC level, so ``stop_below`` (a ln-probability, e.g. −12) ends
     the curve after the first Δ where n φ_G falls below it, or before a Δ whose levels go below
-    2·stop_below (the result then has fewer Δ than asked). It is checked against brute force on tiny networks only; in high dimension, slice steps restricted to
-    a hard constraint are short (BP.md §7.6 records such a sampler failing to equilibrate), so check a
-    curve's stability in `moves` and `chains` before trusting it. For sign-unit committee machines use
+    2·stop_below (the result then has fewer Δ than asked). It is checked against brute force on tiny
+    networks only; in high dimension, slice steps restricted to a hard constraint are short (BP.md §7.6
+    records such a sampler failing to equilibrate), so check a curve's stability in `moves` and `chains` before trusting it. For sign-unit committee machines use
     `committee_local_entropy` (exact HMC, validated at the paper's size).
     """
     from localentropy.entropic.params import select_parameters
