@@ -76,6 +76,7 @@ import torch
 from localentropy.committee.certificate import certify
 from localentropy.committee.errors import CommitteeError
 from localentropy.committee.loss import margin_loss
+from localentropy.committee.kernels import add_unit_, sgld_tail_, usable as kernels_usable
 from localentropy.committee.model import check_K
 from localentropy.committee.presets import CommitteePreset
 from localentropy.committee_sign import misclassified
@@ -120,6 +121,7 @@ def batch_seed(seed: int, sequence: int) -> int:
 
 SKIP_ZERO_GRADIENT = True  # skip the gradient product of a step whose coefficients are all exactly zero
 FORWARD_CERTIFICATE = True  # and its forward product too while a ZeroCertificate proves them zero (certificate.py)
+FUSED_TAIL = True  # on the CPU: a step's elementwise tail (renormalisation, eSGD's adds) in one Numba pass (kernels.py)
 
 
 def _coef_shared(U4: torch.Tensor, Xb: torch.Tensor, yb: torch.Tensor, beta: float, omega: float,
@@ -149,6 +151,10 @@ def _unit(U: torch.Tensor) -> torch.Tensor:
 
 
 def _unit_(U: torch.Tensor) -> None:
+    """Each hidden unit (last axis) rescaled to unit norm in place (on the CPU one fused pass)."""
+    if FUSED_TAIL and kernels_usable(U):
+        add_unit_(U)
+        return
     with torch.no_grad():
         U.div_(torch.linalg.vector_norm(U, dim=-1, keepdim=True))
 
@@ -395,6 +401,9 @@ class _Run:
                     flat.mul_(decay)
             else:
                 flat.baddbmm_(coef.transpose(1, 2), Xb, beta=decay, alpha=-eta)
+        if centre is not None and FUSED_TAIL and kernels_usable(U4, centre):
+            add_unit_(U4, centre, cscale)  # the two lines below in one pass
+            return
         if centre is not None:
             U4.add_(centre, alpha=cscale)
         _unit_(U4)
@@ -520,34 +529,29 @@ class _Run:
         self._put(ii, U)
         return _max_replica_distance(U)
 
-    def _esgd_draws(self, gens, o, z, masks, perms):
-        """Every random number of eSGD outer step o, per restart, in the order the algorithm uses them.
-
-        For inner step k = o·L + l (counted from the start of the epoch): a fresh permutation when
-        a pass over the data starts (k % nb == 0), then the dropout mask, then the SGLD noise
-        N(0, I) (Alg. 1, line 6), all from the restart's own generator. Writes ``perms[pass, j]``,
-        ``masks[l]`` (when dropout is on) and ``z[l, j]`` (when the noise is on). Runs on a worker
-        thread while the previous outer step computes: it touches only these generators and buffers.
+    def _esgd_draws(self, gens, k, z, masks, perms):
+        """Every random number of eSGD inner step k (counted from the start of the epoch), per restart,
+        in the order the algorithm uses them: a fresh permutation when a pass over the data starts
+        (k % nb == 0), then the dropout mask, then the SGLD noise N(0, I) (Alg. 1, line 6), all from
+        the restart's own generator. Writes ``perms[pass, j]``, ``masks[0]`` (when dropout is on) and
+        ``z[j]`` (when the noise is on). Runs on a worker thread while the previous inner step
+        computes: it touches only these generators and buffers. One step's draws at a time: a whole
+        outer step's noise (L·A·K·N floats, 28 MB at 50 restarts) would push the main thread's weights
+        and patterns out of the shared cache.
         """
-        L, nb, B, P, N = self.p.inner_steps, self.nb, self.p.batch_size, self.P, self.N
+        nb, B, P = self.nb, self.p.batch_size, self.P
+        b = k % nb
         if masks is not None:
-            for l in range(L):
-                b = (o * L + l) % nb
-                masks[l] = torch.empty((len(gens), min(B, P - b * B), N), dtype=torch.bool)
-        if self.shared:  # one sequence for every restart (perms (L, 1, P))
-            for l in range(L):
-                k = o * L + l
-                if k % nb == 0:
-                    perms[k // nb, 0] = torch.randperm(P, generator=self.seq_gens[0])
+            masks[0] = torch.empty((len(gens), min(B, P - b * B), self.N), dtype=torch.bool)
+        if self.shared and b == 0:  # one sequence for every restart (perms (L, 1, P))
+            perms[k // nb, 0] = torch.randperm(P, generator=self.seq_gens[0])
         for j, g in enumerate(gens):
-            for l in range(L):
-                k = o * L + l
-                if k % nb == 0 and not self.shared:
-                    perms[k // nb, j] = torch.randperm(P, generator=g)
-                if masks is not None:
-                    masks[l][j] = dropout_keep(masks[l].shape[1:], g, self.p.dropout)
-                if z is not None:  # float32 normals (a fifth of the cost of float64 ones), any run dtype
-                    torch.randn(z.shape[2:], generator=g, dtype=z.dtype, out=z[l, j])
+            if b == 0 and not self.shared:
+                perms[k // nb, j] = torch.randperm(P, generator=g)
+            if masks is not None:
+                masks[0][j] = dropout_keep(masks[0].shape[1:], g, self.p.dropout)
+            if z is not None:  # float32 normals (a fifth of the cost of float64 ones), any run dtype
+                torch.randn(z.shape[1:], generator=g, dtype=z.dtype, out=z[j])
 
     def epoch_esgd(self, idx):
         """One epoch of Algorithm 1 (nb outer steps of L SGLD steps each), every restart at once.
@@ -572,46 +576,55 @@ class _Run:
         fast = self.shared and not p.dropout
         grad = None if fast else torch.empty_like(U)
         lr_in, decay = p.inner_lr, 1.0 - p.inner_lr * gamma
-        # two sets of buffers: the worker fills one outer step's draws while the other is consumed
+        fused_tail = FUSED_TAIL and kernels_usable(U, wp, mu)
+        # two sets of buffers: the worker fills the next inner step's draws while the other is consumed.
         # SGLD noise N(0, I) drawn in float32 whatever the run's dtype: its 24-bit samples are far finer
         # than the √η′ε scale needs, and float64 normals cost ~5× more (they would bound eSGD's speed)
-        slots = [(torch.empty((L, A, K, N), dtype=torch.float32) if noisy else None,
-                  [None] * L if p.dropout else None) for _ in range(2)]
-        dist = None
+        slots = [(torch.empty((A, K, N), dtype=torch.float32) if noisy else None,
+                  [None] if p.dropout else None) for _ in range(2)]
+        dist, order = None, None
         with ThreadPoolExecutor(max_workers=1) as pool:
             pending = pool.submit(self._esgd_draws, gens, 0, *slots[0], perms)
             try:
-                for o in range(nb):
+                for k in range(nb * L):
+                    o, l = divmod(k, L)
                     pending.result()
-                    z, masks = slots[o % 2]
-                    perms_dev = perms.to(self.device)
+                    z, masks = slots[k % 2]
+                    if k % nb == 0:
+                        order = perms[k // nb].to(self.device)
+                        if fast:  # the pass's patterns in its order, once: each mini-batch is then a view
+                            Xp, yp = torch.index_select(self.X, 0, order[0]), self.y[order[0]]
                     z = None if z is None else z.to(self.device)
-                    if o + 1 < nb:
-                        pending = pool.submit(self._esgd_draws, gens, o + 1, *slots[(o + 1) % 2], perms)
-                    wp.copy_(U)  # line 2: w′, μ ← w
-                    mu.copy_(U)
-                    for l in range(L):
-                        k = o * L + l
-                        sel = self._sel(perms_dev[k // nb], k % nb)
-                        if fast:  # every restart on the same mini-batch: two GEMMs, the second fused
-                            Xb, yb = self.X[sel], self.y[sel]
-                            coef, _ = _coef_shared(wp.unsqueeze(0), Xb, yb, beta, omega)
-                            wp.view(1, A * K, N).baddbmm_(coef.transpose(1, 2), Xb, beta=decay, alpha=-lr_in)
-                        else:
-                            mask = None
-                            if masks is not None:
-                                mask = masks[l].to(self.device)
-                            self._grad(wp, sel.expand(A, sel.shape[-1]), beta, omega, mask, out=grad)
-                            wp.mul_(decay).add_(grad, alpha=-lr_in)
+                    if k + 1 < nb * L:
+                        pending = pool.submit(self._esgd_draws, gens, k + 1, *slots[(k + 1) % 2], perms)
+                    if l == 0:
+                        wp.copy_(U)  # line 2: w′, μ ← w
+                        mu.copy_(U)
+                    if fast:  # every restart on the same mini-batch: two GEMMs, the second fused
+                        rows = slice((k % nb) * p.batch_size, (k % nb + 1) * p.batch_size)
+                        Xb, yb = Xp[rows].unsqueeze(0), yp[rows].unsqueeze(0)
+                        coef, _ = _coef_shared(wp.unsqueeze(0), Xb, yb, beta, omega)
+                        wp.view(1, A * K, N).baddbmm_(coef.transpose(1, 2), Xb, beta=decay, alpha=-lr_in)
+                    else:
+                        mask = None
+                        if masks is not None:
+                            mask = masks[0].to(self.device)
+                        sel = self._sel(order, k % nb)
+                        self._grad(wp, sel.expand(A, sel.shape[-1]), beta, omega, mask, out=grad)
+                        wp.mul_(decay).add_(grad, alpha=-lr_in)
+                    if fused_tail:  # the next four lines in one pass (committee/kernels.py)
+                        sgld_tail_(wp, U, z if noisy else None, lr_in * gamma, s, mu, 1.0 - p.alpha)
+                    else:
                         if gamma != 0.0:
                             wp.add_(U, alpha=lr_in * gamma)  # lines 5–6: dw′ = ∇L(w′) + γ(w′ − w)
                         if noisy:
-                            wp.add_(z[l], alpha=s)  # line 6: + √η′ ε N(0, I)
+                            wp.add_(z, alpha=s)  # line 6: + √η′ ε N(0, I)
                         _unit_(wp)
                         mu.lerp_(wp, 1.0 - p.alpha)  # line 7
-                    dist = _half_sq(U, mu)  # d(w, μ) of this outer iteration
-                    U.mul_(1.0 - p.eta).add_(mu, alpha=p.eta)  # line 9: w ← w − η(w − μ), then unit norm
-                    _unit_(U)
+                    if l == L - 1:
+                        dist = _half_sq(U, mu)  # d(w, μ) of this outer iteration
+                        U.mul_(1.0 - p.eta).add_(mu, alpha=p.eta)  # line 9: w ← w − η(w − μ), then unit norm
+                        _unit_(U)
             finally:
                 pending.cancel()  # an interrupted epoch: the checkpoint holds the generators before it
         self._put(ii, U)
