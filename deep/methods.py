@@ -29,6 +29,7 @@ from torch import nn
 from localentropy.deep.errors import DeepError
 from localentropy.entropic import PLA, PLEA, SAM, EntropySGD, Replicated, make_replicas
 from localentropy.entropic.distributed import DistributedReplicated, build_replica
+from localentropy.entropic.gauss import CounterNormal
 from localentropy.entropic.noise import DEFAULT_SIZE, NoiseTable
 
 
@@ -134,7 +135,12 @@ class ESGD:
         self.model, self.net, self.stream, self.hook = model, train_module or model, stream, hook
         self.batches_per_step = config.L
         noise_fn = None
-        if config.esgd_noise == "table":  # offsets drawn on the CPU (no device sync per parameter), saved by
+        if config.esgd_noise == "counter":  # exact normals from (seed, counter); on the CPU the inner step is
+            # one fused pass per parameter (entropic.gauss); the counter is saved by the optimizer
+            seed = int(torch.randint(2**62, (1,), generator=generator, device=generator.device)) if generator \
+                else config.seed
+            noise_fn = CounterNormal(seed)
+        elif config.esgd_noise == "table":  # offsets drawn on the CPU (no device sync per parameter), saved by
             # the optimizer as its generator; the table itself is a function of the seed (entropic.noise)
             seed = int(torch.randint(2**62, (1,), generator=generator, device=generator.device)) if generator \
                 else config.seed

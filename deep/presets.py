@@ -68,7 +68,7 @@ class TrainConfig:
     L: int = 5
     inner_lr: float = 0.02  # [η′]
     noise: float = 1e-4  # [ε]
-    esgd_noise: str = "normal"  # SGLD noise: fresh normals, or windows of a shared table (entropic.noise)
+    esgd_noise: str = "normal"  # SGLD noise: torch's normals, counter-based ones (entropic.gauss), or a table
     alpha: float = 0.75
     esgd_gamma0: typing.Optional[float] = 0.5  # None: automatic γ0 = L(w)/d(w′, w)
     esgd_gamma1: typing.Optional[float] = None  # None: γ grows ×10 over training
@@ -198,7 +198,7 @@ def validate(config: TrainConfig) -> TrainConfig:
 
     choices = (("method", METHODS), ("optimizer", OPTIMIZERS), ("lr_schedule", LR_SCHEDULES),
                ("gamma_schedule", GAMMA_SCHEDULES), ("dataset", tuple(SHAPES)), ("model", tuple(model_names())),
-               ("augment", tuple(stack_names())), ("esgd_noise", ("normal", "table")))
+               ("augment", tuple(stack_names())), ("esgd_noise", ("normal", "counter", "table")))
     for field, known in choices:
         if getattr(config, field) not in known:
             raise DeepError(f"{config.name}: unknown {field} {getattr(config, field)!r}; known: {', '.join(known)}")

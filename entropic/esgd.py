@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from localentropy.entropic.errors import EntropicError
+from localentropy.entropic.gauss import CounterNormal, fusable, sgld_step_
 from localentropy.entropic.schedules import as_schedule, focusing_gamma
 
 __all__ = ["EntropySGD"]
@@ -73,7 +74,10 @@ class EntropySGD(torch.optim.Optimizer):
       auto_gamma0: choose γ0 = L(w)/d(w′, w) at the first step (module docstring).
       model: module(s) whose buffers (BatchNorm running statistics) must reflect w only.
       noise_fn: callable param → standard-normal tensor of the param's shape (default
-        ``torch.randn`` with ``generator``); lets a caller draw noise per restart.
+        ``torch.randn`` with ``generator``); lets a caller draw noise per restart. With an
+        ``entropic.gauss.CounterNormal`` (its counter saved in ``state_dict``) and CPU parameters, each
+        inner step is one fused pass per parameter (lines 5–7, the noise drawn in place), the same
+        arithmetic and noise as the foreach path up to rounding.
       project: callable applied in place (under no_grad) to each parameter tensor after every
         inner update of w′ and after every outer update of w (e.g. renormalising hidden units).
         μ is an average of projected w′ and is itself not projected; the outer update moves w
@@ -87,8 +91,9 @@ class EntropySGD(torch.optim.Optimizer):
     epochs can be rescaled by L (000, Sec. 6). ``last`` holds diagnostics of the last step:
     ``loss`` (first), ``mean_loss`` (over the L calls), ``d_inner`` = d(w′_L, w),
     ``step_norm`` = ‖w − μ‖ before the outer update (stopping criterion ‖w − μ‖ < 1e-8), ``gamma``
-    (0-d tensors, not synchronised, except ``gamma``). Per parameter, ``state[p]`` keeps ``w``
-    (w before the last outer update), ``mu`` (μ) and ``w_prime`` (w′ after the last inner step).
+    (0-d tensors, not synchronised, except ``gamma``), ``fused_sgld`` (whether the inner steps were
+    fused). Per parameter, ``state[p]`` keeps ``w`` (w before the last outer update), ``mu`` (μ) and
+    ``w_prime`` (w′ after the last inner step).
     A non-finite closure loss is not checked here (no device sync); check ``last["loss"]``.
     """
 
@@ -225,6 +230,19 @@ class EntropySGD(torch.optim.Optimizer):
         z = torch.randn(p.shape, generator=self.generator, device=self.generator.device, dtype=p.dtype)
         return z.to(p.device)
 
+    def _fused_sgld(self) -> bool:
+        """Whether the inner steps run as ``entropic.gauss.sgld_step_``: counter-based noise, no projection,
+        every parameter and gradient a contiguous CPU tensor of one float dtype (its state allocated here)."""
+        if not isinstance(self.noise_fn, CounterNormal) or self.project is not None:
+            return False
+        for g, p in self._params():
+            if p.grad is None or p.grad.is_sparse or not fusable(p, p.grad):
+                return False
+        for g, p in self._params():
+            if g["inner_momentum"] and "inner_buf" not in self.state[p]:
+                self.state[p]["inner_buf"] = torch.zeros_like(p)  # finite: the first step multiplies it by 0
+        return True
+
     def _params(self):
         for g in self.param_groups:
             for p in g["params"]:
@@ -272,6 +290,17 @@ class EntropySGD(torch.optim.Optimizer):
             if l == 0:
                 first_loss = loss
                 snapshot = [b.detach().clone() for b in self._buffers()]
+                fused_sgld = self._fused_sgld()
+            if fused_sgld:  # lines 5–7 in one pass per parameter, noise drawn in place (entropic.gauss)
+                for g in self.param_groups:
+                    scale = math.sqrt(g["inner_lr"]) * g["noise"]
+                    for p in g["params"]:
+                        st = self.state[p]
+                        sgld_step_(p, p.grad, st["w"], st["mu"], st.get("inner_buf"), gamma=gamma,
+                                   weight_decay=g["inner_weight_decay"] + gamma, lr=g["inner_lr"],
+                                   momentum=g["inner_momentum"], first=l == 0, nesterov=g["inner_nesterov"],
+                                   scale=scale, a=1.0 - g["alpha"], noise=self.noise_fn)
+                continue
             # line 5: dw′ = ∇L(w′) + γ(w′ − w)   (foreach: one kernel launch per group and op)
             for g in self.param_groups:
                 ps = g["params"]
@@ -324,7 +353,7 @@ class EntropySGD(torch.optim.Optimizer):
                 self.project(p)
         self.outer_steps += 1
         self.last = dict(loss=first_loss, mean_loss=loss_sum / self.L, d_inner=torch.as_tensor(d_inner),
-                         step_norm=torch.as_tensor(step_sq).sqrt(), gamma=gamma)
+                         step_norm=torch.as_tensor(step_sq).sqrt(), gamma=gamma, fused_sgld=fused_sgld)
         if self.gamma_unit == "step":
             self.gamma_t += 1
         return first_loss
@@ -337,6 +366,7 @@ class EntropySGD(torch.optim.Optimizer):
             gamma_t=self.gamma_t, gamma0=self.gamma0, grad_evals=self.grad_evals,
             outer_steps=self.outer_steps, outer=self._outer.state_dict(),
             generator=None if self.generator is None else self.generator.get_state(),
+            noise_state=self.noise_fn.state_dict() if isinstance(self.noise_fn, CounterNormal) else None,
         )
         return sd
 
@@ -353,3 +383,5 @@ class EntropySGD(torch.optim.Optimizer):
         self.outer_steps = int(extra["outer_steps"])
         if extra.get("generator") is not None and self.generator is not None:
             self.generator.set_state(extra["generator"])
+        if extra.get("noise_state") is not None and isinstance(self.noise_fn, CounterNormal):
+            self.noise_fn.load_state_dict(extra["noise_state"])

@@ -81,9 +81,11 @@ def _strip(rows):
              if k not in ("epoch_seconds", "wall_seconds")} for r in rows]
 
 
-@pytest.mark.parametrize("method", ["sgd", "esgd", "esgd-table", "rsgd", "pla", "sam", "esgd-fused", "rsgd-fused"])
+@pytest.mark.parametrize("method", ["sgd", "esgd", "esgd-table", "esgd-counter", "rsgd", "pla", "sam", "esgd-fused",
+                                    "rsgd-fused"])
 def test_a_resumed_run_equals_an_uninterrupted_one_bitwise(method, data, tmp_path):
-    extra = {"esgd-table": {"esgd_noise": "table"}}.get(method, {"fused": True} if method.endswith("fused") else {})
+    extra = {"esgd-table": {"esgd_noise": "table"}, "esgd-counter": {"esgd_noise": "counter"}}.get(
+        method, {"fused": True} if method.endswith("fused") else {})
     method = method.split("-")[0]
     config = tiny(method, **extra, epochs=2, energy_epochs=(1, 2), energy_draws=2, energy_samples=32, energy_sigmas=(0.1,),
                   signal_epochs=() if method == "rsgd" else (2,), lr_schedule="multistep",
