@@ -37,6 +37,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout: runs without an install
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench_committee_late
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -144,6 +145,12 @@ def main():
     ap.add_argument("--fig-restarts", type=int, default=50)
     ap.add_argument("--assume", default="rsgd-slow=75800,esgd=9644",
                     help="epochs to stop assumed where none were measured, name=epochs,… (labelled)")
+    ap.add_argument("--fig-cache", default=os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                                        "figures", "cache", "fig1"),
+                    help="a Figure 1 stage cache: the recipe estimate from its solutions' epochs ('' to skip)")
+    ap.add_argument("--late-onset", type=int, default=8500,
+                    help="rsgd-slow's epoch where every step's gradient is zero (Figure 1 shards: 8 100–8 500)")
+    ap.add_argument("--late-epoch", type=int, default=40_000, help="where the late speed is measured")
     args = ap.parse_args()
     ds = load_dresscoat()
     X, y = ds.X_train, ds.y_train
@@ -200,6 +207,97 @@ def main():
             print(f"ESTIMATE of Figure 1's training, {dname}, {mode} batches, {args.fig_restarts} restarts per setting, "
                   f"one batch per setting: {total / 3600:.1f} h", flush=True)
             print("\n".join(lines), flush=True)
+
+
+    if args.fig_cache and os.path.isdir(args.fig_cache):
+        recipe_estimate(args, measured, X, y)
+
+
+def figure_epochs(cache_dir):
+    """{setting: (epochs of each restart trained, whether each converged)} from a Figure 1 stage cache."""
+    import glob
+    import json
+
+    out = {}
+    for f in glob.glob(os.path.join(cache_dir, "train", "*", "*.npz")):
+        with np.load(f, allow_pickle=False) as z:
+            meta = json.loads(str(z["__meta__"]))
+        e, c = out.setdefault(meta["setting"], ([], []))
+        e.append(int(meta["epochs"]))
+        c.append(bool(meta["converged"]))
+    return out
+
+
+def late_seconds_per_epoch(X, y, cache_dir, restarts, epoch, epochs=20):
+    """rsgd-slow's seconds per epoch (float64, shared batches, 1 thread) deep in its zero-gradient regime,
+    from the Figure 1 solutions (benchmarks/bench_committee_late.py's state), at ``restarts`` restarts."""
+    from bench_committee_late import late_run
+
+    import localentropy.committee.train as T
+    from localentropy.data import patterns_hash
+    from localentropy.figures import pipeline as FP
+    from localentropy.figures.cache import StageCache
+    from localentropy.figures.spec import figure_spec
+
+    spec = figure_spec("1")
+    setting = next(s for s in spec.settings if s.label == "rsgd-slow")
+    cache, h = StageCache(cache_dir), patterns_hash(X, y)
+    ids = [r for r in range(200) if cache.has("train", FP._train_key(spec, setting, h, r))][:restarts]
+    if len(ids) < restarts:
+        return None
+    centres = T._unit(torch.stack([torch.as_tensor(FP._load_solution(spec, setting, h, r, cache).weights)
+                                   for r in ids]).double())
+    Xt, yt = T._as_patterns(X, y, "cpu", torch.float64)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    run = late_run(Xt, yt, centres, setting.preset.replicas, 0.03, epoch)
+    run.run_epoch()
+    t = time.perf_counter()
+    for _ in range(epochs):
+        run.run_epoch()
+    torch.set_num_threads(before)
+    return (time.perf_counter() - t) / epochs, run.certified_steps / max(1, run._shared_steps)
+
+
+def recipe_estimate(args, measured, X, y):
+    """Figure 1 as its recipe runs it (figures.spec.train_options: float32, float64 for rSGD; shared batches),
+    from the epochs its solutions took (the Figure 1 cache) and this run's seconds per epoch; rsgd-slow
+    split at the epoch where its zero-gradient regime begins (``--late-onset``, read off the progress of
+    Figure 1's shards) into early epochs at the measured speed and late ones at the speed measured deep
+    in the regime (certified steps)."""
+    from localentropy.figures.spec import train_options
+
+    fig = figure_epochs(args.fig_cache)
+    late, certified = late_seconds_per_epoch(X, y, args.fig_cache, args.fig_restarts, args.late_epoch) or (None, 0)
+    total, lines = 0.0, []
+    for name in args.presets.split(","):
+        dname = str(train_options(PRESETS[name])["dtype"]).replace("torch.", "")
+        if (name, dname, "shared") not in measured or name not in fig:
+            lines.append(f"  {name:10} not measured in this run or not in the cache: left out")
+            continue
+        per = measured[(name, dname, "shared")] * args.fig_restarts / args.restarts
+        epochs, conv = fig[name]
+        used = sorted(e for e, c in zip(epochs, conv) if c)[:args.fig_restarts]
+        E = max(used) if len(used) == len(epochs) else PRESETS[name].max_epochs  # a non-stopper runs to the end
+        extra = len(epochs) - len(used)
+        if name == "rsgd-slow" and late is not None:
+            onset = min(args.late_onset, E)
+            secs = per * onset + late * (E - onset)
+            how = (f"{onset} epochs at {per:.3f} s, {E - onset} at {late:.4f} s (zero-gradient regime, measured "
+                   f"at epoch {args.late_epoch}: {certified:.0%} of its steps certified)")
+        else:
+            secs = per * E
+            how = f"{E} epochs at {per:.3f} s"
+        if extra:
+            secs += per * PRESETS[name].max_epochs * extra / args.fig_restarts
+            how += f"; {extra} restarts that did not stop, run to {PRESETS[name].max_epochs} epochs"
+        total += secs
+        lines.append(f"  {name:10} {dname:7} {secs / 3600:5.2f} h  ({how})")
+    print(f"ESTIMATE of Figure 1's training as its recipe runs it, from the epochs of its {args.fig_restarts} "
+          f"solutions per setting ({args.fig_cache}): {total / 3600:.2f} h on one core, {total / 7200:.2f} h with "
+          f"the restarts split over 2 cores (local energies and BP curves: bench_local_energy.py, bench_bp.py)",
+          flush=True)
+    print("\n".join(lines), flush=True)
 
 
 if __name__ == "__main__":

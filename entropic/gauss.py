@@ -147,7 +147,7 @@ def pairs_torch(key: int, counter: int, n: int, device) -> tuple[torch.Tensor, t
     return r * c, r * d
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def _fill(out, key, counter):
     """out (n,) float32, h = ⌊n/2⌋: pair counter + j gives out[j] and out[h + j]; an odd n's last value is
     the first of pair counter + h."""
@@ -183,7 +183,7 @@ def _sgld_plain_at(i, z, p, g, w, mu, gamma, wd, lr, scale, a):
     mu[i] = mu[i] + a * (v - mu[i])
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def _sgld_momentum(p, g, w, mu, buf, gamma, wd, lr, momentum, mbuf, nesterov, scale, a, key, counter):
     """One SGLD step of EntropySGD on a flat parameter (arrays (n,), one float dtype), with momentum:
     d = g − γw + wd·p; buf ← mbuf·buf + d (mbuf = 0 at the first inner step: torch's buf = d); d ← d + m·buf
@@ -202,7 +202,7 @@ def _sgld_momentum(p, g, w, mu, buf, gamma, wd, lr, momentum, mbuf, nesterov, sc
         _sgld_at(n - 1, t(z0), p, g, w, mu, buf, gamma, wd, lr, momentum, mbuf, nesterov, scale, a)
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def _sgld_plain(p, g, w, mu, gamma, wd, lr, scale, a, key, counter):
     """``_sgld_momentum`` without momentum: d = g − γw + wd·p, p ← p − lr·d + scale·z, μ ← μ + a(p − μ)."""
     n = p.shape[0]

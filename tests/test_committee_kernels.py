@@ -77,3 +77,19 @@ def test_add_unit_equals_the_torch_sequence_to_rounding(dtype, tol, with_centre)
     ref.div_(torch.linalg.vector_norm(ref, dim=-1, keepdim=True))
     add_unit_(u, centre, 0.7)
     assert torch.allclose(u, ref, rtol=0, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_trainers_tanh_gives_an_element_the_same_value_at_any_place(dtype):
+    """numpy's SIMD tanh (committee.train._tanh_): an element alone, in a short tail, or inside a long
+    array gets bitwise one value (a restart's numbers must not depend on its place in the batch), within
+    2 ulp of tanh."""
+    from localentropy.committee.train import _tanh_
+
+    x = torch.randn(1003, generator=torch.Generator().manual_seed(3), dtype=torch.float64).mul_(4).to(dtype)
+    whole = _tanh_(x.clone())
+    for n in (1, 2, 3, 5, 7, 9, 15, 17, 33):
+        for s in range(0, 60, 7):
+            assert torch.equal(_tanh_(x[s:s + n].clone()), whole[s:s + n])
+    ulp = torch.finfo(dtype).eps * whole.abs().clamp(min=torch.finfo(dtype).tiny)
+    assert bool(((whole.double() - torch.tanh(x.double())).abs() <= 2 * ulp.double() + 1e-300).all())
