@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from localentropy.entropic.errors import EntropicError
-from localentropy.entropic.gauss import CounterNormal, fusable, sgld_step_
+from localentropy.entropic.gauss import CounterNormal, fusable, outer_handover_, sgld_step_
 from localentropy.entropic.schedules import as_schedule, focusing_gamma
 
 __all__ = ["EntropySGD"]
@@ -332,6 +332,12 @@ class EntropySGD(torch.optim.Optimizer):
         d_inner, step_sq = 0.0, 0.0
         for _, p in self._params():
             st = self.state[p]
+            if fused_sgld:  # the five lines below in one pass
+                st.setdefault("outer_grad", torch.empty_like(p))
+                d, s = outer_handover_(p, st["w"], st["mu"], st["w_prime"], st["outer_grad"])
+                d_inner, step_sq = d_inner + d, step_sq + s
+                p.grad = st["outer_grad"]
+                continue
             st["w_prime"].copy_(p)
             d_inner = d_inner + 0.5 * (p - st["w"]).pow(2).sum()
             p.copy_(st["w"])
@@ -352,8 +358,9 @@ class EntropySGD(torch.optim.Optimizer):
             if self.project is not None:
                 self.project(p)
         self.outer_steps += 1
-        self.last = dict(loss=first_loss, mean_loss=loss_sum / self.L, d_inner=torch.as_tensor(d_inner),
-                         step_norm=torch.as_tensor(step_sq).sqrt(), gamma=gamma, fused_sgld=fused_sgld)
+        f64 = {} if torch.is_tensor(d_inner) else {"dtype": torch.float64}  # the fused path sums in Python floats
+        self.last = dict(loss=first_loss, mean_loss=loss_sum / self.L, d_inner=torch.as_tensor(d_inner, **f64),
+                         step_norm=torch.as_tensor(step_sq, **f64).sqrt(), gamma=gamma, fused_sgld=fused_sgld)
         if self.gamma_unit == "step":
             self.gamma_t += 1
         return first_loss

@@ -218,6 +218,32 @@ def _sgld_plain(p, g, w, mu, gamma, wd, lr, scale, a, key, counter):
         _sgld_plain_at(n - 1, t(z0), p, g, w, mu, gamma, wd, lr, scale, a)
 
 
+@nb.njit(cache=True, nogil=True, fastmath={"reassoc"}, error_model="numpy")
+def _outer(p, w, mu, w_prime, grad):
+    """EntropySGD's hand-over to the outer step on a flat parameter, one pass: w′ ← p, grad ← w − μ,
+    p ← w; returns (Σ (w′ − w)², Σ grad²) in float64 (diagnostics: sums reassociated for SIMD)."""
+    d = 0.0
+    s = 0.0
+    for i in range(p.shape[0]):
+        v = p[i]
+        wi = w[i]
+        w_prime[i] = v
+        e = np.float64(v - wi)
+        d += e * e
+        g = wi - mu[i]
+        grad[i] = g
+        s += np.float64(g) * np.float64(g)
+        p[i] = wi
+    return d, s
+
+
+def outer_handover_(p, w, mu, w_prime, grad) -> tuple[float, float]:
+    """w′ ← p, grad ← w − μ, p ← w in one pass (contiguous CPU tensors of one dtype); returns
+    (½‖w′ − w‖², ‖w − μ‖²)."""
+    d, s = _outer(*(x.detach().view(-1).numpy() for x in (p, w, mu, w_prime, grad)))
+    return 0.5 * d, s
+
+
 def _cpu_float(x: torch.Tensor) -> bool:
     return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and x.is_contiguous()
 
@@ -288,4 +314,4 @@ def sgld_step_(p, g, w, mu, buf, *, gamma, weight_decay, lr, momentum, first, ne
         _sgld_plain(*flat, *t, float(scale), float(a), key, counter)
 
 
-__all__ = ["CounterNormal", "fusable", "mix64", "pairs_torch", "sgld_step_"]
+__all__ = ["CounterNormal", "fusable", "mix64", "outer_handover_", "pairs_torch", "sgld_step_"]

@@ -120,11 +120,12 @@ def test_the_fused_inner_step_equals_the_foreach_path_to_rounding(dtype, tol, mo
         for _ in range(5):
             opt.step(_closure(model, dtype))
         assert opt.last["fused_sgld"] == (not wrap)
-        out.append([p.detach().clone() for p in model.parameters()])
+        out.append([p.detach().clone() for p in model.parameters()] + [torch.as_tensor(opt.last["d_inner"], dtype=dtype),
+                                                                        torch.as_tensor(opt.last["step_norm"], dtype=dtype)])
         start = _model(dtype=dtype).parameters()
         moved = max(float((a - b.detach()).abs().max()) for a, b in zip(out[-1], start))
         assert moved > 1e-2  # the run went somewhere
-    for a, b in zip(*out):
+    for a, b in zip(*out):  # the weights, then the diagnostics d(w′, w) and ‖w − μ‖
         assert torch.allclose(a, b, rtol=0, atol=tol)
 
 
