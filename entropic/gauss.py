@@ -9,8 +9,9 @@ forward and backward pass (benchmarks/bench_deep_methods.py). Here a normal pair
   SplittableRandom, which passes BigCrush on such sequences); the key is itself the finaliser of the seed;
 - Box–Muller on them: u ∈ (0, 1) from 24 bits, r = √(−2 ln u); an angle uniform on the circle from the
   other 24 bits (2 bits pick the quadrant, 22 the angle within [−π/4, π/4)); the pair (r cos θ, r sin θ).
-  ln, sin and cos are polynomials accurate to float32 rounding on their reduced ranges (ln via the
-  exponent bits and the atanh series, |error| < 4e-8; sin, cos Taylor to degree 9 and 10, < 3e-8).
+  ln, sin and cos are polynomials on reduced ranges whose truncation errors lie below float32's rounding
+  (ln via the exponent bits and the atanh series to degree 7, < 4e-8; sin and cos Taylor to degree 9
+  and 10, < 2e-10).
 
 The output is float32 normals of the same resolution as ``torch.randn``'s float32 ones (24-bit uniforms:
 |z| ≤ 5.9). Only IEEE-exact operations (+, −, ×, ÷, √; no fused multiply-add, no reassociation), so the
@@ -249,8 +250,9 @@ def _cpu_float(x: torch.Tensor) -> bool:
 
 
 class CounterNormal:
-    """Standard normals of stream ``seed``: ``gen(p)`` returns a tensor of ``p``'s shape, dtype and device
-    (float32 values), and advances the counter by ⌈numel/2⌉ pairs. State: ``state_dict()``."""
+    """Standard normals of stream ``seed``: ``noise(p)`` returns a tensor of ``p``'s shape, dtype and device
+    (float32 values) and advances the counter by ⌈numel/2⌉ pairs; ``fill_`` fills a CPU tensor. State:
+    ``state_dict()`` (saved by ``EntropySGD``)."""
 
     def __init__(self, seed: int):
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
