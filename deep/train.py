@@ -20,8 +20,8 @@ the chosen epochs, and the evaluated network (for rSGD, the centre w̄).
   torchrun): rSGD runs one replica per process (:class:`entropic.distributed.DistributedReplicated`,
   world size = y), following the single-process trajectory; SGD, eSGD and SAM run data-parallel with
   DistributedDataParallel, each process taking its slice of the same global mini-batch (the same
-  trajectory as one process, except for BatchNorm, whose statistics are per slice). Rank 0 evaluates
-  and writes the outputs; each rank writes its own checkpoint.
+  trajectory as one process; BatchNorm's statistics are those of the global batch, ``deep.syncbn``).
+  Rank 0 evaluates and writes the outputs; each rank writes its own checkpoint.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from localentropy.data.atomic import atomic_open
+from localentropy.deep import syncbn
 from localentropy.deep.augment import Resize
 from localentropy.deep.datasets import TensorImages, load_images
 from localentropy.deep.errors import DeepError
@@ -282,6 +283,8 @@ def _run(c, data, out, ckpt_path, state, device, progress, stop_after, distribut
         if distributed:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
+            # BatchNorm statistics over the global batch, as in one process (torch's SyncBatchNorm on GPUs)
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model) if device.type == "cuda" else syncbn.convert(model)
             net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
         if c.signal_epochs:
             signal = LayerSignal(model)
