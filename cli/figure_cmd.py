@@ -25,7 +25,7 @@ from localentropy.cli.progress import LazyBar, note
               help="Output folder [default: out/figN, out/figN-quick with --quick].")
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None,
               help="Stage cache folder [default: OUT/cache]; copy it between machines to assemble shards.")
-@click.option("--jobs", type=click.IntRange(min=1), default=None, help="Parallel BP processes [default: CPU count].")
+@click.option("--jobs", type=click.IntRange(min=1), default=None, help="Processes for training (a whole figure on the CPU) and BP curves [default: CPU count].")
 @seed_option
 @device_option
 @click.pass_context

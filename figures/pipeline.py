@@ -116,6 +116,65 @@ def _train_missing(spec, setting, ids, ds, data_hash, cache, device, progress, w
     wall["train"] = wall.get("train", 0.0) + time.perf_counter() - t0
 
 
+def _train_slice(spec, labels, ids, ds, data_hash, cache_dir, queue, index) -> None:
+    """A worker process of ``_train_parallel``: trains the restart ids ``ids`` of each setting in
+    ``labels`` into the cache, reporting progress as (index, stage, done, total, detail) on ``queue``."""
+    cache = StageCache(cache_dir)
+    setting_of = {s.label: s for s in spec.settings}
+
+    def progress(stage, done, total, detail):
+        queue.put((index, stage, done, total, detail))
+
+    for label in labels:
+        _train_missing(spec, setting_of[label], ids, ds, data_hash, cache, "cpu", progress, {})
+
+
+def _train_parallel(spec, chosen, ds, data_hash, cache, workers, progress, wall) -> None:
+    """Restart ids 0 … restarts − 1 of every chosen setting trained in ``workers`` processes, each a
+    consecutive slice of the ids (as ``--shard i/n`` would), into the cache; progress relayed from the
+    workers: the first worker's stage, with where the others are."""
+    import multiprocessing as mp
+    import queue as queue_mod
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+
+    ids = list(range(spec.restarts))
+    labels = [s.label for s in chosen
+              if any(not cache.has("train", _train_key(spec, s, data_hash, r)) for r in ids)]
+    if not labels:
+        return
+    bounds = np.linspace(0, len(ids), workers + 1).round().astype(int)
+    slices = [ids[bounds[i]:bounds[i + 1]] for i in range(workers) if bounds[i + 1] > bounds[i]]
+    ctx = mp.get_context("spawn")  # fork-safe: torch's and numba's thread pools
+    t0 = time.perf_counter()
+    with ctx.Manager() as manager, ProcessPoolExecutor(len(slices), mp_context=ctx) as pool:
+        q = manager.Queue()
+        futures = [pool.submit(_train_slice, spec, labels, s, ds, data_hash, str(cache.root), q, i)
+                   for i, s in enumerate(slices)]
+        last: dict = {}
+
+        def relay(timeout):
+            try:
+                while True:
+                    i, stage, done, total, detail = q.get(timeout=timeout)
+                    last[i] = (stage, done, total, detail)
+                    timeout = 0
+            except queue_mod.Empty:
+                pass
+            if progress is not None and 0 in last:
+                stage, done, total, detail = last[0]
+                others = "; ".join(f"{last[i][0]} {last[i][1]}/{last[i][2]}" for i in sorted(last) if i)
+                progress(stage, done, total, f"{detail}" + (f" | other processes: {others}" if others else ""))
+
+        while True:
+            finished, pending = wait(futures, timeout=0.5, return_when=FIRST_EXCEPTION)
+            relay(0.0)
+            if not pending or any(f.exception() is not None for f in finished):
+                break
+        for f in futures:
+            f.result()  # a worker's error, raised here
+    wall["train"] = wall.get("train", 0.0) + time.perf_counter() - t0
+
+
 def _load_solution(spec, setting, data_hash, r, cache) -> Solution:
     arrays, meta = cache.load("train", _train_key(spec, setting, data_hash, r))
     return Solution(setting.label, int(r), bool(meta["converged"]), int(meta["epochs"]), float(meta["train_error"]),
@@ -211,6 +270,9 @@ def compute_figure(spec: FigureSpec, cache_dir, *, restart_ids=None, settings=No
                    progress: Progress = None, data=None) -> FigureData:
     """Every stage of the figure's solutions, from the cache or computed (module docstring).
 
+    ``jobs`` (default: the CPU count): processes for the BP curves, and, for a whole figure on the CPU,
+    for training its first ``spec.restarts`` restart ids of every setting (a slice of the ids each).
+
     With ``restart_ids`` (a shard): trains those restart ids, and computes the test errors, local
     energies and soft-treatment BP curves of the ones that stop, and returns what the shard holds
     (``dropped_patterns`` empty, no hard-treatment curves: the patterns the hard treatment drops
@@ -233,6 +295,10 @@ def compute_figure(spec: FigureSpec, cache_dir, *, restart_ids=None, settings=No
     cache = StageCache(cache_dir)
     chosen = [s for s in spec.settings if settings is None or s.label in settings]
     wall: dict = {}
+    workers = max(1, int(jobs or os.cpu_count() or 1))
+    if restart_ids is None and workers > 1 and str(device) == "cpu":  # the first restarts of every setting in
+        # parallel processes (independent restarts; the same numbers as one process up to rounding)
+        _train_parallel(spec, chosen, ds, data_hash, cache, workers, progress, wall)
     solutions, excluded, tried = {}, {}, {}
     for setting in chosen:
         loaded: dict = {}  # restart id → Solution, each cache entry read once
