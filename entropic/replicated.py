@@ -350,10 +350,14 @@ class Replicated:
         detached = {k: v.detach() for k, v in self.params.items()}
         if self.batched:
             return self._vgrad(detached, self.buffers, inputs, targets)
-        grads = {k: torch.empty_like(v) for k, v in detached.items()}
+        # one gradient buffer kept across steps (a fresh one per step costs its page faults on the CPU)
+        if getattr(self, "_grad_buf", None) is None or any(self._grad_buf[k].shape != v.shape or
+                                                           self._grad_buf[k].dtype != v.dtype for k, v in detached.items()):
+            self._grad_buf = {k: torch.empty_like(v) for k, v in detached.items()}
+        grads = self._grad_buf
         losses = []
         for a in range(self.replicas):
-            pa = {k: v[a].clone().requires_grad_(True) for k, v in detached.items()}
+            pa = {k: v[a].requires_grad_(True) for k, v in detached.items()}  # views: no copy of the weights
             ba = {k: v[a] for k, v in self.buffers.items()}  # views: BN updates land in the stack
             with torch.enable_grad():
                 loss = self._loss_one(pa, ba, inputs[a], targets[a])
