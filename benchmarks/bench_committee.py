@@ -133,7 +133,7 @@ def epochs_to_stop(path):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--restarts", type=int, default=50)
-    ap.add_argument("--epochs", type=int, default=4, help="epochs run per preset (≥ 2; eSGD: 3); the first is not timed")
+    ap.add_argument("--epochs", type=int, default=8, help="epochs run per preset (≥ 2); the first is not timed")
     ap.add_argument("--presets", default=",".join(PRESETS))
     ap.add_argument("--dtypes", default="float32,float64")
     ap.add_argument("--batches", default="shared,own", help="shared: restarts share mini-batch sequences")
@@ -161,7 +161,7 @@ def main():
           f"{'GEMM GMAC/s':>11}", flush=True)
     measured = {}
     for name in args.presets.split(","):
-        e = 3 if PRESETS[name].algorithm == "esgd" else max(2, args.epochs)
+        e = max(2, args.epochs)
         p = _fixed_epochs(name, e)
         for dname in args.dtypes.split(","):
             dtype = DTYPES[dname]
@@ -288,9 +288,10 @@ def recipe_estimate(args, measured, X, y):
         else:
             secs = per * E
             how = f"{E} epochs at {per:.3f} s"
-        if extra:
+        if extra:  # restart ids beyond the first fig_restarts, trained in a later batch to max_epochs
             secs += per * PRESETS[name].max_epochs * extra / args.fig_restarts
-            how += f"; {extra} restarts that did not stop, run to {PRESETS[name].max_epochs} epochs"
+            how += (f"; {extra} more restart ids tried ({sum(not c for c in conv)} of all did not stop), "
+                    f"a batch run to {PRESETS[name].max_epochs} epochs")
         total += secs
         lines.append(f"  {name:10} {dname:7} {secs / 3600:5.2f} h  ({how})")
     print(f"ESTIMATE of Figure 1's training as its recipe runs it, from the epochs of its {args.fig_restarts} "
