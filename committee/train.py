@@ -161,12 +161,15 @@ def _unit(U: torch.Tensor) -> torch.Tensor:
     return U / torch.linalg.vector_norm(U, dim=-1, keepdim=True)
 
 
-def _unit_(U: torch.Tensor) -> None:
-    """Each hidden unit (last axis) rescaled to unit norm in place (on the CPU one fused pass)."""
-    if FUSED_TAIL and kernels_usable(U):
-        add_unit_(U)
+def _unit_(U: torch.Tensor, centre: Optional[torch.Tensor] = None, c: float = 0.0) -> None:
+    """U ← U + c·centre (when given; broadcast over U's leading copies), then each hidden unit (last axis)
+    rescaled to unit norm, in place (on the CPU one fused pass)."""
+    if FUSED_TAIL and kernels_usable(U, *(() if centre is None else (centre,))):
+        add_unit_(U, centre, c)
         return
     with torch.no_grad():
+        if centre is not None:
+            U.add_(centre, alpha=c)
         U.div_(torch.linalg.vector_norm(U, dim=-1, keepdim=True))
 
 
@@ -412,12 +415,7 @@ class _Run:
                     flat.mul_(decay)
             else:
                 flat.baddbmm_(coef.transpose(1, 2), Xb, beta=decay, alpha=-eta)
-        if centre is not None and FUSED_TAIL and kernels_usable(U4, centre):
-            add_unit_(U4, centre, cscale)  # the two lines below in one pass
-            return
-        if centre is not None:
-            U4.add_(centre, alpha=cscale)
-        _unit_(U4)
+        _unit_(U4, centre, cscale)
 
     def _certified(self, U4, beta, omega) -> bool:
         """Whether the current ZeroCertificate covers this step (dropped when it no longer does)."""
@@ -598,7 +596,7 @@ class _Run:
             pending = pool.submit(self._esgd_draws, gens, 0, *slots[0], perms)
             try:
                 for k in range(nb * L):
-                    o, l = divmod(k, L)
+                    l = k % L
                     pending.result()
                     z, masks = slots[k % 2]
                     if k % nb == 0:
@@ -624,7 +622,7 @@ class _Run:
                         self._grad(wp, sel.expand(A, sel.shape[-1]), beta, omega, mask, out=grad)
                         wp.mul_(decay).add_(grad, alpha=-lr_in)
                     if fused_tail:  # the next four lines in one pass (committee/kernels.py)
-                        sgld_tail_(wp, U, z if noisy else None, lr_in * gamma, s, mu, 1.0 - p.alpha)
+                        sgld_tail_(wp, U, z, lr_in * gamma, s, mu, 1.0 - p.alpha)  # z is None without noise
                     else:
                         if gamma != 0.0:
                             wp.add_(U, alpha=lr_in * gamma)  # lines 5–6: dw′ = ∇L(w′) + γ(w′ − w)

@@ -135,15 +135,14 @@ class ESGD:
         self.model, self.net, self.stream, self.hook = model, train_module or model, stream, hook
         self.batches_per_step = config.L
         noise_fn = None
-        if config.esgd_noise == "counter":  # exact normals from (seed, counter); on the CPU the inner step is
-            # one fused pass per parameter (entropic.gauss); the counter is saved by the optimizer
+        if config.esgd_noise != "normal":  # the noise source's seed, from the run's generator
             seed = int(torch.randint(2**62, (1,), generator=generator, device=generator.device)) if generator \
                 else config.seed
+        if config.esgd_noise == "counter":  # exact normals from (seed, counter); on the CPU the inner step is
+            # one fused pass per parameter (entropic.gauss); the counter is saved by the optimizer
             noise_fn = CounterNormal(seed)
         elif config.esgd_noise == "table":  # offsets drawn on the CPU (no device sync per parameter), saved by
             # the optimizer as its generator; the table itself is a function of the seed (entropic.noise)
-            seed = int(torch.randint(2**62, (1,), generator=generator, device=generator.device)) if generator \
-                else config.seed
             generator = torch.Generator().manual_seed(seed)
             largest = max((p.numel() for p in model.parameters()), default=1)
             noise_fn = NoiseTable(config.seed + 1, generator, size=max(DEFAULT_SIZE, 4 * largest))

@@ -163,6 +163,7 @@ class EntropySGD(torch.optim.Optimizer):
         self.last: dict = {}
         self._outer = None
         self._inner = None
+        self._scratch: dict = {}  # per parameter: the fused path's buffers (entropic.gauss), never saved
         super().__init__(params, defaults)
         groups = [{"params": g["params"]} for g in self.param_groups]
         fused = {"fused": True} if fused else {}  # torch's fused SGD step for both loops
@@ -238,9 +239,11 @@ class EntropySGD(torch.optim.Optimizer):
         for g, p in self._params():
             if p.grad is None or p.grad.is_sparse or not fusable(p, p.grad):
                 return False
-        for g, p in self._params():
-            if g["inner_momentum"] and "inner_buf" not in self.state[p]:
-                self.state[p]["inner_buf"] = torch.zeros_like(p)  # finite: the first step multiplies it by 0
+        for g, p in self._params():  # scratch, not state: overwritten before it is read, so not checkpointed
+            scratch = self._scratch.setdefault(p, {"outer_grad": torch.empty_like(p), "inner_buf": None})
+            if g["inner_momentum"] and scratch["inner_buf"] is None:
+                # the inner momentum buffer, finite: each outer step's first inner step multiplies it by 0
+                scratch["inner_buf"] = torch.zeros_like(p)
         return True
 
     def _params(self):
@@ -296,7 +299,7 @@ class EntropySGD(torch.optim.Optimizer):
                     scale = math.sqrt(g["inner_lr"]) * g["noise"]
                     for p in g["params"]:
                         st = self.state[p]
-                        sgld_step_(p, p.grad, st["w"], st["mu"], st.get("inner_buf"), gamma=gamma,
+                        sgld_step_(p, p.grad, st["w"], st["mu"], self._scratch[p]["inner_buf"], gamma=gamma,
                                    weight_decay=g["inner_weight_decay"] + gamma, lr=g["inner_lr"],
                                    momentum=g["inner_momentum"], first=l == 0, nesterov=g["inner_nesterov"],
                                    scale=scale, a=1.0 - g["alpha"], noise=self.noise_fn)
@@ -333,10 +336,10 @@ class EntropySGD(torch.optim.Optimizer):
         for _, p in self._params():
             st = self.state[p]
             if fused_sgld:  # the five lines below in one pass
-                st.setdefault("outer_grad", torch.empty_like(p))
-                d, s = outer_handover_(p, st["w"], st["mu"], st["w_prime"], st["outer_grad"])
+                grad = self._scratch[p]["outer_grad"]
+                d, s = outer_handover_(p, st["w"], st["mu"], st["w_prime"], grad)
                 d_inner, step_sq = d_inner + d, step_sq + s
-                p.grad = st["outer_grad"]
+                p.grad = grad
                 continue
             st["w_prime"].copy_(p)
             d_inner = d_inner + 0.5 * (p - st["w"]).pow(2).sum()

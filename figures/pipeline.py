@@ -30,7 +30,7 @@ import numpy as np
 from localentropy.committee_sign import misclassified
 from localentropy.figures.cache import StageCache, stage_key
 from localentropy.figures.errors import FigureError
-from localentropy.figures.spec import FigureSpec, train_options
+from localentropy.figures.spec import FigureSpec, shard_ids, train_options
 
 # progress(stage, done, total, detail): the first report of a stage may start above 0 (a resumed
 # training run), so a display should count its rate from there.
@@ -142,8 +142,8 @@ def _train_parallel(spec, chosen, ds, data_hash, cache, workers, progress, wall)
               if any(not cache.has("train", _train_key(spec, s, data_hash, r)) for r in ids)]
     if not labels:
         return
-    bounds = np.linspace(0, len(ids), workers + 1).round().astype(int)
-    slices = [ids[bounds[i]:bounds[i + 1]] for i in range(workers) if bounds[i + 1] > bounds[i]]
+    n = min(workers, len(ids))
+    slices = [shard_ids(f"{i}/{n}", len(ids)) for i in range(1, n + 1)]
     ctx = mp.get_context("spawn")  # fork-safe: torch's and numba's thread pools
     t0 = time.perf_counter()
     with ctx.Manager() as manager, ProcessPoolExecutor(len(slices), mp_context=ctx) as pool:
