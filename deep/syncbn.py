@@ -4,7 +4,7 @@ device and process-group backend (torch's ``SyncBatchNorm`` runs on GPUs only).
 In a DistributedDataParallel run each process holds a slice of the global mini-batch. Plain BatchNorm
 normalises every slice by its own mean and variance, so the trajectory differs from the one-process run on
 the same global batches. ``DistributedBatchNorm`` sums the slices' statistics over the processes (two
-all-reduces, through ``torch.distributed.nn``, so gradients flow through them: the mean, then the sum of
+all-reduces, synchronous and differentiable, so gradients flow through them: the mean, then the sum of
 squared deviations from it, the one-process two-pass arithmetic) and normalises with those, updating the
 running statistics as ``nn.BatchNorm`` does (unbiased variance over the global batch). Outside training,
 or without an initialised process group, it is ``nn.BatchNorm``. Its parameters and buffers keep
@@ -19,6 +19,23 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Σ over the processes, synchronous; its gradient is the Σ of the gradients (every process's output
+    depends on every process's input)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        out = x.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
 class DistributedBatchNorm(_BatchNorm):
     """A BatchNorm (any dimension) with statistics over every process's slice of the batch."""
 
@@ -30,14 +47,13 @@ class DistributedBatchNorm(_BatchNorm):
         self._check_input_dim(x)
         if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
         dims = [0] + list(range(2, x.dim()))
         shape = [1, -1] + [1] * (x.dim() - 2)
-        count = all_reduce(torch.tensor([float(x.numel() // x.shape[1])], dtype=x.dtype, device=x.device))
-        mean = all_reduce(x.sum(dims)) / count
+        count = torch.tensor([float(x.numel() // x.shape[1])], dtype=x.dtype, device=x.device)
+        dist.all_reduce(count)
+        mean = _AllReduceSum.apply(x.sum(dims)) / count
         centred = x - mean.view(shape)
-        var = all_reduce(centred.square().sum(dims)) / count
+        var = _AllReduceSum.apply(centred.square().sum(dims)) / count
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
