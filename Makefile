@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 TORCH  ?= torch==2.13.0
 
-.PHONY: setup run data-check test test-slow bench clean
+.PHONY: setup run data-check test test-slow test-cuda bench clean
 
 $(BIN)/localentropy: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ test: setup
 
 test-slow: setup
 	$(BIN)/pytest -m slow -q
+
+# On a machine with a GPU: the CUDA paths against the CPU (skipped elsewhere; also part of `make test`).
+test-cuda: setup
+	$(BIN)/pytest -m cuda -q -rs
 
 # Every benchmark runs; those that miss their goal (or fail) are listed at the end, and make fails.
 bench: setup

@@ -70,21 +70,30 @@ def macs_per_epoch(p, P, N, R):
 
 
 class GemmBound:
-    """The time of ``macs`` multiply-adds done as n×n by n×n GEMMs (``dtype``, torch's current threads)."""
+    """The time of ``macs`` multiply-adds done as n×n by n×n GEMMs (``dtype``, torch's current threads, on
+    ``device``; on a GPU timed between synchronisations, torch's default precision: no TF32)."""
 
-    def __init__(self, dtype, n, macs):
+    def __init__(self, dtype, n, macs, device="cpu"):
         g = torch.Generator().manual_seed(0)
-        self.a = torch.randn(n, n, generator=g).to(dtype)
-        self.b = torch.randn(n, n, generator=g).to(dtype)
-        self.c = torch.empty(n, n, dtype=dtype)
+        self.device = torch.device(device)
+        self.a = torch.randn(n, n, generator=g).to(dtype=dtype, device=self.device)
+        self.b = torch.randn(n, n, generator=g).to(dtype=dtype, device=self.device)
+        self.c = torch.empty(n, n, dtype=dtype, device=self.device)
         self.reps = max(1, round(macs / n ** 3))
         self.scale = macs / (self.reps * n ** 3)
         torch.mm(self.a, self.b, out=self.c)
+        self._sync()
+
+    def _sync(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
     def __call__(self):
+        self._sync()
         t0 = time.perf_counter()
         for _ in range(self.reps):
             torch.mm(self.a, self.b, out=self.c)
+        self._sync()
         return (time.perf_counter() - t0) * self.scale
 
 
@@ -94,6 +103,8 @@ def timed_epochs(X, y, p, restarts, dtype, shared, threads, device, bound):
     marks, bounds = [], []
 
     def progress(*_):
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize(device)
         end = time.perf_counter()
         before = torch.get_num_threads()
         torch.set_num_threads(threads)  # the trainer's own setting while it runs
@@ -170,7 +181,7 @@ def main():
                 train_committee(X, y, p.override(max_epochs=2), restarts=2, seed=0, dtype=dtype,
                                 shared_batches=shared, device=args.device)  # warm-up
                 macs = macs_per_epoch(PRESETS[name], P, N, args.restarts)
-                bound = GemmBound(dtype, args.gemm_size, macs)
+                bound = GemmBound(dtype, args.gemm_size, macs, args.device)
                 per, bsec, ratio = timed_epochs(X, y, p, args.restarts, dtype, shared, args.threads, args.device,
                                                 bound)
                 measured[(name, dname, mode)] = per

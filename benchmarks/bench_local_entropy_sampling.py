@@ -74,6 +74,9 @@ def main(argv=None):
     ap.add_argument("--direct", type=int, default=20000)
     ap.add_argument("--min-hits", type=int, default=100)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="torch device of the sampler and plain MC (BP runs on the CPU)")
+    ap.add_argument("--compare", help="the JSON of an earlier run (another device, say): the sampler's φ_G against "
+                    "it, per Δ, in combined standard errors")
     ap.add_argument("--json", default=str(HERE / "local_entropy_sampling_vs_bp.json"))
     ap.add_argument("--plot", default=str(HERE / "local_entropy_sampling_vs_bp.png"))
     ap.add_argument("--replot", action="store_true", help="only redraw --plot from the numbers in --json")
@@ -104,10 +107,11 @@ def main(argv=None):
         t_bp = time.perf_counter() - t
         t, c = time.perf_counter(), time.process_time()
         smc = le.committee_local_entropy(W, X, y, deltas, chains=args.chains, groups=args.groups, moves=args.moves,
-                                         keep=args.keep, seed=key[1])
+                                         keep=args.keep, seed=key[1], device=args.device)
         t_smc, c_smc = time.perf_counter() - t, time.process_time() - c
         t = time.perf_counter()
-        direct = le.committee_direct_monte_carlo(W, X, y, deltas, samples=args.direct, seed=1000 + key[1])
+        direct = le.committee_direct_monte_carlo(W, X, y, deltas, samples=args.direct, seed=1000 + key[1],
+                                                 device=args.device)
         t_direct = time.perf_counter() - t
         results[name] = {"bp": curve.to_dict(), "sampler": smc.to_dict(), "direct": direct.__dict__,
                          "seconds": {"bp": t_bp, "sampler": t_smc, "sampler_cpu": c_smc, "direct": t_direct}}
@@ -139,10 +143,34 @@ def main(argv=None):
         same += ob == os_
         print(f"  Δ = {D:.4f}: BP {' > '.join(ob)}; sampler {' > '.join(os_)}{'' if ob == os_ else '   DIFFERENT'}")
     print(f"same order at {same} of {len(deltas)} Δ")
+    if args.compare:
+        compare(results, deltas, args.compare)
     with open(args.json, "w") as f:
         json.dump({"args": vars(args), "deltas": deltas.tolist(), "results": results}, f, default=_json)
     plot(results, deltas, args.plot, args.min_hits)
     print(f"wrote {args.json} and {args.plot}")
+
+
+def compare(results, deltas, path):
+    """This run's sampler φ_G against an earlier run's (same solutions and grid), per Δ, in units of the
+    combined standard error: two independent estimates of the same numbers (another seed stream or device)."""
+    with open(path) as f:
+        other = json.load(f)
+    if not np.allclose(other["deltas"], deltas):
+        sys.exit(f"{path}: another Δ grid")
+    zs = []
+    print(f"\nSampler φ_G against {path} ({other['args'].get('device', 'cpu')}):")
+    for name, r in results.items():
+        if name not in other["results"]:
+            continue
+        a, b = r["sampler"], other["results"][name]["sampler"]
+        both = [i for i in range(len(deltas)) if a["phi_G"][i] and b["phi_G"][i]]  # φ_G = 0: no particle lost yet
+        z = [(a["phi_G"][i] - b["phi_G"][i]) / math.hypot(a["phi_G_se"][i], b["phi_G_se"][i]) for i in both]
+        rel = [100 * (a["phi_G"][i] / b["phi_G"][i] - 1) for i in both]
+        zs += z
+        print(f"  {name}: differences {min(rel):+.1f}% … {max(rel):+.1f}%, in s.e. {min(z):+.1f} … {max(z):+.1f}")
+    if zs:
+        print(f"  all: {sum(abs(z) < 2 for z in zs)} of {len(zs)} within 2 s.e., rms {math.sqrt(np.mean(np.square(zs))):.2f}")
 
 
 def _json(o):

@@ -775,7 +775,7 @@ class _ModelSpace:
 
 
 def local_entropy(model, X, y, deltas, *, params=None, include_biases=False, scale="absolute", chains=64, groups=8,
-                  keep=0.5, moves=2, batch_size=4096, chain_batch=32, stop_below=None, seed=0, device="cpu",
+                  keep=0.5, moves=2, batch_size=4096, chain_batch=32, stop_below=None, seed=0, device=None,
                   dtype=torch.float64, checkpoint=None, progress=None) -> SampledLocalEntropy:
     """φ_G(Δ), δ(Δ) and s(d) of any classifier around its current weights, restricted to the weights
     chosen by `params` (as `select_parameters`; paper 002's partial local entropy), the others fixed.
@@ -792,8 +792,10 @@ def local_entropy(model, X, y, deltas, *, params=None, include_biases=False, sca
     the curve after the first Δ where n φ_G falls below it, or before a Δ whose levels go below
     2·stop_below (the result then has fewer Δ than asked). It is checked against brute force on tiny
     networks only; in high dimension, slice steps restricted to a hard constraint are short (BP.md §7.6
-    records such a sampler failing to equilibrate), so check a curve's stability in `moves` and `chains` before trusting it. For sign-unit committee machines use
-    `committee_local_entropy` (exact HMC, validated at the paper's size).
+    records such a sampler failing to equilibrate), so check a curve's stability in `moves` and `chains`
+    before trusting it. For sign-unit committee machines use `committee_local_entropy` (exact HMC,
+    validated at the paper's size). ``device``: where the chains live; default (None) the model's device,
+    and X, y are moved there.
     """
     from localentropy.entropic.params import select_parameters
 
@@ -821,7 +823,12 @@ def local_entropy(model, X, y, deltas, *, params=None, include_biases=False, sca
         raise EntropicError(f"X and y must hold the same number (≥ 1) of samples, got {X.shape[0]} and {y.shape[0]}")
     if X.is_floating_point() and not bool(torch.isfinite(X).all()):
         raise EntropicError("X contains NaN or inf")
-    dev = torch.device(device)
+    where = {p.device for p in model.parameters()}
+    if len(where) > 1:
+        raise EntropicError(f"the model's parameters are on several devices ({sorted(map(str, where))})")
+    dev = torch.device(device) if device is not None else next(iter(where), torch.device("cpu"))
+    if where and dev.type != next(iter(where)).type:
+        raise EntropicError(f"device={str(dev)!r} but the model is on {next(iter(where))}: move it with model.to()")
     center = torch.cat([p.detach().reshape(-1) for p in chosen.values()])
     if not bool(torch.isfinite(center).all()):
         raise EntropicError("the selected parameters contain NaN or inf")

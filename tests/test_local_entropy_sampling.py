@@ -276,6 +276,8 @@ def test_any_module_estimator_rejects_bad_arguments():
         le.local_entropy(model, torch.tensor(X), torch.tensor(y[:3]), [0.1])
     with pytest.raises(EntropicError, match="matches nothing|no parameter|match"):
         le.local_entropy(model, torch.tensor(X), torch.tensor(y), [0.1], params="nonexistent")
+    with pytest.raises(EntropicError, match="model is on cpu: move it"):
+        le.local_entropy(model, torch.tensor(X), torch.tensor(y), [0.1], device="meta")
 
 
 def test_error_bar_is_not_zero_when_no_particle_is_lost():
