@@ -190,8 +190,12 @@ def local_entropy_curve(center, X, y, deltas=None, *, beta=np.inf, drop_misclass
     `free_entropy`. progress(dict) is called after each Δ with keys index, total, prior_delta, converged,
     phi, phi_G, delta, iterations, damping, reason.
     """
+    if method == "ep":
+        return _ep_curve(center, X, y, deltas, beta=beta, drop_misclassified=drop_misclassified, damping=damping,
+                         tol=tol, max_sweeps=max_sweeps, max_failures=max_failures, gap_factor=gap_factor,
+                         normalize=normalize, progress=progress)
     if method not in METHODS:
-        raise BPError(f"unknown method {method!r}; available: {', '.join(METHODS)}")
+        raise BPError(f"unknown method {method!r}; available: {', '.join(METHODS + ('ep',))}")
     Wt = normalize_reference(center)
     problem = make_problem(X, y, Wt)
     P, K, N = problem.shape
@@ -277,3 +281,71 @@ def local_entropy_curve(center, X, y, deltas=None, *, beta=np.inf, drop_misclass
                              gaps=tuple(gaps),
                              method=method, normalize=normalize, n=n, K=K, N=N, P=int(len(ys)), beta=float(beta),
                              n_dropped=n_bad if drop_misclassified else 0, settings=settings, sweeps=spent)
+
+
+def _ep_curve(center, X, y, deltas, *, beta, drop_misclassified, damping, tol, max_sweeps, max_failures, gap_factor,
+              normalize, progress) -> LocalEntropyCurve:
+    """`local_entropy_curve(method="ep")`: the same scan and Legendre transform with EP's φ_G and δ
+    (bp/ep.py: full-covariance Gaussians over each unit's fields), each Δ warm-started from the last."""
+    from localentropy.bp.ep import EPProblem, ep_free_entropy
+
+    if math.isfinite(float(beta)):
+        raise BPError("method 'ep' computes the hard-constraint free entropy only (beta = inf)")
+    Wt = normalize_reference(center)
+    problem = make_problem(X, y, Wt)
+    P, K, N = problem.shape
+    n = normaliser(normalize, K, N)
+    deltas = DEFAULT_DELTAS if deltas is None else np.asarray(deltas, dtype=np.float64).reshape(-1)
+    if deltas.size == 0 or not np.all(np.isfinite(deltas)) or np.any(deltas <= 0):
+        raise BPError("deltas must be a non-empty list of finite prior widths > 0")
+    if np.any(np.diff(deltas) <= 0):
+        raise BPError("deltas must be strictly increasing (the scan continues each fixed point to the next Δ)")
+    damping = 0.5 if damping is None else float(damping)
+    bad = misclassified(Wt, problem.X, problem.y)
+    n_bad = int(bad.sum())
+    Xs, ys = problem.X, problem.y
+    if n_bad and not drop_misclassified:
+        raise BPError(f"the reference misclassifies {n_bad} of {P} patterns; method 'ep' needs a solution "
+                      f"(or drop_misclassified=True)")
+    if n_bad:
+        Xs, ys = Xs[~bad], ys[~bad]
+    ep = EPProblem(Wt, Xs, ys)
+    G = len(deltas)
+    phi_G, dl, err = np.full(G, np.nan), np.full(G, np.nan), np.full(G, np.nan)
+    conv = np.zeros(G, dtype=bool)
+    iters = np.zeros(G, dtype=np.int64)
+    reasons, methods = ["skipped"] * G, [""] * G
+    state, failures = None, 0
+    for j, D in enumerate(deltas):
+        if failures >= max_failures:
+            reasons[j] = f"skipped after {max_failures} consecutive non-converged prior widths"
+            continue
+        r = ep_free_entropy(ep, float(D), state=state, damping=damping, tol=tol, max_sweeps=max_sweeps)
+        iters[j], err[j], methods[j] = r.sweeps, r.change, "ep"
+        if r.converged:
+            conv[j], phi_G[j], dl[j], state, failures = True, r.phi_G, r.delta, r.state, 0
+            reasons[j] = "converged"
+        else:
+            failures += 1
+            reasons[j] = f"EP did not converge in {max_sweeps} sweeps (last change {r.change:.1e})"
+        if progress is not None:
+            progress({"index": j, "total": G, "prior_delta": float(D), "converged": bool(r.converged),
+                      "phi_G": float(phi_G[j]), "delta": float(dl[j]),
+                      "phi": float(shell_entropy(phi_G[j], dl[j], D)), "iterations": int(r.sweeps),
+                      "damping": damping, "reason": reasons[j], "method": "ep"})
+    s = shell_entropy(phi_G, dl, deltas)
+    s_ball = ball_entropy(dl, s)
+    gaps = find_gaps(deltas, dl, conv, gap_factor)
+    scale = K * N / n
+    for g in gaps:
+        g["delta_low"] *= scale
+        g["delta_high"] *= scale
+    settings = {"damping": damping, "tol": tol, "max_sweeps": max_sweeps, "max_failures": max_failures,
+                "gap_factor": gap_factor, "drop_misclassified": drop_misclassified, "n_misclassified": n_bad,
+                "factorisations": ep.factorisations, "precision_route": ep.G_inv is not None}
+    return LocalEntropyCurve(prior_delta=deltas.copy(), delta=dl * scale, d=dl * K * N, phi=s * scale,
+                             phi_ball=s_ball * scale, phi_G=phi_G * scale, converged=conv, iterations=iters,
+                             damping=np.full(G, damping), n_blocks=np.zeros(G, dtype=np.int64), error=err,
+                             reasons=tuple(reasons), methods=tuple(methods), gaps=tuple(gaps), method="ep",
+                             normalize=normalize, n=n, K=K, N=N, P=int(len(ys)), beta=float(beta),
+                             n_dropped=n_bad if drop_misclassified else 0, settings=settings, sweeps=iters.copy())

@@ -10,7 +10,7 @@ import click
 from localentropy.cli.options import check_output, out_option, plot_option
 from localentropy.cli.progress import LazyBar, note
 
-METHOD_CHOICES = ("auto", "edge", "amp")
+METHOD_CHOICES = ("auto", "edge", "amp", "ep")
 COMPILING = "compiling BP kernels once for this machine (about a minute)…"
 
 
@@ -44,7 +44,9 @@ def parse_restarts(text: str | None):
 @click.option("--restarts", default=None,
               help="Comma list of restart indices [default: every restart that converged in training].")
 @click.option("--method", type=click.Choice(METHOD_CHOICES), default="auto", show_default=True,
-              help="BP form: amp (node level), edge (per-edge BP), auto (amp, per-edge where amp fails).")
+              help="BP form: amp (node level), edge (per-edge BP), auto (amp, per-edge where amp fails); "
+                   "ep: expectation propagation, a full-covariance Gaussian per hidden unit (correlated inputs; "
+                   "hard constraint only).")
 @click.option("--beta", default="inf", show_default=True,
               help="Inverse temperature of the constraint (inf: every pattern must stay classified).")
 @click.option("--drop-misclassified", is_flag=True,

@@ -319,7 +319,7 @@ def restart_curves(weights, X, y, deltas=None, *, restarts: Optional[Sequence[in
     deltas: increasing prior widths Δ (default `bp.default_deltas()`). restarts: indices to compute;
     None means every restart whose ``status`` (per restart, as a solutions file stores it) is
     "converged", the others listed in ``.skipped``. patterns_hash: if given (a solutions file's),
-    (X, y) must hash to it. method: "auto" (default, as `localentropy phi`), "amp" or "edge".
+    (X, y) must hash to it. method: "auto" (default, as `localentropy phi`), "amp", "edge" or "ep" (bp/ep.py).
     beta: inverse temperature of the constraint (inf: every pattern must stay classified; then a
     reference that misclassifies a pattern is an error, found before any curve is computed, unless
     drop_misclassified, which runs BP on the patterns it classifies correctly: a lower bound).
@@ -346,11 +346,13 @@ def restart_curves(weights, X, y, deltas=None, *, restarts: Optional[Sequence[in
     _check_deltas(grid)
     from localentropy.bp.free_entropy import METHODS
 
-    if method not in METHODS:
-        raise BPError(f"unknown method {method!r}; available: {', '.join(METHODS)}")
+    if method not in METHODS + ("ep",):
+        raise BPError(f"unknown method {method!r}; available: {', '.join(METHODS + ('ep',))}")
     beta = float(beta)
     if not beta > 0:
         raise BPError(f"beta must be > 0 (inf for the hard constraint), got {beta}")
+    if method == "ep" and math.isfinite(beta):
+        raise BPError("method 'ep' computes the hard-constraint free entropy only (beta = inf)")
     if isinstance(jobs, bool) or int(jobs) != jobs or jobs < 1:
         raise CommitteeError(f"jobs must be an integer ≥ 1, got {jobs}")
     selected, skipped = select_restarts(w.shape[0], restarts, status)

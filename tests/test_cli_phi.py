@@ -61,6 +61,23 @@ def test_npy_curve_matches_the_library_and_is_written_with_every_column(problem,
         assert float(r["phi"]) <= 0 and float(r["phi_ball"]) <= 0
 
 
+def test_ep_curve_from_the_cli_equals_the_library_and_refuses_a_soft_constraint(problem):
+    X, y, W, tmp = problem
+    out = tmp / "ep.csv"
+    res = run("phi", tmp / "w.npy", "--data", tmp / "pats.npz", "--deltas", "1e-2,0.1", "--restarts", "0",
+              "--method", "ep", "--jobs", 1, "--out", out)
+    assert res.exit_code == 0, res.output
+    rows = read_csv(out)
+    ref = bp.local_entropy_curve(W[0], X, y, [1e-2, 0.1], method="ep")
+    assert [r["method"] for r in rows] == ["ep", "ep"] and all(r["converged"] == "1" for r in rows)
+    for j, r in enumerate(rows):
+        assert float(r["phi_G"]) == pytest.approx(ref.phi_G[j], rel=1e-9)
+        assert float(r["phi"]) == pytest.approx(ref.phi[j], rel=1e-9)
+    res = run("phi", tmp / "w.npy", "--data", tmp / "pats.npz", "--method", "ep", "--beta", 3, "--out", tmp / "x.csv")
+    one_line_error(res, "beta = inf")
+    assert not (tmp / "x.csv").exists()
+
+
 def test_solutions_npz_parallel_jobs_and_plot(problem):
     X, y, W, tmp = problem
     save_solutions(tmp / "s.npz", W, patterns_hash(X, y), {"setting": "test"})
