@@ -312,12 +312,15 @@ def local_entropy_cmd(obj, run_dir, layers, deltas, scale, samples, chains, grou
 @click.option("--groups", type=click.IntRange(min=2), default=4, show_default=True)
 @click.option("--moves", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Where Fashion-MNIST's files are.")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads of torch.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads of torch (per process with --jobs > 1: default 1).")
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help="Processes computing curves side by side [default: the CPU count; 1 on a GPU].")
 @seed_option
 @device_option
 @click.pass_obj
 def evidence_local_entropy_cmd(obj, runs_dir, out_dir, model, methods, seeds, selections, deltas, stop_below, samples,
-                               chains, groups, moves, data_dir, threads, seed, device):
+                               chains, groups, moves, data_dir, threads, jobs, seed, device):
     """Φ_LE(d) per method of the evidence networks, for all weights and per layer, beside δE_train(σ) (issue 13)."""
     import json
     import time
@@ -333,6 +336,10 @@ def evidence_local_entropy_cmd(obj, runs_dir, out_dir, model, methods, seeds, se
     picked = [t.strip() for t in selections.split(",") if t.strip()]
     check_device(device)
     energy = evidence_energies(runs_dir, model=model, methods=methods, seeds=seeds)  # missing runs: one line
+    import os
+
+    if jobs is None:
+        jobs = 1 if device != "cpu" else (os.cpu_count() or 1)
     if threads:
         import torch
 
@@ -351,11 +358,12 @@ def evidence_local_entropy_cmd(obj, runs_dir, out_dir, model, methods, seeds, se
         rows = evidence_local_entropy(runs_dir, model=model, methods=methods, seeds=seeds, selections=picked,
                                       deltas=grid, samples=samples, chains=chains, groups=groups, moves=moves,
                                       stop_below=stop_below, seed=seed, data_dir=data_dir, device=device,
-                                      progress=progress)
+                                      jobs=jobs, threads=threads or 1, progress=progress)
     finally:
         bar.close()
     wall = time.perf_counter() - t0
-    settings = dict(samples=samples, chains=chains, groups=groups, moves=moves, stop_below=stop_below, seed=seed)
+    settings = dict(samples=samples, chains=chains, groups=groups, moves=moves, stop_below=stop_below, seed=seed,
+                    jobs=jobs, threads=threads or (1 if jobs > 1 else None))
     paths = draw_entropy_figure(rows, energy, out_dir, note=f"{model}, Fashion-MNIST: local entropy by sampling "
                                 f"({samples} training images), relative units")
     command = command_line(click.get_current_context())

@@ -53,12 +53,11 @@ def _curve_paths(folder: Path, selection: str):
 def evidence_local_entropy(runs_dir, *, model: str = "mlp2", methods=METHODS, seeds: int = 1, selections=None,
                            deltas=DEFAULT_DELTAS, samples: int = 1000, chains: int = 64, groups: int = 8,
                            moves: int = 2, stop_below=None, seed: int = 0, data=None, data_dir=None, device="cpu",
-                           progress: Optional[Callable] = None) -> list[dict]:
+                           jobs: int = 1, threads: int = 1, progress: Optional[Callable] = None) -> list[dict]:
     """Every (method, run seed, selection) curve as long rows (``COLUMNS``); ``progress(done, total, info)``
-    after each curve. Runs missing from ``runs_dir`` raise DeepError (run `localentropy deep evidence`)."""
-    from localentropy.deep.datasets import load_images
-    from localentropy.deep.local_entropy import run_local_entropy
-
+    after each curve (curves kept from an earlier call first). Runs missing from ``runs_dir`` raise DeepError
+    (run `localentropy deep evidence`). ``jobs`` > 1: the curves still to compute run in that many spawned
+    processes of ``threads`` torch threads each (on a CPU, the same curves as one process computes)."""
     selections = list(SELECTIONS) if selections is None else list(selections)
     unknown = [s for s in selections if s not in SELECTIONS]
     if unknown:
@@ -66,54 +65,110 @@ def evidence_local_entropy(runs_dir, *, model: str = "mlp2", methods=METHODS, se
     deltas = [float(d) for d in deltas]
     if not deltas or any(not math.isfinite(d) or d <= 0 for d in deltas) or np.any(np.diff(deltas) <= 0):
         raise DeepError(f"deltas must be increasing, finite and > 0, got {deltas}")
+    if isinstance(jobs, bool) or int(jobs) != jobs or jobs < 1:
+        raise DeepError(f"jobs must be an integer ≥ 1, got {jobs}")
     folders = evidence_folders(runs_dir, model, methods, seeds)
     settings = _settings(deltas, samples, chains, groups, moves, seed, stop_below)
-    total, done, rows = len(folders) * len(selections), 0, []
-    for method, s, folder in folders:
-        for sel in selections:
-            csv_path, meta_path, ckpt = _curve_paths(folder, sel)
-            meta = None
-            if csv_path.is_file() and meta_path.is_file():
-                try:
-                    meta = json.loads(meta_path.read_text())
-                except (OSError, ValueError):
-                    meta = None
-                if meta is not None and meta.get("settings") != settings:
-                    meta = None  # computed with other settings: recompute (the checkpoint refuses a mix)
-            if meta is None:
-                if ckpt.exists() and not _checkpoint_matches(ckpt, meta_path, settings):
-                    ckpt.unlink()
-                if data is None:
-                    data = load_images("fashion-mnist", data_dir, device)
-                with atomic_open(meta_path.with_suffix(".pending.json"), "w") as fh:
-                    json.dump({"settings": settings}, fh)
-                res = run_local_entropy(folder, deltas, layers=SELECTIONS[sel], scale="relative", samples=samples,
-                                        chains=chains, groups=groups, moves=moves, seed=seed, device=device,
-                                        data=data, stop_below=stop_below, checkpoint=ckpt)
-                curve = [dict(prior_delta=float(res.prior_delta[i]), phi_G=float(res.phi_G[i]),
-                              phi_G_se=float(res.phi_G_se[i]), delta=float(res.delta[i]),
-                              delta_se=float(res.delta_se[i]), phi=float(res.phi[i]), phi_se=float(res.phi_se[i]))
-                         for i in range(len(res.prior_delta))]
-                meta = {"settings": settings, "n": int(res.n),
-                        "errors_reference": int(res.settings["errors_reference"]), "seconds": float(res.seconds[-1]),
-                        "stalled_at": None if math.isnan(res.stalled_at) else float(res.stalled_at)}
-                with atomic_open(csv_path, "w") as fh:
-                    w = csv.DictWriter(fh, fieldnames=list(curve[0]))
-                    w.writeheader()
-                    w.writerows(curve)
-                with atomic_open(meta_path, "w") as fh:
-                    json.dump(meta, fh)
-                meta_path.with_suffix(".pending.json").unlink(missing_ok=True)
-                ckpt.unlink(missing_ok=True)
-            with open(csv_path, newline="") as fh:
-                curve = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(fh)]
-            for r in curve:
-                rows.append(dict(model=model, method=method, seed=s, layers=sel, n=meta["n"],
-                                 errors_reference=meta["errors_reference"], **r))
-            done += 1
-            if progress is not None:
-                progress(done, total, {"method": method, "seed": s, "layers": sel, "seconds": meta.get("seconds")})
+    tasks = [(method, s, folder, sel) for method, s, folder in folders for sel in selections]
+    metas = {(str(t[2]), t[3]): _kept_curve(t[2], t[3], settings) for t in tasks}
+    total, done = len(tasks), 0
+
+    def report(task, meta):
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total, {"method": task[0], "seed": task[1], "layers": task[3],
+                                   "seconds": meta.get("seconds")})
+
+    todo = [t for t in tasks if metas[(str(t[2]), t[3])] is None]
+    for t in tasks:
+        if metas[(str(t[2]), t[3])] is not None:
+            report(t, metas[(str(t[2]), t[3])])
+    args = dict(settings=settings, data_dir=data_dir, device=device)
+    if int(jobs) == 1 or len(todo) <= 1:
+        for t in todo:
+            if data is None:
+                from localentropy.deep.datasets import load_images
+
+                data = load_images("fashion-mnist", data_dir, device)
+            metas[(str(t[2]), t[3])] = meta = compute_curve(t[2], t[3], data=data, **args)
+            report(t, meta)
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        ctx = mp.get_context("spawn")  # fork-unsafe: torch's and the BLAS's thread pools
+        with ProcessPoolExecutor(max_workers=min(int(jobs), len(todo)), mp_context=ctx) as pool:
+            # the costly selections first (all weights, then the 784 × 784 layers), so the short ones fill the end
+            order = sorted(todo, key=lambda t: list(SELECTIONS).index(t[3]))
+            futures = {pool.submit(_curve_job, t[2], t[3], int(threads), args): t for t in order}
+            for f in as_completed(futures):
+                t = futures[f]
+                metas[(str(t[2]), t[3])] = meta = f.result()
+                report(t, meta)
+    rows = []
+    for method, s, folder, sel in tasks:
+        meta = metas[(str(folder), sel)]
+        with open(_curve_paths(folder, sel)[0], newline="") as fh:
+            curve = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(fh)]
+        for r in curve:
+            rows.append(dict(model=model, method=method, seed=s, layers=sel, n=meta["n"],
+                             errors_reference=meta["errors_reference"], **r))
     return rows
+
+
+def _kept_curve(folder: Path, sel: str, settings: dict) -> Optional[dict]:
+    """The metadata of a curve computed earlier with these settings, or None (it must be computed)."""
+    csv_path, meta_path, _ = _curve_paths(folder, sel)
+    if not (csv_path.is_file() and meta_path.is_file()):
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        return None
+    return meta if meta.get("settings") == settings else None  # other settings: recompute
+
+
+def _curve_job(folder, sel, threads, args) -> dict:
+    """One curve in a worker process (its own torch threads and data)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    return compute_curve(folder, sel, data=None, **args)
+
+
+def compute_curve(folder: Path, sel: str, *, settings: dict, data=None, data_dir=None, device="cpu") -> dict:
+    """Sample the curve of one run and selection; write its CSV and JSON atomically beside the run (a
+    checkpoint while it runs, resumed only when started with the same settings); returns the JSON's dict."""
+    from localentropy.deep.datasets import load_images
+    from localentropy.deep.local_entropy import run_local_entropy
+
+    csv_path, meta_path, ckpt = _curve_paths(folder, sel)
+    if ckpt.exists() and not _checkpoint_matches(ckpt, meta_path, settings):
+        ckpt.unlink()
+    if data is None:
+        data = load_images("fashion-mnist", data_dir, device)
+    with atomic_open(meta_path.with_suffix(".pending.json"), "w") as fh:
+        json.dump({"settings": settings}, fh)
+    res = run_local_entropy(folder, settings["deltas"], layers=SELECTIONS[sel], scale="relative",
+                            samples=settings["samples"], chains=settings["chains"], groups=settings["groups"],
+                            moves=settings["moves"], seed=settings["seed"], device=device, data=data,
+                            stop_below=settings["stop_below"], checkpoint=ckpt)
+    curve = [dict(prior_delta=float(res.prior_delta[i]), phi_G=float(res.phi_G[i]), phi_G_se=float(res.phi_G_se[i]),
+                  delta=float(res.delta[i]), delta_se=float(res.delta_se[i]), phi=float(res.phi[i]),
+                  phi_se=float(res.phi_se[i]))
+             for i in range(len(res.prior_delta))]
+    meta = {"settings": settings, "n": int(res.n), "errors_reference": int(res.settings["errors_reference"]),
+            "seconds": float(res.seconds[-1]), "stalled_at": None if math.isnan(res.stalled_at) else float(res.stalled_at)}
+    with atomic_open(csv_path, "w") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(curve[0]))
+        w.writeheader()
+        w.writerows(curve)
+    with atomic_open(meta_path, "w") as fh:
+        json.dump(meta, fh)
+    meta_path.with_suffix(".pending.json").unlink(missing_ok=True)
+    ckpt.unlink(missing_ok=True)
+    return meta
 
 
 def evidence_folders(runs_dir, model, methods, seeds) -> list:
@@ -246,8 +301,8 @@ def entropy_summary(rows, energy_rows, *, command: str, wall: float, settings: d
     lines = ["# Local entropy of paper 002's MLP on Fashion-MNIST, per method and layer", "",
              f"Command: `{command}`", "",
              f"Wall time of this command: {wall:.0f} s"
-             + (f"; the curves' own sampling time, summed: {sampling:.0f} s (one CPU thread each, on 2 cores "
-                f"shared with other work)" if sampling else "") + ". Sampler: SMC over Δ with "
+             + (f"; the curves' own sampling time, summed: {sampling:.0f} s (jobs and threads in the settings "
+                f"below)" if sampling else "") + ". Sampler: SMC over Δ with "
              f"elliptical slice moves (`entropic.local_entropy`), relative units, settings {json.dumps(settings)}.",
              "", "Φ_LE(d) per weight: the log-fraction of the Gaussian shell at squared distance d (per weight, in "
              "units of each layer's mean squared weight) around the final network that makes no more training "

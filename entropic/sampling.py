@@ -682,10 +682,12 @@ class _ModelSpace:
         self._vmap = True
         self.E0 = int(self.errors_many(self.center[None])[0])
 
-    def theta(self, z, Delta):
-        """The selected parameters (B, n) at perturbations z (B, n) of prior width Δ."""
-        step = math.sqrt(Delta) * z
-        return self.center + (step * self.scale if self.scale is not None else step)
+    def theta(self, z, Delta, out=None):
+        """The selected parameters (B, n) at perturbations z (B, n) of prior width Δ: θ̃ + √Δ s ⊙ z in one
+        pass (into ``out`` if given)."""
+        if self.scale is not None:
+            return torch.addcmul(self.center, z, self.scale, value=math.sqrt(Delta), out=out)
+        return torch.add(self.center, z, alpha=math.sqrt(Delta), out=out)
 
     def errors_many(self, thetas) -> torch.Tensor:
         """Misclassified training samples (B,) of the model with the selected parameters set to each row."""
@@ -694,6 +696,15 @@ class _ModelSpace:
             for c in range(0, thetas.shape[0], self.chain_batch):
                 out.append(self._errors_chunk(thetas[c:c + self.chain_batch]))
         return torch.cat(out)
+
+    def _buffer(self, rows):
+        """A kept (chain_batch, n) buffer for the parameters of one chunk of chains: filled in place, so the
+        pages of a fresh 10⁷-float tensor are not faulted in at every proposal."""
+        buf = getattr(self, "_theta_buf", None)
+        if buf is None or buf.shape[0] < rows or buf.dtype != self.center.dtype:
+            buf = self._theta_buf = torch.empty((self.chain_batch, self.n), dtype=self.center.dtype,
+                                                device=self.center.device)
+        return buf[:rows]
 
     def _errors_chunk(self, thetas):
         if self._vmap:
@@ -737,7 +748,12 @@ class _ModelSpace:
         return z
 
     def feasible(self, z, Delta):
-        return self.errors_many(self.theta(z, Delta)) <= self.E0
+        out = []
+        with torch.no_grad():
+            for c in range(0, z.shape[0], self.chain_batch):
+                zc = z[c:c + self.chain_batch]
+                out.append(self._errors_chunk(self.theta(zc, Delta, out=self._buffer(zc.shape[0]))))
+        return torch.cat(out) <= self.E0
 
     def move(self, z, Delta, moves, gen, max_shrinks=100):
         """`moves` elliptical slice steps per chain with the indicator likelihood: propose on the ellipse
@@ -746,6 +762,7 @@ class _ModelSpace:
         z = z.clone()
         M = z.shape[0]
         shrinks = 0
+        pbuf = torch.empty_like(z)  # the proposals, written in place at every shrink
         f64 = dict(dtype=torch.float64, device=z.device)
         for _ in range(moves):
             nu = torch.randn(z.shape, generator=gen, dtype=z.dtype, device=z.device)
@@ -755,7 +772,9 @@ class _ModelSpace:
             for _ in range(max_shrinks):
                 idx = torch.nonzero(active).flatten()
                 t = theta[idx, None].to(z.dtype)
-                prop = z[idx] * torch.cos(t) + nu[idx] * torch.sin(t)
+                every = idx.numel() == M  # the first proposal of a move: no gather of z and ν
+                prop = torch.mul(z if every else z[idx], torch.cos(t), out=pbuf[:idx.numel()])
+                prop.addcmul_(nu if every else nu[idx], torch.sin(t))
                 ok = self.feasible(prop, Delta)
                 z[idx[ok]] = prop[ok]
                 active[idx[ok]] = False

@@ -197,6 +197,13 @@ def test_evidence_local_entropy_draws_every_method_and_layer_and_reruns_from_its
     stamp = {p: p.stat().st_mtime_ns for p in kept}
     again = CliRunner().invoke(cli, args)
     assert again.exit_code == 0 and {p: p.stat().st_mtime_ns for p in kept} == stamp
+    # the same curves from one process as from the two workers above
+    for p in runs.glob("*/local_entropy-*"):
+        p.rename(p.with_name("parallel-" + p.name))
+    one = CliRunner().invoke(cli, args + ["--jobs", "1"])
+    assert one.exit_code == 0, one.output
+    for p in kept:
+        assert p.read_text() == p.with_name("parallel-" + p.name).read_text()
 
 
 def test_evidence_local_entropy_without_evidence_runs_is_one_line_and_status_2(tmp_path):
