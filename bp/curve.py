@@ -27,6 +27,8 @@ from localentropy.bp.amp import AMPState
 from localentropy.bp.edge import make_problem
 from localentropy.bp.errors import BPError
 from localentropy.bp.free_entropy import METHODS, free_entropy_of
+
+CURVE_METHODS = METHODS + ("ep",)  # local_entropy_curve's: BP's forms and expectation propagation (bp/ep.py)
 from localentropy.bp.result import check_inputs, normaliser
 
 DEFAULT_POINTS = 30
@@ -195,17 +197,10 @@ def local_entropy_curve(center, X, y, deltas=None, *, beta=np.inf, drop_misclass
                          tol=tol, max_sweeps=max_sweeps, max_failures=max_failures, gap_factor=gap_factor,
                          normalize=normalize, progress=progress)
     if method not in METHODS:
-        raise BPError(f"unknown method {method!r}; available: {', '.join(METHODS + ('ep',))}")
-    Wt = normalize_reference(center)
-    problem = make_problem(X, y, Wt)
+        raise BPError(f"unknown method {method!r}; available: {', '.join(CURVE_METHODS)}")
+    Wt, problem, deltas, bad = _scan_inputs(center, X, y, deltas)
     P, K, N = problem.shape
     n = normaliser(normalize, K, N)
-    deltas = DEFAULT_DELTAS if deltas is None else np.asarray(deltas, dtype=np.float64).reshape(-1)
-    if deltas.size == 0 or not np.all(np.isfinite(deltas)) or np.any(deltas <= 0):
-        raise BPError("deltas must be a non-empty list of finite prior widths > 0")
-    if np.any(np.diff(deltas) <= 0):
-        raise BPError("deltas must be strictly increasing (the scan continues each fixed point to the next Δ)")
-    bad = misclassified(Wt, problem.X, problem.y)
     n_bad = int(bad.sum())
     Xs, ys = problem.X, problem.y
     if n_blocks is None:
@@ -264,23 +259,42 @@ def local_entropy_curve(center, X, y, deltas=None, *, beta=np.inf, drop_misclass
                       "phi_G": float(phi_G[j]), "delta": float(dl[j]),
                       "phi": float(shell_entropy(phi_G[j], dl[j], D)), "iterations": int(r.iterations),
                       "damping": float(r.damping), "reason": r.reason, "method": r.method})
-    s = shell_entropy(phi_G, dl, deltas)
-    s_ball = ball_entropy(dl, s)
-    gaps = find_gaps(deltas, dl, conv, gap_factor)
-    scale = K * N / n  # per weight → per the chosen normaliser
     settings = {"schedule": schedule, "n_blocks": n_blocks, "damping": damping, "tol": tol,
                 "max_sweeps": max_sweeps, "patience": patience, "max_failures": max_failures,
                 "gap_factor": gap_factor, "seed": seed if isinstance(seed, (int, type(None))) else "generator",
                 "drop_misclassified": drop_misclassified, "n_misclassified": n_bad}
+    return _assemble(deltas, phi_G, dl, conv, K, N, n, gap_factor, iterations=iters, damping=damp, n_blocks=nblk,
+                     error=err, reasons=tuple(reasons), methods=tuple(methods), method=method, normalize=normalize,
+                     P=int(len(ys)), beta=float(beta), n_dropped=n_bad if drop_misclassified else 0,
+                     settings=settings, sweeps=spent)
+
+
+def _scan_inputs(center, X, y, deltas):
+    """The reference rescaled to ‖w̃_k‖² = N, the checked problem, the Δ grid (checked, increasing) and the
+    mask of the patterns the reference misclassifies: what every scan over Δ starts from."""
+    Wt = normalize_reference(center)
+    problem = make_problem(X, y, Wt)
+    deltas = DEFAULT_DELTAS if deltas is None else np.asarray(deltas, dtype=np.float64).reshape(-1)
+    if deltas.size == 0 or not np.all(np.isfinite(deltas)) or np.any(deltas <= 0):
+        raise BPError("deltas must be a non-empty list of finite prior widths > 0")
+    if np.any(np.diff(deltas) <= 0):
+        raise BPError("deltas must be strictly increasing (the scan continues each fixed point to the next Δ)")
+    return Wt, problem, deltas, misclassified(Wt, problem.X, problem.y)
+
+
+def _assemble(deltas, phi_G, dl, conv, K, N, n, gap_factor, **fields) -> LocalEntropyCurve:
+    """The curve from φ_G(Δ) and δ(Δ) per weight: shell and ball local entropy (the shared Legendre
+    transform), the gaps, everything per the chosen normaliser n."""
+    s = shell_entropy(phi_G, dl, deltas)
+    s_ball = ball_entropy(dl, s)
+    gaps = find_gaps(deltas, dl, conv, gap_factor)
+    scale = K * N / n  # per weight → per the chosen normaliser
     for g in gaps:
         g["delta_low"] *= scale
         g["delta_high"] *= scale
     return LocalEntropyCurve(prior_delta=deltas.copy(), delta=dl * scale, d=dl * K * N, phi=s * scale,
-                             phi_ball=s_ball * scale, phi_G=phi_G * scale, converged=conv, iterations=iters,
-                             damping=damp, n_blocks=nblk, error=err, reasons=tuple(reasons), methods=tuple(methods),
-                             gaps=tuple(gaps),
-                             method=method, normalize=normalize, n=n, K=K, N=N, P=int(len(ys)), beta=float(beta),
-                             n_dropped=n_bad if drop_misclassified else 0, settings=settings, sweeps=spent)
+                             phi_ball=s_ball * scale, phi_G=phi_G * scale, converged=conv, gaps=tuple(gaps), n=n,
+                             K=K, N=N, **fields)
 
 
 def _ep_curve(center, X, y, deltas, *, beta, drop_misclassified, damping, tol, max_sweeps, max_failures, gap_factor,
@@ -291,17 +305,10 @@ def _ep_curve(center, X, y, deltas, *, beta, drop_misclassified, damping, tol, m
 
     if math.isfinite(float(beta)):
         raise BPError("method 'ep' computes the hard-constraint free entropy only (beta = inf)")
-    Wt = normalize_reference(center)
-    problem = make_problem(X, y, Wt)
+    Wt, problem, deltas, bad = _scan_inputs(center, X, y, deltas)
     P, K, N = problem.shape
     n = normaliser(normalize, K, N)
-    deltas = DEFAULT_DELTAS if deltas is None else np.asarray(deltas, dtype=np.float64).reshape(-1)
-    if deltas.size == 0 or not np.all(np.isfinite(deltas)) or np.any(deltas <= 0):
-        raise BPError("deltas must be a non-empty list of finite prior widths > 0")
-    if np.any(np.diff(deltas) <= 0):
-        raise BPError("deltas must be strictly increasing (the scan continues each fixed point to the next Δ)")
     damping = 0.5 if damping is None else float(damping)
-    bad = misclassified(Wt, problem.X, problem.y)
     n_bad = int(bad.sum())
     Xs, ys = problem.X, problem.y
     if n_bad and not drop_misclassified:
@@ -333,19 +340,10 @@ def _ep_curve(center, X, y, deltas, *, beta, drop_misclassified, damping, tol, m
                       "phi_G": float(phi_G[j]), "delta": float(dl[j]),
                       "phi": float(shell_entropy(phi_G[j], dl[j], D)), "iterations": int(r.sweeps),
                       "damping": damping, "reason": reasons[j], "method": "ep"})
-    s = shell_entropy(phi_G, dl, deltas)
-    s_ball = ball_entropy(dl, s)
-    gaps = find_gaps(deltas, dl, conv, gap_factor)
-    scale = K * N / n
-    for g in gaps:
-        g["delta_low"] *= scale
-        g["delta_high"] *= scale
     settings = {"damping": damping, "tol": tol, "max_sweeps": max_sweeps, "max_failures": max_failures,
                 "gap_factor": gap_factor, "drop_misclassified": drop_misclassified, "n_misclassified": n_bad,
                 "factorisations": ep.factorisations, "precision_route": ep.G_inv is not None}
-    return LocalEntropyCurve(prior_delta=deltas.copy(), delta=dl * scale, d=dl * K * N, phi=s * scale,
-                             phi_ball=s_ball * scale, phi_G=phi_G * scale, converged=conv, iterations=iters,
-                             damping=np.full(G, damping), n_blocks=np.zeros(G, dtype=np.int64), error=err,
-                             reasons=tuple(reasons), methods=tuple(methods), gaps=tuple(gaps), method="ep",
-                             normalize=normalize, n=n, K=K, N=N, P=int(len(ys)), beta=float(beta),
-                             n_dropped=n_bad if drop_misclassified else 0, settings=settings, sweeps=iters.copy())
+    return _assemble(deltas, phi_G, dl, conv, K, N, n, gap_factor, iterations=iters, damping=np.full(G, damping),
+                     n_blocks=np.zeros(G, dtype=np.int64), error=err, reasons=tuple(reasons), methods=tuple(methods),
+                     method="ep", normalize=normalize, P=int(len(ys)), beta=float(beta),
+                     n_dropped=n_bad if drop_misclassified else 0, settings=settings, sweeps=iters.copy())

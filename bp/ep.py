@@ -244,7 +244,7 @@ def ep_free_entropy(problem: EPProblem, Delta, *, state: EPState | None = None, 
         if change < tol:
             converged = True
             break
-    phi_G, delta = _free_entropy(problem, Delta, a, b)
+    phi_G, delta = _free_entropy(problem, Delta, V, a, b)
     if not (math.isfinite(phi_G) and math.isfinite(delta)):
         converged = False
     return EPResult(phi_G=phi_G, delta=delta, converged=converged, sweeps=sweeps, change=change,
@@ -257,10 +257,9 @@ def _proper(V, a) -> bool:
     return bool(np.all(np.isfinite(Vd)) and np.all(Vd > 0) and np.all(1.0 / Vd - a > 0))
 
 
-def _free_entropy(problem: EPProblem, Delta, a, b):
-    """(ln Z / n, E[½‖w − w̃‖²] / n) at the sites a, b (module docstring)."""
+def _free_entropy(problem: EPProblem, Delta, u: "_Units", a, b):
+    """(ln Z / n, E[½‖w − w̃‖²] / n) at the sites a, b, whose Gaussians are ``u`` (module docstring)."""
     K, N, y, m0 = problem.K, problem.N, problem.y, problem.m0
-    u = problem.unit_gaussians(Delta, a)
     S0, logdet = u.S0, u.logdet
     m, Vd, r, Vr = problem.moments(u, a, b)
     glob = float(np.sum(-0.5 * logdet + (m0 * b).sum(1) - 0.5 * (a * m0 * m0).sum(1) + 0.5 * (r * Vr).sum(1)))

@@ -344,10 +344,10 @@ def restart_curves(weights, X, y, deltas=None, *, restarts: Optional[Sequence[in
     check_patterns(patterns_hash, Xn, yn, "weights")
     grid = bp.default_deltas() if deltas is None else np.asarray(deltas, dtype=np.float64).reshape(-1)
     _check_deltas(grid)
-    from localentropy.bp.free_entropy import METHODS
+    from localentropy.bp.curve import CURVE_METHODS
 
-    if method not in METHODS + ("ep",):
-        raise BPError(f"unknown method {method!r}; available: {', '.join(METHODS + ('ep',))}")
+    if method not in CURVE_METHODS:
+        raise BPError(f"unknown method {method!r}; available: {', '.join(CURVE_METHODS)}")
     beta = float(beta)
     if not beta > 0:
         raise BPError(f"beta must be > 0 (inf for the hard constraint), got {beta}")

@@ -70,7 +70,7 @@ def evidence_local_entropy(runs_dir, *, model: str = "mlp2", methods=METHODS, se
     folders = evidence_folders(runs_dir, model, methods, seeds)
     settings = _settings(deltas, samples, chains, groups, moves, seed, stop_below)
     tasks = [(method, s, folder, sel) for method, s, folder in folders for sel in selections]
-    metas = {(str(t[2]), t[3]): _kept_curve(t[2], t[3], settings) for t in tasks}
+    metas = {t: _kept_curve(t[2], t[3], settings) for t in tasks}
     total, done = len(tasks), 0
 
     def report(task, meta):
@@ -80,10 +80,10 @@ def evidence_local_entropy(runs_dir, *, model: str = "mlp2", methods=METHODS, se
             progress(done, total, {"method": task[0], "seed": task[1], "layers": task[3],
                                    "seconds": meta.get("seconds")})
 
-    todo = [t for t in tasks if metas[(str(t[2]), t[3])] is None]
+    todo = [t for t in tasks if metas[t] is None]
     for t in tasks:
-        if metas[(str(t[2]), t[3])] is not None:
-            report(t, metas[(str(t[2]), t[3])])
+        if metas[t] is not None:
+            report(t, metas[t])
     args = dict(settings=settings, data_dir=data_dir, device=device)
     if int(jobs) == 1 or len(todo) <= 1:
         for t in todo:
@@ -91,7 +91,7 @@ def evidence_local_entropy(runs_dir, *, model: str = "mlp2", methods=METHODS, se
                 from localentropy.deep.datasets import load_images
 
                 data = load_images("fashion-mnist", data_dir, device)
-            metas[(str(t[2]), t[3])] = meta = compute_curve(t[2], t[3], data=data, **args)
+            metas[t] = meta = compute_curve(t[2], t[3], data=data, **args)
             report(t, meta)
     else:
         import multiprocessing as mp
@@ -104,11 +104,12 @@ def evidence_local_entropy(runs_dir, *, model: str = "mlp2", methods=METHODS, se
             futures = {pool.submit(_curve_job, t[2], t[3], int(threads), args): t for t in order}
             for f in as_completed(futures):
                 t = futures[f]
-                metas[(str(t[2]), t[3])] = meta = f.result()
+                metas[t] = meta = f.result()
                 report(t, meta)
     rows = []
-    for method, s, folder, sel in tasks:
-        meta = metas[(str(folder), sel)]
+    for t in tasks:
+        method, s, folder, sel = t
+        meta = metas[t]
         with open(_curve_paths(folder, sel)[0], newline="") as fh:
             curve = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(fh)]
         for r in curve:

@@ -680,6 +680,7 @@ class _ModelSpace:
             self.scale = None
         self._err = classification_error
         self._vmap = True
+        self._theta_buf = None
         self.E0 = int(self.errors_many(self.center[None])[0])
 
     def theta(self, z, Delta, out=None):
@@ -691,20 +692,23 @@ class _ModelSpace:
 
     def errors_many(self, thetas) -> torch.Tensor:
         """Misclassified training samples (B,) of the model with the selected parameters set to each row."""
+        return self._chunked(thetas.shape[0], lambda c, e: thetas[c:e])
+
+    def _chunked(self, rows, chunk) -> torch.Tensor:
+        """Errors of ``rows`` parameter rows, ``chain_batch`` at a time; chunk(c, e) gives rows c … e − 1."""
         out = []
         with torch.no_grad():
-            for c in range(0, thetas.shape[0], self.chain_batch):
-                out.append(self._errors_chunk(thetas[c:c + self.chain_batch]))
+            for c in range(0, rows, self.chain_batch):
+                out.append(self._errors_chunk(chunk(c, min(c + self.chain_batch, rows))))
         return torch.cat(out)
 
     def _buffer(self, rows):
         """A kept (chain_batch, n) buffer for the parameters of one chunk of chains: filled in place, so the
         pages of a fresh 10⁷-float tensor are not faulted in at every proposal."""
-        buf = getattr(self, "_theta_buf", None)
-        if buf is None or buf.shape[0] < rows or buf.dtype != self.center.dtype:
-            buf = self._theta_buf = torch.empty((self.chain_batch, self.n), dtype=self.center.dtype,
-                                                device=self.center.device)
-        return buf[:rows]
+        if self._theta_buf is None:
+            self._theta_buf = torch.empty((self.chain_batch, self.n), dtype=self.center.dtype,
+                                          device=self.center.device)
+        return self._theta_buf[:rows]
 
     def _errors_chunk(self, thetas):
         if self._vmap:
@@ -748,12 +752,7 @@ class _ModelSpace:
         return z
 
     def feasible(self, z, Delta):
-        out = []
-        with torch.no_grad():
-            for c in range(0, z.shape[0], self.chain_batch):
-                zc = z[c:c + self.chain_batch]
-                out.append(self._errors_chunk(self.theta(zc, Delta, out=self._buffer(zc.shape[0]))))
-        return torch.cat(out) <= self.E0
+        return self._chunked(z.shape[0], lambda c, e: self.theta(z[c:e], Delta, out=self._buffer(e - c))) <= self.E0
 
     def move(self, z, Delta, moves, gen, max_shrinks=100):
         """`moves` elliptical slice steps per chain with the indicator likelihood: propose on the ellipse

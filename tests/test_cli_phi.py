@@ -73,6 +73,10 @@ def test_ep_curve_from_the_cli_equals_the_library_and_refuses_a_soft_constraint(
     for j, r in enumerate(rows):
         assert float(r["phi_G"]) == pytest.approx(ref.phi_G[j], rel=1e-9)
         assert float(r["phi"]) == pytest.approx(ref.phi[j], rel=1e-9)
+    from localentropy.bp.curve import CURVE_METHODS
+    from localentropy.cli.phi_cmd import METHOD_CHOICES
+
+    assert set(METHOD_CHOICES) == set(CURVE_METHODS)  # the CLI's literal list (no bp import at start-up)
     res = run("phi", tmp / "w.npy", "--data", tmp / "pats.npz", "--method", "ep", "--beta", 3, "--out", tmp / "x.csv")
     one_line_error(res, "beta = inf")
     assert not (tmp / "x.csv").exists()

@@ -24,7 +24,7 @@ from localentropy.entropic import sampling as le
 from localentropy.entropic.gauss import CounterNormal
 from tests.test_cli_deep_train import fmnist  # noqa: F401  (fixture)
 from tests.test_committee_train import SMALL
-from tests.test_local_entropy_sampling import _brute_force, _committee_instance, _Committee
+from tests.test_local_entropy_sampling import _committee_instance, _Committee, assert_matches_brute_force
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]
@@ -152,10 +152,7 @@ def test_committee_sampler_on_cuda_matches_brute_force():
     W, X, y = _committee_instance(3, 4, 6, 0)
     deltas = [0.05, 0.5, 2.0]
     r = le.committee_local_entropy(W, X, y, deltas, chains=2048, groups=8, moves=2, seed=1, device=CUDA)
-    for i, D in enumerate(deltas):
-        phi, phi_se, delta, delta_se = _brute_force(W, X, y, D, 100_000, 2)
-        assert abs(r.phi_G[i] - phi) < 4 * math.hypot(r.phi_G_se[i], phi_se), (D, r.phi_G[i], phi)
-        assert abs(r.delta[i] - delta) < 4 * math.hypot(r.delta_se[i], delta_se), (D, r.delta[i], delta)
+    assert_matches_brute_force(r, W, X, y, deltas)
 
 
 def test_general_sampler_on_cuda_matches_brute_force():
@@ -165,10 +162,7 @@ def test_general_sampler_on_cuda_matches_brute_force():
     r = le.local_entropy(model, torch.tensor(X, device=CUDA), torch.tensor(y, device=CUDA), deltas, chains=128,
                          groups=8, moves=3, seed=4)
     assert r.n == 12
-    for i, D in enumerate(deltas):
-        phi, phi_se, delta, delta_se = _brute_force(W, X, y, D, 100_000, 2)
-        assert abs(r.phi_G[i] - phi) < 4 * math.hypot(r.phi_G_se[i], phi_se), (D, r.phi_G[i], phi)
-        assert abs(r.delta[i] - delta) < 4 * math.hypot(r.delta_se[i], delta_se), (D, r.delta[i], delta)
+    assert_matches_brute_force(r, W, X, y, deltas)
 
 
 @pytest.mark.parametrize("preset", ["cpu-fmnist-mlp2-sgd", "cpu-fmnist-mlp2-esgd", "cpu-fmnist-mlp2-rsgd",
