@@ -434,7 +434,10 @@ def _smc(space, deltas, chains, groups, keep, moves, seed, n, checkpoint, finger
             if np.any(frac == 0):
                 raise EntropicError(f"at Δ = {nxt:.4g} group(s) {np.flatnonzero(frac == 0).tolist()} lost every "
                                     f"particle; use more chains (now {chains}) or a larger keep (now {keep})")
-            state = _resample(state, ok, gen)
+            pick = _resample_index(ok, gen, state.device)
+            state = state[pick]
+            if hasattr(space, "resampled"):
+                space.resampled(aux, pick, state)
             state, stat = space.move(state, nxt, moves, gen)
             aux = space.aux(state)
             back = np.ones(groups)
@@ -566,17 +569,17 @@ def _next_level(space, aux, current, target, keep):
     return max(math.exp(lo), current * (1 + 1e-6) if current > 0 else math.exp(lo))
 
 
-def _resample(a, ok, gen):
-    """Replace each group's infeasible particles by copies of its feasible ones, drawn uniformly."""
+def _resample_index(ok, gen, device):
+    """The particle each new particle copies (M,): itself if feasible, else one of its group's feasible
+    ones, drawn uniformly."""
     groups, per = ok.shape
-    a = a.reshape(groups, per, *a.shape[1:]).clone()
+    pick = torch.arange(groups * per, device=device).reshape(groups, per)
     for g in range(groups):
         good = torch.nonzero(ok[g]).flatten()
         badi = torch.nonzero(~ok[g]).flatten()
         if badi.numel():
-            pick = good[torch.randint(good.numel(), (badi.numel(),), generator=gen, device=a.device)]
-            a[g, badi] = a[g, pick]
-    return a.reshape(groups * per, *a.shape[2:])
+            pick[g, badi] = pick[g, good[torch.randint(good.numel(), (badi.numel(),), generator=gen, device=device)]]
+    return pick.reshape(-1)
 
 
 @dataclass(frozen=True)
@@ -659,13 +662,23 @@ class _ModelSpace:
     # chain over the training set, and the estimate is unbiased whatever the levels (they set its variance)
     level_tolerance = 0.05
 
-    def __init__(self, model, X, y, names, batch_size, dtype, device, scale="absolute", chain_batch=32):
+    # the first layer's outputs of all chains (Lz, Lν, the proposals) must fit in this many bytes, or the
+    # general path is taken
+    first_layer_bytes = 2 ** 30
+
+    def __init__(self, model, X, y, names, batch_size, dtype, device, scale="absolute", chain_batch=32,
+                 first_layer=True):
+        from localentropy.entropic.first_layer import FirstLayer
         from localentropy.entropic.local_energy import classification_error
 
-        self.model, self.X, self.y, self.names = model, X, y, names
+        self.model, self.X, self.y = model, X, y
         self.batch_size, self.chain_batch = batch_size, chain_batch
         self.dtype, self.device = dtype, device
         params = dict(model.named_parameters())
+        found = FirstLayer.order_first(model, list(names), X) if first_layer else None
+        if found is not None:
+            names = found[1]  # the first module's parameters first: z[:, :size] perturbs it
+        self.names = names
         self.shapes = [params[k].shape for k in names]
         self.sizes = [params[k].numel() for k in names]
         self.center = torch.cat([params[k].detach().reshape(-1).to(dtype) for k in names])
@@ -682,6 +695,12 @@ class _ModelSpace:
         self._vmap = True
         self._theta_buf = None
         self.E0 = int(self.errors_many(self.center[None])[0])
+        self.first = None  # the first selected layer as a linear map of the perturbation (entropic.first_layer)
+        self._cache = None  # (z, L(s ⊙ z)) of the last particles moved
+        if found is not None:
+            first = FirstLayer.capture(model, found[0], names, params, X, batch_size)
+            if first.check(model, self.center, self.scale, names, self.sizes, self.shapes, X, dtype):
+                self.first = first
 
     def theta(self, z, Delta, out=None):
         """The selected parameters (B, n) at perturbations z (B, n) of prior width Δ: θ̃ + √Δ s ⊙ z in one
@@ -746,18 +765,112 @@ class _ModelSpace:
         return wrong
 
     def init(self, M, gen):
+        if self.first is not None:
+            per_chain = self.first.base.numel() * self.first.base.element_size()
+            if 4 * M * per_chain > self.first_layer_bytes:  # Lz, Lν, the proposals and the kept (z, Lz)
+                self.first = None
         return torch.randn((M, self.n), generator=gen, dtype=self.dtype, device=self.device)
 
     def aux(self, z):
-        return z
+        """What feasibility is computed from: z, and with a linear first layer (z, L(s ⊙ z)) as well."""
+        if self.first is None:
+            return z
+        if self._cache is not None and self._cache[0] is z:
+            return self._cache
+        return z, self._first_L(z)
+
+    def _first_L(self, z):
+        """L(s ⊙ z) of the first layer's block of z, chain_batch rows at a time: (M, P, ...)."""
+        k = self.first.size
+        if self.scale is None:
+            scales = None
+        else:  # one scale per tensor ("relative"): applied to L's outputs, not to the rows of z
+            starts = np.cumsum([0] + self.first.sizes[:-1])
+            scales = [float(self.scale[int(o)]) for o in starts]
+        return torch.cat([self.first.L(z[c:c + self.chain_batch, :k], scales)
+                          for c in range(0, z.shape[0], self.chain_batch)])
 
     def feasible(self, z, Delta):
+        if self.first is not None:
+            z, Lz = z
+            r = math.sqrt(Delta)
+
+            def chunk(c, e):
+                pre = torch.add(self.first.base, Lz[c:e], alpha=r, out=self._pre_buffer(e - c))
+                return self._rest(z[c:e, self.first.size:], Delta), pre
+            return self._chunked_first(z.shape[0], chunk) <= self.E0
         return self._chunked(z.shape[0], lambda c, e: self.theta(z[c:e], Delta, out=self._buffer(e - c))) <= self.E0
+
+    def _pre_buffer(self, rows):
+        """A kept (chain_batch, P, ...) buffer for the first layer's outputs of one chunk of chains."""
+        if getattr(self, "_pre_buf", None) is None:
+            self._pre_buf = torch.empty((self.chain_batch, *self.first.base.shape), dtype=self.first.base.dtype,
+                                        device=self.first.base.device)
+        return self._pre_buf[:rows]
+
+    def _rest(self, zr, Delta):
+        """The parameters after the first layer's, θ̃ + √Δ s ⊙ z on their block zr, as a functional_call dict
+        (into the kept buffer's columns after the first layer's)."""
+        k = self.first.size
+        if k == self.n:
+            return {}
+        if getattr(self, "_rest_buf", None) is None:
+            self._rest_buf = torch.empty((self.chain_batch, self.n - k), dtype=self.center.dtype,
+                                         device=self.center.device)
+        out = self._rest_buf[:zr.shape[0]]
+        if self.scale is not None:
+            torch.addcmul(self.center[k:], zr, self.scale[k:], value=math.sqrt(Delta), out=out)
+        else:
+            torch.add(self.center[k:], zr, alpha=math.sqrt(Delta), out=out)
+        names = self.names[len(self.first.locals):]
+        pieces = torch.split(out, self.sizes[len(self.first.locals):], dim=1)
+        shapes = self.shapes[len(self.first.locals):]
+        return {n: p.reshape(p.shape[0], *s).to(self.X.dtype) for n, p, s in zip(names, pieces, shapes)}
+
+    def _chunked_first(self, rows, chunk) -> torch.Tensor:
+        """Errors of ``rows`` chains, ``chain_batch`` at a time; chunk(c, e) gives rows c … e − 1 as (the
+        parameters after the first layer's, the first layer's outputs)."""
+        out = []
+        with torch.no_grad(), self.first.replaced():
+            for c in range(0, rows, self.chain_batch):
+                rest, pre = chunk(c, min(c + self.chain_batch, rows))
+                out.append(self._errors_first(rest, pre))
+        return torch.cat(out)
+
+    def _errors_first(self, rest, pre):
+        """Misclassified samples per chain when the first layer outputs ``pre`` (B, P, ...) and the later
+        selected parameters are ``rest``; vmapped over the chains, or chain by chain if vmap fails."""
+        from torch.func import functional_call, vmap
+
+        err, first = self._err, self.first
+
+        def call(ps, pr, xb, yb):
+            first._value = pr
+            return err(functional_call(self.model, ps, (xb,)), yb)
+
+        wrong = torch.zeros(pre.shape[0], dtype=torch.float64, device=self.device)
+        batches = [(i, min(i + self.batch_size, self.X.shape[0])) for i in range(0, self.X.shape[0], self.batch_size)]
+        if self._vmap:
+            try:
+                f = vmap(call, in_dims=(0, 0, None, None))
+                for i, j in batches:
+                    wrong += f(rest, pre[:, i:j], self.X[i:j], self.y[i:j]).to(torch.float64) * (j - i)
+                return wrong.round().long()
+            except (RuntimeError, NotImplementedError, ValueError, TypeError):
+                self._vmap = False
+                wrong.zero_()
+        for b in range(pre.shape[0]):
+            ps = {k: v[b] for k, v in rest.items()}
+            for i, j in batches:
+                wrong[b] += float(call(ps, pre[b, i:j], self.X[i:j], self.y[i:j])) * (j - i)
+        return wrong.round().long()
 
     def move(self, z, Delta, moves, gen, max_shrinks=100):
         """`moves` elliptical slice steps per chain with the indicator likelihood: propose on the ellipse
         z cos θ + ν sin θ, shrink the bracket towards θ = 0 (z itself, feasible) until feasible; all
         chains at once, each with its own bracket."""
+        if self.first is not None:
+            return self._move_first(z, Delta, moves, gen, max_shrinks)
         z = z.clone()
         M = z.shape[0]
         shrinks = 0
@@ -788,8 +901,63 @@ class _ModelSpace:
                 theta[bad] = lo[bad] + (hi[bad] - lo[bad]) * u
         return z, shrinks / max(1, moves * M)
 
+    def _move_first(self, z, Delta, moves, gen, max_shrinks):
+        """`move` with a linear first layer: the same random numbers and steps, with the first layer's
+        outputs of a proposal combined from L(s ⊙ z) and L(s ⊙ ν) (one product per chain and move). A
+        chain's accepted angle is applied at the end of the move (the rows still shrinking are unchanged
+        until then), in one pass over z and L(s ⊙ z)."""
+        _, Lz = self.aux(z)
+        M, k, r = z.shape[0], self.first.size, math.sqrt(Delta)
+        lead = (-1,) + (1,) * (Lz.dim() - 1)
+        shrinks = 0
+        f64 = dict(dtype=torch.float64, device=z.device)
+        for _ in range(moves):
+            nu = torch.randn(z.shape, generator=gen, dtype=z.dtype, device=z.device)
+            Lnu = self._first_L(nu)
+            theta = torch.rand(M, generator=gen, **f64) * TWO_PI
+            lo, hi = theta - TWO_PI, theta.clone()
+            active = torch.ones(M, dtype=torch.bool, device=z.device)
+            C = torch.ones(M, dtype=z.dtype, device=z.device)  # the accepted cos θ, sin θ of each chain
+            S = torch.zeros(M, dtype=z.dtype, device=z.device)
+            for _ in range(max_shrinks):
+                idx = torch.nonzero(active).flatten()
+                every = idx.numel() == M
+                t = theta[idx].to(z.dtype)
+                cos, sin = torch.cos(t), torch.sin(t)
+
+                def chunk(c, e):
+                    rows = slice(c, e) if every else idx[c:e]
+                    zr = torch.mul(z[rows, k:], cos[c:e, None])
+                    zr.addcmul_(nu[rows, k:], sin[c:e, None])
+                    pre = torch.mul(Lz[rows], (r * cos[c:e]).to(Lz.dtype).reshape(lead), out=self._pre_buffer(e - c))
+                    pre.addcmul_(Lnu[rows], (r * sin[c:e]).to(Lz.dtype).reshape(lead))
+                    pre.add_(self.first.base)
+                    return self._rest(zr, Delta), pre
+                ok = self._chunked_first(idx.numel(), chunk) <= self.E0
+                C[idx[ok]], S[idx[ok]] = cos[ok], sin[ok]
+                active[idx[ok]] = False
+                bad = idx[~ok]
+                shrinks += int(bad.numel())
+                if bad.numel() == 0:
+                    break
+                neg = theta[bad] < 0
+                lo[bad] = torch.where(neg, theta[bad], lo[bad])
+                hi[bad] = torch.where(neg, hi[bad], theta[bad])
+                u = torch.rand(M, generator=gen, **f64)[bad]
+                theta[bad] = lo[bad] + (hi[bad] - lo[bad]) * u
+            z = torch.mul(z, C[:, None]).addcmul_(nu, S[:, None])  # a chain never accepted keeps C = 1, S = 0
+            Lz = torch.mul(Lz, C.to(Lz.dtype).reshape(lead)).addcmul_(Lnu, S.to(Lz.dtype).reshape(lead))
+        self._cache = (z, Lz)
+        return z, shrinks / max(1, moves * M)
+
+    def resampled(self, aux, pick, state):
+        """The particles were resampled (state = old[pick]): keep L(s ⊙ z) of the copies instead of
+        computing it again."""
+        if self.first is not None and isinstance(aux, tuple):
+            self._cache = (state, aux[1][pick])
+
     def sq(self, z):
-        return (z.double() ** 2).sum(1)
+        return torch.cat([(c.double() ** 2).sum(1) for c in z.split(4)])  # a few rows at a time: in cache
 
 
 def local_entropy(model, X, y, deltas, *, params=None, include_biases=False, scale="absolute", chains=64, groups=8,
@@ -864,4 +1032,5 @@ def local_entropy(model, X, y, deltas, *, params=None, include_biases=False, sca
                                groups=groups, settings={"keep": keep, "moves": moves, "seed": seed,
                                                         "params": list(chosen), "errors_reference": space.E0,
                                                         "scale": scale, "device": str(dev), "dtype": str(dtype),
-                                                        "sampler": "elliptical slice"})
+                                                        "sampler": "elliptical slice",
+                                                        "first_layer": None if space.first is None else space.first.name})

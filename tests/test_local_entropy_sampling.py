@@ -411,3 +411,123 @@ def test_a_stalled_level_sequence_ends_the_curve_and_says_where():
     assert out["phi_G"][0] == 0.0  # every particle stayed feasible up to there
     with pytest.raises(EntropicError, match="stalled"):
         le._smc(_BoundarySpace(edge), np.array([0.2]), 16, 4, 0.5, 1, 0, 10, None, "x", None)
+
+
+class _Biased(torch.nn.Module):
+    """A ReLU net with biases; ``tied`` also uses fc1's weight outside fc1 (so its output is not the whole
+    effect of fc1's weight: the first-layer shortcut must refuse it)."""
+
+    def __init__(self, d=8, h=6, c=3, seed=0, tied=False):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.fc1, self.fc2, self.tied = torch.nn.Linear(d, h), torch.nn.Linear(h, c), tied
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(p.shape[-1]))
+
+    def forward(self, x):
+        out = self.fc2(torch.relu(self.fc1(x)))
+        return out + torch.nn.functional.linear(x, self.fc1.weight[:out.shape[1]]) if self.tied else out
+
+
+class _Conv(torch.nn.Module):
+    def __init__(self, seed=0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.conv = torch.nn.Conv2d(2, 3, 3)
+        self.fc = torch.nn.Linear(3 * 4 * 4, 4)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(torch.relu(self.conv(x)), 1))
+
+
+def _labelled(model, X):
+    with torch.no_grad():
+        return model(X).argmax(1)
+
+
+def _both_spaces(model, X, y, names, scale):
+    kw = dict(scale=scale, chain_batch=5)
+    fast = le._ModelSpace(model, X, y, names, 17, torch.float64, torch.device("cpu"), **kw)
+    slow = le._ModelSpace(model, X, y, names, 17, torch.float64, torch.device("cpu"), first_layer=False, **kw)
+    return fast, slow
+
+
+@pytest.mark.parametrize("names", [["fc2.weight"], ["fc1.weight"], ["fc1.weight", "fc1.bias", "fc2.weight"],
+                                   ["fc2.weight", "fc1.bias"], ["conv.weight", "conv.bias"],
+                                   ["conv.bias", "fc.weight"]])
+@pytest.mark.parametrize("scale", ["absolute", "relative"])
+def test_first_layer_shortcut_counts_the_errors_of_the_full_forward_pass(names, scale):
+    """base + √Δ L(s ⊙ z) in place of the first selected layer (entropic.first_layer) gives the same
+    error counts as setting θ̃ + √Δ s ⊙ z and running the network, for Linear and Conv2d layers, weights
+    and biases, any order of the selection."""
+    if names[0].startswith("conv") or names[0] == "conv.bias":
+        model = _Conv().double()
+        X = torch.randn(40, 2, 6, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    else:
+        model = _Biased().double()
+        X = torch.randn(60, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    y = _labelled(model, X)
+    fast, slow = _both_spaces(model, X, y, names, scale)
+    assert fast.first is not None and slow.first is None
+    first_module = {"fc2.weight": "fc1", "conv.bias": "conv"}.get(names[0], names[0].rpartition(".")[0])
+    if names == ["fc2.weight"]:
+        first_module = "fc2"
+    assert fast.first.name == first_module and sorted(fast.names) == sorted(names)
+    z = torch.randn(12, fast.n, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    # the same perturbation in the slow space's column order
+    offs = dict(zip(fast.names, np.cumsum([0] + fast.sizes[:-1])))
+    z_slow = torch.cat([z[:, offs[k]:offs[k] + m] for k, m in zip(slow.names, slow.sizes)], 1)
+    for Delta in (0.05, 0.5, 2.0):
+        got = fast.feasible(fast.aux(z), Delta)
+        want = slow.feasible(slow.aux(z_slow), Delta)
+        assert torch.equal(got, want)
+        errs = slow.errors_many(slow.theta(z_slow, Delta))
+        assert errs.max() > fast.E0  # the comparison includes infeasible chains
+    # and the moves: the same random numbers and accepted angles
+    if fast.names == slow.names:
+        start = torch.zeros_like(z)  # the reference: feasible at every Δ
+        a, sa = fast.move(start, 0.3, 2, torch.Generator().manual_seed(0))
+        b, sb = slow.move(start, 0.3, 2, torch.Generator().manual_seed(0))
+        assert sa == sb and sa > 0
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+        assert bool(fast.feasible(fast.aux(a), 0.3).all())
+
+
+def test_first_layer_shortcut_refuses_a_layer_used_elsewhere_and_large_outputs():
+    """A weight also used outside its module fails the numerical check (the general path is kept); so
+    does a first layer whose outputs for every chain would exceed first_layer_bytes."""
+    model = _Biased(tied=True).double()
+    X = torch.randn(60, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    y = _labelled(model, X)
+    fast, _ = _both_spaces(model, X, y, ["fc1.weight"], "absolute")
+    assert fast.first is None
+    r = le.local_entropy(model, X, y, [0.01], params=["fc1"], chains=16, groups=4, seed=0)
+    assert r.settings["first_layer"] is None
+    model = _Biased().double()
+    fast, _ = _both_spaces(model, X, y, ["fc1.weight"], "absolute")
+    assert fast.first is not None
+    fast.first_layer_bytes = 100
+    fast.init(16, torch.Generator().manual_seed(0))
+    assert fast.first is None
+
+
+def test_the_curve_is_the_same_with_and_without_the_first_layer_shortcut(monkeypatch):
+    """Whole curves: the shortcut changes how the first layer's outputs are computed, not the sampler's
+    random numbers or decisions (float64; a decision that a rounding difference flips would show here)."""
+    model, X, y = _two_layer_task()
+    kw = dict(params=["fc2"], chains=32, groups=4, seed=5, deltas=[0.05, 0.3], scale="relative")
+    fast = le.local_entropy(model, X, y, **kw)
+    monkeypatch.setattr(le._ModelSpace, "__init__", _without_shortcut(le._ModelSpace.__init__))
+    slow = le.local_entropy(model, X, y, **kw)
+    assert fast.settings["first_layer"] == "fc2" and slow.settings["first_layer"] is None
+    np.testing.assert_allclose(fast.phi_G, slow.phi_G, rtol=1e-12)
+    np.testing.assert_allclose(fast.delta, slow.delta, rtol=1e-9)
+    assert fast.phi_G[-1] < 0
+
+
+def _without_shortcut(init):
+    def wrapped(self, *args, **kwargs):
+        kwargs["first_layer"] = False
+        init(self, *args, **kwargs)
+    return wrapped
