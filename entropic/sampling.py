@@ -50,7 +50,7 @@ reference must classify all of them, as BP's hard constraint).
 
 `local_entropy(model, …)` runs the same SMC for any nn.Module and any subset of its weights (paper
 002's partial local entropy), with elliptical slice sampling as move and the constraint "no more
-training errors than the reference": general, slow, and validated on a tiny network only.
+training errors than the reference": general, slower, and validated on tiny networks only.
 `committee_direct_monte_carlo` is plain i.i.d. sampling, the arbiter where Z is not tiny.
 """
 
@@ -877,7 +877,7 @@ class _ModelSpace:
         pbuf = torch.empty_like(z)  # the proposals, written in place at every shrink
         f64 = dict(dtype=torch.float64, device=z.device)
         for _ in range(moves):
-            nu = torch.randn(z.shape, generator=gen, dtype=z.dtype, device=z.device)
+            nu = self._normals(z, gen)
             theta = torch.rand(M, generator=gen, **f64) * TWO_PI
             lo, hi = theta - TWO_PI, theta.clone()
             active = torch.ones(M, dtype=torch.bool, device=z.device)
@@ -901,6 +901,14 @@ class _ModelSpace:
                 theta[bad] = lo[bad] + (hi[bad] - lo[bad]) * u
         return z, shrinks / max(1, moves * M)
 
+    def _normals(self, z, gen):
+        """ν ~ N(0, I) of z's shape, drawn into a kept buffer (torch.randn's stream, without faulting in
+        fresh pages at every move)."""
+        buf = getattr(self, "_nu_buf", None)
+        if buf is None or buf.shape != z.shape or buf.dtype != z.dtype:
+            buf = self._nu_buf = torch.empty_like(z)
+        return torch.randn(z.shape, generator=gen, dtype=z.dtype, device=z.device, out=buf)
+
     def _move_first(self, z, Delta, moves, gen, max_shrinks):
         """`move` with a linear first layer: the same random numbers and steps, with the first layer's
         outputs of a proposal combined from L(s ⊙ z) and L(s ⊙ ν) (one product per chain and move). A
@@ -911,8 +919,8 @@ class _ModelSpace:
         lead = (-1,) + (1,) * (Lz.dim() - 1)
         shrinks = 0
         f64 = dict(dtype=torch.float64, device=z.device)
-        for _ in range(moves):
-            nu = torch.randn(z.shape, generator=gen, dtype=z.dtype, device=z.device)
+        for m in range(moves):
+            nu = self._normals(z, gen)
             Lnu = self._first_L(nu)
             theta = torch.rand(M, generator=gen, **f64) * TWO_PI
             lo, hi = theta - TWO_PI, theta.clone()
@@ -945,8 +953,10 @@ class _ModelSpace:
                 hi[bad] = torch.where(neg, hi[bad], theta[bad])
                 u = torch.rand(M, generator=gen, **f64)[bad]
                 theta[bad] = lo[bad] + (hi[bad] - lo[bad]) * u
-            z = torch.mul(z, C[:, None]).addcmul_(nu, S[:, None])  # a chain never accepted keeps C = 1, S = 0
-            Lz = torch.mul(Lz, C.to(Lz.dtype).reshape(lead)).addcmul_(Lnu, S.to(Lz.dtype).reshape(lead))
+            # a chain never accepted keeps C = 1, S = 0; the first move writes new tensors (the caller's z stays)
+            z = (torch.mul(z, C[:, None]) if m == 0 else z.mul_(C[:, None])).addcmul_(nu, S[:, None])
+            Cl, Sl = C.to(Lz.dtype).reshape(lead), S.to(Lz.dtype).reshape(lead)
+            Lz = (torch.mul(Lz, Cl) if m == 0 else Lz.mul_(Cl)).addcmul_(Lnu, Sl)
         self._cache = (z, Lz)
         return z, shrinks / max(1, moves * M)
 
@@ -973,7 +983,10 @@ def local_entropy(model, X, y, deltas, *, params=None, include_biases=False, sca
     different weight scales are compared as δE_train's relative noise compares them (000, Eq. 4).
     Same SMC over Δ as `committee_local_entropy`, with elliptical slice sampling as move, and a forward
     pass over the training set per chain and proposal (``chain_batch`` chains per vmapped pass; the
-    layers before the first selected one are computed once): the general path. Each halving of the
+    layers before the first selected one are computed once per pass). When the first selected module is
+    an nn.Linear or nn.ConvNd that sees the unperturbed input, its output is a linear map of the
+    perturbation (``entropic.first_layer``): it is formed from one product per chain and slice move
+    instead of one per proposal (``settings["first_layer"]`` names it; None: the general path). Each halving of the
     constrained probability costs an SMC level, so ``stop_below`` (a ln-probability, e.g. −12) ends
     the curve after the first Δ where n φ_G falls below it, or before a Δ whose levels go below
     2·stop_below (the result then has fewer Δ than asked). It is checked against brute force on tiny
