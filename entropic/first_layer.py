@@ -46,8 +46,8 @@ class FirstLayer:
         owner = {k: k.rpartition(".")[0] for k in names}
         owners = {m for m in owner.values() if m in mods}
         calls = []
-        hooks = [mods[m].register_forward_hook(lambda mod, inp, out, m=m: calls.append((m, len(inp))))
-                 for m in owners]
+        hooks = [mods[m].register_forward_pre_hook(lambda mod, inp, m=m: calls.append((m, len(inp))))
+                 for m in owners]  # in the order the modules start (a container before what it holds)
         try:
             with torch.no_grad():
                 model(X[:2])
@@ -92,7 +92,7 @@ class FirstLayer:
         pieces = dict(zip(self.locals, torch.split(u.to(self.A.dtype), self.sizes, dim=1)))
         shapes = dict(zip(self.locals, self.shapes))
         scale = dict(zip(self.locals, scales))
-        rows, m = u.shape[0], self.module
+        rows = u.shape[0]
         with torch.no_grad():
             if "weight" in pieces:
                 w = pieces["weight"].reshape(rows, *shapes["weight"])

@@ -675,32 +675,36 @@ class _ModelSpace:
         self.batch_size, self.chain_batch = batch_size, chain_batch
         self.dtype, self.device = dtype, device
         params = dict(model.named_parameters())
-        found = FirstLayer.order_first(model, list(names), X) if first_layer else None
-        if found is not None:
-            names = found[1]  # the first module's parameters first: z[:, :size] perturbs it
-        self.names = names
-        self.shapes = [params[k].shape for k in names]
-        self.sizes = [params[k].numel() for k in names]
-        self.center = torch.cat([params[k].detach().reshape(-1).to(dtype) for k in names])
-        self.n = int(self.center.numel())
         if scale == "relative":
-            rms = [params[k].detach().to(dtype).pow(2).mean().sqrt() for k in names]
-            if any(float(r) == 0 for r in rms):
-                zero = [k for k, r in zip(names, rms) if float(r) == 0]
+            zero = [k for k in names if not bool(params[k].detach().ne(0).any())]
+            if zero:
                 raise EntropicError(f"relative scale: the selected tensor(s) {zero} are all zero")
-            self.scale = torch.cat([r.expand(m) for r, m in zip(rms, self.sizes)]).to(device)
-        else:
-            self.scale = None
         self._err = classification_error
         self._vmap = True
         self._theta_buf = None
-        self.E0 = int(self.errors_many(self.center[None])[0])
         self.first = None  # the first selected layer as a linear map of the perturbation (entropic.first_layer)
         self._cache = None  # (z, L(s ⊙ z)) of the last particles moved
-        if found is not None:
-            first = FirstLayer.capture(model, found[0], names, params, X, batch_size)
-            if first.check(model, self.center, self.scale, names, self.sizes, self.shapes, X, dtype):
+        found = FirstLayer.order_first(model, list(names), X) if first_layer else None
+        if found is not None:  # the first module's parameters first: z[:, :size] perturbs it
+            self._layout(params, found[1], scale)
+            first = FirstLayer.capture(model, found[0], self.names, params, X, batch_size)
+            if first.check(model, self.center, self.scale, self.names, self.sizes, self.shapes, X, dtype):
                 self.first = first
+        if self.first is None:
+            self._layout(params, list(names), scale)
+        self.E0 = int(self.errors_many(self.center[None])[0])
+
+    def _layout(self, params, names, scale):
+        """The selected parameters in this order: their shapes, sizes, θ̃ as one vector and s."""
+        self.names = names
+        self.shapes = [params[k].shape for k in names]
+        self.sizes = [params[k].numel() for k in names]
+        self.center = torch.cat([params[k].detach().reshape(-1).to(self.dtype) for k in names])
+        self.n = int(self.center.numel())
+        self.scale = None
+        if scale == "relative":
+            rms = [params[k].detach().to(self.dtype).pow(2).mean().sqrt() for k in names]
+            self.scale = torch.cat([r.expand(m) for r, m in zip(rms, self.sizes)]).to(self.device)
 
     def theta(self, z, Delta, out=None):
         """The selected parameters (B, n) at perturbations z (B, n) of prior width Δ: θ̃ + √Δ s ⊙ z in one

@@ -430,6 +430,15 @@ class _Biased(torch.nn.Module):
         return out + torch.nn.functional.linear(x, self.fc1.weight[:out.shape[1]]) if self.tied else out
 
 
+class _Shifted(_Biased):
+    def __init__(self):
+        super().__init__()
+        self.shift = torch.nn.Parameter(torch.full((8,), 0.1))
+
+    def forward(self, x):
+        return super().forward(x + self.shift)
+
+
 class _Conv(torch.nn.Module):
     def __init__(self, seed=0):
         super().__init__()
@@ -504,6 +513,9 @@ def test_first_layer_shortcut_refuses_a_layer_used_elsewhere_and_large_outputs()
     assert fast.first is None
     r = le.local_entropy(model, X, y, [0.01], params=["fc1"], chains=16, groups=4, seed=0)
     assert r.settings["first_layer"] is None
+    shifted = _Shifted().double()  # a parameter of the model itself, used before fc1
+    fast, _ = _both_spaces(shifted, X, _labelled(shifted, X), ["shift", "fc1.weight"], "absolute")
+    assert fast.first is None and fast.names == ["shift", "fc1.weight"]
     model = _Biased().double()
     fast, _ = _both_spaces(model, X, y, ["fc1.weight"], "absolute")
     assert fast.first is not None
