@@ -872,60 +872,18 @@ class _ModelSpace:
     def move(self, z, Delta, moves, gen, max_shrinks=100):
         """`moves` elliptical slice steps per chain with the indicator likelihood: propose on the ellipse
         z cos θ + ν sin θ, shrink the bracket towards θ = 0 (z itself, feasible) until feasible; all
-        chains at once, each with its own bracket."""
-        if self.first is not None:
-            return self._move_first(z, Delta, moves, gen, max_shrinks)
-        z = z.clone()
+        chains at once, each with its own bracket. A chain's accepted angle is applied at the end of the
+        move (the chains still shrinking are unchanged until then), in one pass over z (and, with a linear
+        first layer, over L(s ⊙ z), whose proposals are combined from L(s ⊙ z) and L(s ⊙ ν): one product
+        per chain and move)."""
+        first = self.first is not None
+        Lz = self.aux(z)[1] if first else None
         M = z.shape[0]
-        shrinks = 0
-        pbuf = torch.empty_like(z)  # the proposals, written in place at every shrink
-        f64 = dict(dtype=torch.float64, device=z.device)
-        for _ in range(moves):
-            nu = self._normals(z, gen)
-            theta = torch.rand(M, generator=gen, **f64) * TWO_PI
-            lo, hi = theta - TWO_PI, theta.clone()
-            active = torch.ones(M, dtype=torch.bool, device=z.device)
-            for _ in range(max_shrinks):
-                idx = torch.nonzero(active).flatten()
-                t = theta[idx, None].to(z.dtype)
-                every = idx.numel() == M  # the first proposal of a move: no gather of z and ν
-                prop = torch.mul(z if every else z[idx], torch.cos(t), out=pbuf[:idx.numel()])
-                prop.addcmul_(nu if every else nu[idx], torch.sin(t))
-                ok = self.feasible(prop, Delta)
-                z[idx[ok]] = prop[ok]
-                active[idx[ok]] = False
-                bad = idx[~ok]
-                shrinks += int(bad.numel())
-                if bad.numel() == 0:
-                    break
-                neg = theta[bad] < 0
-                lo[bad] = torch.where(neg, theta[bad], lo[bad])
-                hi[bad] = torch.where(neg, hi[bad], theta[bad])
-                u = torch.rand(M, generator=gen, **f64)[bad]
-                theta[bad] = lo[bad] + (hi[bad] - lo[bad]) * u
-        return z, shrinks / max(1, moves * M)
-
-    def _normals(self, z, gen):
-        """ν ~ N(0, I) of z's shape, drawn into a kept buffer (torch.randn's stream, without faulting in
-        fresh pages at every move)."""
-        buf = getattr(self, "_nu_buf", None)
-        if buf is None or buf.shape != z.shape or buf.dtype != z.dtype:
-            buf = self._nu_buf = torch.empty_like(z)
-        return torch.randn(z.shape, generator=gen, dtype=z.dtype, device=z.device, out=buf)
-
-    def _move_first(self, z, Delta, moves, gen, max_shrinks):
-        """`move` with a linear first layer: the same random numbers and steps, with the first layer's
-        outputs of a proposal combined from L(s ⊙ z) and L(s ⊙ ν) (one product per chain and move). A
-        chain's accepted angle is applied at the end of the move (the rows still shrinking are unchanged
-        until then), in one pass over z and L(s ⊙ z)."""
-        _, Lz = self.aux(z)
-        M, k, r = z.shape[0], self.first.size, math.sqrt(Delta)
-        lead = (-1,) + (1,) * (Lz.dim() - 1)
         shrinks = 0
         f64 = dict(dtype=torch.float64, device=z.device)
         for m in range(moves):
             nu = self._normals(z, gen)
-            Lnu = self._first_L(nu)
+            Lnu = self._first_L(nu) if first else None
             theta = torch.rand(M, generator=gen, **f64) * TWO_PI
             lo, hi = theta - TWO_PI, theta.clone()
             active = torch.ones(M, dtype=torch.bool, device=z.device)
@@ -933,19 +891,12 @@ class _ModelSpace:
             S = torch.zeros(M, dtype=z.dtype, device=z.device)
             for _ in range(max_shrinks):
                 idx = torch.nonzero(active).flatten()
-                every = idx.numel() == M
                 t = theta[idx].to(z.dtype)
                 cos, sin = torch.cos(t), torch.sin(t)
-
-                def chunk(c, e):
-                    rows = slice(c, e) if every else idx[c:e]
-                    zr = torch.mul(z[rows, k:], cos[c:e, None])
-                    zr.addcmul_(nu[rows, k:], sin[c:e, None])
-                    pre = torch.mul(Lz[rows], (r * cos[c:e]).to(Lz.dtype).reshape(lead), out=self._pre_buffer(e - c))
-                    pre.addcmul_(Lnu[rows], (r * sin[c:e]).to(Lz.dtype).reshape(lead))
-                    pre.add_(self.first.base)
-                    return self._rest(zr, Delta), pre
-                ok = self._chunked_first(idx.numel(), chunk) <= self.E0
+                if first:
+                    ok = self._proposals_first(z, nu, Lz, Lnu, idx, cos, sin, Delta)
+                else:
+                    ok = self._proposals(z, nu, idx, cos, sin, Delta)
                 C[idx[ok]], S[idx[ok]] = cos[ok], sin[ok]
                 active[idx[ok]] = False
                 bad = idx[~ok]
@@ -959,10 +910,47 @@ class _ModelSpace:
                 theta[bad] = lo[bad] + (hi[bad] - lo[bad]) * u
             # a chain never accepted keeps C = 1, S = 0; the first move writes new tensors (the caller's z stays)
             z = (torch.mul(z, C[:, None]) if m == 0 else z.mul_(C[:, None])).addcmul_(nu, S[:, None])
-            Cl, Sl = C.to(Lz.dtype).reshape(lead), S.to(Lz.dtype).reshape(lead)
-            Lz = (torch.mul(Lz, Cl) if m == 0 else Lz.mul_(Cl)).addcmul_(Lnu, Sl)
-        self._cache = (z, Lz)
+            if first:
+                lead = (-1,) + (1,) * (Lz.dim() - 1)
+                Cl, Sl = C.to(Lz.dtype).reshape(lead), S.to(Lz.dtype).reshape(lead)
+                Lz = (torch.mul(Lz, Cl) if m == 0 else Lz.mul_(Cl)).addcmul_(Lnu, Sl)
+        if first:
+            self._cache = (z, Lz)
         return z, shrinks / max(1, moves * M)
+
+    def _normals(self, z, gen):
+        """ν ~ N(0, I) of z's shape, drawn into a kept buffer (torch.randn's stream, without faulting in
+        fresh pages at every move)."""
+        buf = getattr(self, "_nu_buf", None)
+        if buf is None or buf.shape != z.shape or buf.dtype != z.dtype:
+            buf = self._nu_buf = torch.empty_like(z)
+        return torch.randn(z.shape, generator=gen, dtype=z.dtype, device=z.device, out=buf)
+
+    def _proposals(self, z, nu, idx, cos, sin, Delta):
+        """Whether the proposals z cos θ + ν sin θ of chains ``idx`` are feasible (the general path)."""
+        every = idx.numel() == z.shape[0]  # the first proposal of a move: no gather of z and ν
+        buf = getattr(self, "_prop_buf", None)
+        if buf is None or buf.shape != z.shape or buf.dtype != z.dtype:
+            buf = self._prop_buf = torch.empty_like(z)
+        prop = torch.mul(z if every else z[idx], cos[:, None], out=buf[:idx.numel()])
+        prop.addcmul_(nu if every else nu[idx], sin[:, None])
+        return self.feasible(prop, Delta)
+
+    def _proposals_first(self, z, nu, Lz, Lnu, idx, cos, sin, Delta):
+        """`_proposals` with a linear first layer: its outputs base + √Δ (cos θ L(s ⊙ z) + sin θ L(s ⊙ ν)),
+        the later selected parameters from the proposals' other columns."""
+        every, k, r = idx.numel() == z.shape[0], self.first.size, math.sqrt(Delta)
+        lead = (-1,) + (1,) * (Lz.dim() - 1)
+
+        def chunk(c, e):
+            rows = slice(c, e) if every else idx[c:e]
+            zr = torch.mul(z[rows, k:], cos[c:e, None])
+            zr.addcmul_(nu[rows, k:], sin[c:e, None])
+            pre = torch.mul(Lz[rows], (r * cos[c:e]).to(Lz.dtype).reshape(lead), out=self._pre_buffer(e - c))
+            pre.addcmul_(Lnu[rows], (r * sin[c:e]).to(Lz.dtype).reshape(lead))
+            pre.add_(self.first.base)
+            return self._rest(zr, Delta), pre
+        return self._chunked_first(idx.numel(), chunk) <= self.E0
 
     def resampled(self, aux, pick, state):
         """The particles were resampled (state = old[pick]): keep L(s ⊙ z) of the copies instead of
