@@ -286,7 +286,10 @@ def local_entropy_cmd(obj, run_dir, layers, deltas, scale, samples, chains, grou
         fh.write(",".join(cols) + "\n")
         for i in range(len(res.prior_delta)):
             fh.write(",".join(repr(float(getattr(res, c)[i])) for c in cols) + "\n")
-    click.echo(f"n = {res.n} weights ({', '.join(picked) if picked else 'all'}); {len(res.prior_delta)} Δ; wrote {out}")
+    first = res.settings.get("first_layer")
+    path = f"first layer {first} as a linear map" if first else "general path"
+    click.echo(f"n = {res.n} weights ({', '.join(picked) if picked else 'all'}); {len(res.prior_delta)} Δ; {path}; "
+               f"wrote {out}")
     if res.stalled_at == res.stalled_at:  # not nan: the curve ends where the sampler stopped equilibrating
         click.echo(f"the levels stalled at Δ = {res.stalled_at:.4g} (the particles did not leave the constraint's "
                    "boundary): the curve ends at the Δ before")

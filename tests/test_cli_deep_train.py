@@ -148,6 +148,7 @@ def test_local_entropy_of_a_trained_run_over_one_layer(fmnist, tmp_path):
     rows = list(csv.DictReader(open(out)))
     assert [float(r["prior_delta"]) for r in rows] == [1e-6, 1e-4]
     assert "n = 7840 weights (out)" in res.stdout  # the output layer of the 784-wide MLP: 784 × 10
+    assert "first layer out as a linear map" in res.stdout  # the sampler's shortcut (entropic.first_layer) ran
     for r in rows:
         assert float(r["phi_G"]) <= 0 and math.isfinite(float(r["phi_G_se"]))
     assert float(rows[0]["delta"]) == pytest.approx(0.5e-6, rel=0.05)
