@@ -60,23 +60,17 @@ def main():
     torch.set_num_threads(1)
     deltas = [float(d) for d in args.deltas.split(",")]
     count = {"evals": 0, "L": 0}
-    inner_chunk, inner_first, inner_L = (sampling._ModelSpace._errors_chunk, sampling._ModelSpace._errors_first,
-                                         FirstLayer.L)
+    inner_errors, inner_L = sampling._ModelSpace._errors, FirstLayer.L
 
-    def counting_chunk(self, thetas):
-        count["evals"] += thetas.shape[0]
-        return inner_chunk(self, thetas)
-
-    def counting_first(self, rest, pre):
-        count["evals"] += pre.shape[0]
-        return inner_first(self, rest, pre)
+    def counting_errors(self, ps, pre=None):
+        count["evals"] += pre.shape[0] if pre is not None else next(iter(ps.values())).shape[0]
+        return inner_errors(self, ps, pre)
 
     def counting_L(self, u, scales=None):
         count["L"] += u.shape[0]
         return inner_L(self, u, scales)
 
-    sampling._ModelSpace._errors_chunk = counting_chunk
-    sampling._ModelSpace._errors_first = counting_first
+    sampling._ModelSpace._errors = counting_errors
     FirstLayer.L = counting_L
     if args.general:
         init = sampling._ModelSpace.__init__

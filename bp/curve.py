@@ -27,10 +27,9 @@ from localentropy.bp.amp import AMPState
 from localentropy.bp.edge import make_problem
 from localentropy.bp.errors import BPError
 from localentropy.bp.free_entropy import METHODS, free_entropy_of
-
-CURVE_METHODS = METHODS + ("ep",)  # local_entropy_curve's: BP's forms and expectation propagation (bp/ep.py)
 from localentropy.bp.result import check_inputs, normaliser
 
+CURVE_METHODS = METHODS + ("ep",)  # local_entropy_curve's: BP's forms and expectation propagation (bp/ep.py)
 DEFAULT_POINTS = 30
 DEFAULT_DELTA_MAX = 1.0
 

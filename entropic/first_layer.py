@@ -8,9 +8,9 @@ selected parameters is linear in them (nn.Linear, nn.Conv1d/2d/3d) and sees the 
 
 so its products L(s ⊙ z), L(s ⊙ ν) are computed once per move, and every shrink of the slice bracket, and
 every feasibility test of the same particles at another Δ, costs an elementwise combination instead of a
-product. `FirstLayer.find` decides whether a model and selection qualify, by tracing one forward pass and
-then checking the identity numerically on random perturbations (a model that uses the parameters
-elsewhere, or is not in eval mode, fails the check and keeps the general path).
+product. `FirstLayer.order_first` finds the layer by tracing one forward pass; the sampler
+(`entropic.sampling._ModelSpace`) then checks the identity numerically on random perturbations (a model
+that uses the parameters elsewhere, or is not deterministic, fails the check and keeps the general path).
 """
 
 from __future__ import annotations
@@ -120,30 +120,4 @@ class FirstLayer:
             yield self
         finally:
             del self.module.forward
-
-    def check(self, model, center, scale, names, sizes, shapes, X, dtype, seed=0, rows=2, Delta=0.25):
-        """Whether the model's outputs with the first module replaced by base + √Δ L(s ⊙ z) equal its outputs
-        at θ̃ + √Δ s ⊙ z for ``rows`` random z (to float rounding)."""
-        from torch.func import functional_call
-
-        gen = torch.Generator(device=center.device).manual_seed(seed)
-        z = torch.randn((rows, center.numel()), generator=gen, dtype=dtype, device=center.device)
-        u = z * scale if scale is not None else z
-        theta = center + math.sqrt(Delta) * u
-        xb = X[: min(X.shape[0], 64)]
-        pre = self.base[:xb.shape[0]] + math.sqrt(Delta) * self.L(u[:, :self.size])[:, :xb.shape[0]]
-        with torch.no_grad():
-            for j in range(rows):
-                full = dict(zip(names, (p.reshape(s).to(X.dtype) for p, s in zip(torch.split(theta[j], sizes), shapes))))
-                want = functional_call(model, full, (xb,))
-                rest = {k: v for k, v in list(full.items())[len(self.locals):]}
-                with self.replaced():
-                    self._value = pre[j]
-                    got = functional_call(model, rest, (xb,))
-                self._value = None
-                if not isinstance(want, torch.Tensor) or want.shape != got.shape:
-                    return False
-                tol = 1e-3 * float(want.abs().max()) + 1e-12
-                if not bool(torch.isfinite(want).all()) or float((want - got).abs().max()) > tol:
-                    return False
-        return True
+            self._value = None

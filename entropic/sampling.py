@@ -377,7 +377,8 @@ def _smc(space, deltas, chains, groups, keep, moves, seed, n, checkpoint, finger
     """Sequential Monte Carlo over Δ (module docstring) in a `space` that provides init(M, gen), aux(state)
     (what feasibility is computed from), feasible(aux, Δ) → (M,) bool, move(state, Δ, moves, gen) →
     (state, statistic) leaving π_Δ invariant, and sq(state) → (M,) E‖z‖² given the state (the free
-    directions' exact mean included). Returns the per-Δ arrays of SampledLocalEntropy; with `stop_below`,
+    directions' exact mean included); optionally resampled(aux, pick, state), told that the particles were
+    resampled (state = old[pick]), so that it can keep what it derived from them. Returns the per-Δ arrays of SampledLocalEntropy; with `stop_below`,
     only up to the first requested Δ whose ln Z (= n φ_G) is below it."""
     dev = space.device
     gen = torch.Generator(device=dev)
@@ -681,30 +682,58 @@ class _ModelSpace:
                 raise EntropicError(f"relative scale: the selected tensor(s) {zero} are all zero")
         self._err = classification_error
         self._vmap = True
-        self._theta_buf = None
+        self._bufs = {}  # kept buffers (`_kept`)
         self.first = None  # the first selected layer as a linear map of the perturbation (entropic.first_layer)
         self._cache = None  # (z, L(s ⊙ z)) of the last particles moved
         found = FirstLayer.order_first(model, list(names), X) if first_layer else None
         if found is not None:  # the first module's parameters first: z[:, :size] perturbs it
             self._layout(params, found[1], scale)
             first = FirstLayer.capture(model, found[0], self.names, params, X, batch_size)
-            if first.check(model, self.center, self.scale, self.names, self.sizes, self.shapes, X, dtype):
+            if self._shortcut_holds(first):
                 self.first = first
         if self.first is None:
             self._layout(params, list(names), scale)
         self.E0 = int(self.errors_many(self.center[None])[0])
 
     def _layout(self, params, names, scale):
-        """The selected parameters in this order: their shapes, sizes, θ̃ as one vector and s."""
+        """The selected parameters in this order: their shapes, sizes, θ̃ as one vector and s (and its value
+        per tensor, ``tensor_scale``, with ``scale="relative"``)."""
         self.names = names
         self.shapes = [params[k].shape for k in names]
         self.sizes = [params[k].numel() for k in names]
         self.center = torch.cat([params[k].detach().reshape(-1).to(self.dtype) for k in names])
         self.n = int(self.center.numel())
-        self.scale = None
+        self.scale = self.tensor_scale = None
         if scale == "relative":
             rms = [params[k].detach().to(self.dtype).pow(2).mean().sqrt() for k in names]
+            self.tensor_scale = [float(r) for r in rms]
             self.scale = torch.cat([r.expand(m) for r, m in zip(rms, self.sizes)]).to(self.device)
+
+    def _shortcut_holds(self, first, rows=2, Delta=0.25, seed=0):
+        """Whether the model's outputs with ``first`` replaced by base + √Δ L(s ⊙ z) equal its outputs at
+        θ̃ + √Δ s ⊙ z, for ``rows`` random z on the first 64 samples (to float rounding): a model that uses
+        the layer's weights elsewhere, or is not deterministic, fails and keeps the general path."""
+        from torch.func import functional_call
+
+        gen = torch.Generator(device=self.center.device).manual_seed(seed)
+        z = torch.randn((rows, self.n), generator=gen, dtype=self.dtype, device=self.center.device)
+        xb = self.X[:64]
+        theta = self.theta(z, Delta)
+        full = self._override(theta)
+        rest = self._override(theta[:, first.size:], skip=len(first.locals)) if first.size < self.n else {}
+        pre = first.base[:xb.shape[0]] + math.sqrt(Delta) * self._first_L(z, first)[:, :xb.shape[0]]
+        with torch.no_grad():
+            for j in range(rows):
+                want = functional_call(self.model, {k: v[j] for k, v in full.items()}, (xb,))
+                with first.replaced():
+                    first._value = pre[j]
+                    got = functional_call(self.model, {k: v[j] for k, v in rest.items()}, (xb,))
+                if not isinstance(want, torch.Tensor) or want.shape != got.shape:
+                    return False
+                tol = 1e-3 * float(want.abs().max()) + 1e-12
+                if not bool(torch.isfinite(want).all()) or float((want - got).abs().max()) > tol:
+                    return False
+        return True
 
     def theta(self, z, Delta, out=None):
         """The selected parameters (B, n) at perturbations z (B, n) of prior width Δ: θ̃ + √Δ s ⊙ z in one
@@ -715,58 +744,74 @@ class _ModelSpace:
 
     def errors_many(self, thetas) -> torch.Tensor:
         """Misclassified training samples (B,) of the model with the selected parameters set to each row."""
-        return self._chunked(thetas.shape[0], lambda c, e: thetas[c:e])
+        return self._chunked(thetas.shape[0], lambda c, e: (self._override(thetas[c:e]), None))
 
     def _chunked(self, rows, chunk) -> torch.Tensor:
-        """Errors of ``rows`` parameter rows, ``chain_batch`` at a time; chunk(c, e) gives rows c … e − 1."""
+        """Errors of ``rows`` chains, ``chain_batch`` at a time; chunk(c, e) gives rows c … e − 1 as the
+        arguments of `_errors`."""
         out = []
         with torch.no_grad():
             for c in range(0, rows, self.chain_batch):
-                out.append(self._errors_chunk(chunk(c, min(c + self.chain_batch, rows))))
+                out.append(self._errors(*chunk(c, min(c + self.chain_batch, rows))))
         return torch.cat(out)
 
-    def _buffer(self, rows):
-        """A kept (chain_batch, n) buffer for the parameters of one chunk of chains: filled in place, so the
-        pages of a fresh 10⁷-float tensor are not faulted in at every proposal."""
-        if self._theta_buf is None:
-            self._theta_buf = torch.empty((self.chain_batch, self.n), dtype=self.center.dtype,
-                                          device=self.center.device)
-        return self._theta_buf[:rows]
+    def _kept(self, key, shape, dtype):
+        """A buffer kept between calls and filled in place, so that the pages of a fresh large tensor are not
+        faulted in at every proposal."""
+        buf = self._bufs.get(key)
+        if buf is None or buf.shape != tuple(shape) or buf.dtype != dtype:
+            buf = self._bufs[key] = torch.empty(shape, dtype=dtype, device=self.center.device)
+        return buf
 
-    def _errors_chunk(self, thetas):
+    def _override(self, theta, skip=0):
+        """Rows of parameters (B, ·) as functional_call's dict of (B, *shape) tensors: the selection's
+        tensors from the ``skip``-th on."""
+        pieces = torch.split(theta, self.sizes[skip:], dim=-1)
+        return {k: p.reshape(theta.shape[0], *s).to(self.X.dtype)
+                for k, p, s in zip(self.names[skip:], pieces, self.shapes[skip:])}
+
+    def _errors(self, ps, pre=None):
+        """Misclassified training samples per chain, with the selected parameters ``ps`` (each (B, ...)) and,
+        with the first-layer shortcut, its outputs ``pre`` (B, P, ...) (its parameters then absent from ps);
+        vmapped over the chains (the layers before the first selected one computed once), or chain by chain
+        from the first model vmap cannot trace on."""
         if self._vmap:
             try:
-                return self._errors_vmap(thetas)
+                return self._errors_each(ps, pre, vmapped=True)
             except (RuntimeError, NotImplementedError, ValueError, TypeError):
-                self._vmap = False  # vmap cannot trace this model: chain by chain from now on
-        return torch.tensor([self._errors_one(t) for t in thetas], device=self.device)
+                self._vmap = False
+        return self._errors_each(ps, pre, vmapped=False)
 
-    def _override(self, theta, batched):
-        pieces = torch.split(theta, self.sizes, dim=-1)
-        lead = (theta.shape[0],) if batched else ()
-        return {k: p.reshape(*lead, *s).to(self.X.dtype) for k, p, s in zip(self.names, pieces, self.shapes)}
+    def _errors_each(self, ps, pre, vmapped):
+        from contextlib import nullcontext
 
-    def _errors_vmap(self, thetas):
         from torch.func import functional_call, vmap
 
-        err = self._err
-        f = vmap(lambda ps, xb, yb: err(functional_call(self.model, ps, (xb,)), yb), in_dims=(0, None, None))
-        ps = self._override(thetas, True)
-        wrong = torch.zeros(thetas.shape[0], dtype=torch.float64, device=self.device)
-        for i in range(0, self.X.shape[0], self.batch_size):
-            xb, yb = self.X[i:i + self.batch_size], self.y[i:i + self.batch_size]
-            wrong += f(ps, xb, yb).to(torch.float64) * xb.shape[0]
+        err, first = self._err, self.first
+
+        def call(p, pr, xb, yb):
+            if pr is not None:
+                first._value = pr
+            return err(functional_call(self.model, p, (xb,)), yb)
+
+        B = pre.shape[0] if pre is not None else next(iter(ps.values())).shape[0]
+        wrong = torch.zeros(B, dtype=torch.float64, device=self.device)
+        with first.replaced() if pre is not None else nullcontext():
+            for i in range(0, self.X.shape[0], self.batch_size):
+                j = min(i + self.batch_size, self.X.shape[0])
+                xb, yb, pb = self.X[i:j], self.y[i:j], None if pre is None else pre[:, i:j]
+                if vmapped:
+                    f = vmap(call, in_dims=(0, None if pb is None else 0, None, None))
+                    wrong += f(ps, pb, xb, yb).to(torch.float64) * (j - i)
+                    continue
+                for b in range(B):
+                    one = call({k: v[b] for k, v in ps.items()}, None if pb is None else pb[b], xb, yb)
+                    wrong[b] += round(float(one) * (j - i))
         return wrong.round().long()
 
     def _errors_one(self, theta) -> int:
-        from torch.func import functional_call
-
-        override = self._override(theta, False)
-        wrong = 0
-        for i in range(0, self.X.shape[0], self.batch_size):
-            xb, yb = self.X[i:i + self.batch_size], self.y[i:i + self.batch_size]
-            wrong += int(round(float(self._err(functional_call(self.model, override, (xb,)), yb)) * xb.shape[0]))
-        return wrong
+        """The errors of one parameter row, without vmap (what the vmapped evaluation is tested against)."""
+        return int(self._errors_each(self._override(theta[None]), None, vmapped=False)[0])
 
     def init(self, M, gen):
         if self.first is not None:
@@ -783,15 +828,12 @@ class _ModelSpace:
             return self._cache
         return z, self._first_L(z)
 
-    def _first_L(self, z):
+    def _first_L(self, z, first=None):
         """L(s ⊙ z) of the first layer's block of z, chain_batch rows at a time: (M, P, ...)."""
-        k = self.first.size
-        if self.scale is None:
-            scales = None
-        else:  # one scale per tensor ("relative"): applied to L's outputs, not to the rows of z
-            starts = np.cumsum([0] + self.first.sizes[:-1])
-            scales = [float(self.scale[int(o)]) for o in starts]
-        return torch.cat([self.first.L(z[c:c + self.chain_batch, :k], scales)
+        first = self.first if first is None else first
+        # one scale per tensor ("relative"): applied to L's outputs, not to the rows of z
+        scales = None if self.tensor_scale is None else self.tensor_scale[:len(first.locals)]
+        return torch.cat([first.L(z[c:c + self.chain_batch, :first.size], scales)
                           for c in range(0, z.shape[0], self.chain_batch)])
 
     def feasible(self, z, Delta):
@@ -802,72 +844,29 @@ class _ModelSpace:
             def chunk(c, e):
                 pre = torch.add(self.first.base, Lz[c:e], alpha=r, out=self._pre_buffer(e - c))
                 return self._rest(z[c:e, self.first.size:], Delta), pre
-            return self._chunked_first(z.shape[0], chunk) <= self.E0
-        return self._chunked(z.shape[0], lambda c, e: self.theta(z[c:e], Delta, out=self._buffer(e - c))) <= self.E0
+            return self._chunked(z.shape[0], chunk) <= self.E0
+
+        def general(c, e):
+            theta = self.theta(z[c:e], Delta, out=self._kept("theta", (self.chain_batch, self.n), self.center.dtype)[:e - c])
+            return self._override(theta), None
+        return self._chunked(z.shape[0], general) <= self.E0
 
     def _pre_buffer(self, rows):
-        """A kept (chain_batch, P, ...) buffer for the first layer's outputs of one chunk of chains."""
-        if getattr(self, "_pre_buf", None) is None:
-            self._pre_buf = torch.empty((self.chain_batch, *self.first.base.shape), dtype=self.first.base.dtype,
-                                        device=self.first.base.device)
-        return self._pre_buf[:rows]
+        """The kept (chain_batch, P, ...) buffer for the first layer's outputs of one chunk of chains."""
+        return self._kept("pre", (self.chain_batch, *self.first.base.shape), self.first.base.dtype)[:rows]
 
     def _rest(self, zr, Delta):
         """The parameters after the first layer's, θ̃ + √Δ s ⊙ z on their block zr, as a functional_call dict
-        (into the kept buffer's columns after the first layer's)."""
+        (in a kept buffer)."""
         k = self.first.size
         if k == self.n:
             return {}
-        if getattr(self, "_rest_buf", None) is None:
-            self._rest_buf = torch.empty((self.chain_batch, self.n - k), dtype=self.center.dtype,
-                                         device=self.center.device)
-        out = self._rest_buf[:zr.shape[0]]
+        out = self._kept("rest", (self.chain_batch, self.n - k), self.center.dtype)[:zr.shape[0]]
         if self.scale is not None:
             torch.addcmul(self.center[k:], zr, self.scale[k:], value=math.sqrt(Delta), out=out)
         else:
             torch.add(self.center[k:], zr, alpha=math.sqrt(Delta), out=out)
-        names = self.names[len(self.first.locals):]
-        pieces = torch.split(out, self.sizes[len(self.first.locals):], dim=1)
-        shapes = self.shapes[len(self.first.locals):]
-        return {n: p.reshape(p.shape[0], *s).to(self.X.dtype) for n, p, s in zip(names, pieces, shapes)}
-
-    def _chunked_first(self, rows, chunk) -> torch.Tensor:
-        """Errors of ``rows`` chains, ``chain_batch`` at a time; chunk(c, e) gives rows c … e − 1 as (the
-        parameters after the first layer's, the first layer's outputs)."""
-        out = []
-        with torch.no_grad(), self.first.replaced():
-            for c in range(0, rows, self.chain_batch):
-                rest, pre = chunk(c, min(c + self.chain_batch, rows))
-                out.append(self._errors_first(rest, pre))
-        return torch.cat(out)
-
-    def _errors_first(self, rest, pre):
-        """Misclassified samples per chain when the first layer outputs ``pre`` (B, P, ...) and the later
-        selected parameters are ``rest``; vmapped over the chains, or chain by chain if vmap fails."""
-        from torch.func import functional_call, vmap
-
-        err, first = self._err, self.first
-
-        def call(ps, pr, xb, yb):
-            first._value = pr
-            return err(functional_call(self.model, ps, (xb,)), yb)
-
-        wrong = torch.zeros(pre.shape[0], dtype=torch.float64, device=self.device)
-        batches = [(i, min(i + self.batch_size, self.X.shape[0])) for i in range(0, self.X.shape[0], self.batch_size)]
-        if self._vmap:
-            try:
-                f = vmap(call, in_dims=(0, 0, None, None))
-                for i, j in batches:
-                    wrong += f(rest, pre[:, i:j], self.X[i:j], self.y[i:j]).to(torch.float64) * (j - i)
-                return wrong.round().long()
-            except (RuntimeError, NotImplementedError, ValueError, TypeError):
-                self._vmap = False
-                wrong.zero_()
-        for b in range(pre.shape[0]):
-            ps = {k: v[b] for k, v in rest.items()}
-            for i, j in batches:
-                wrong[b] += float(call(ps, pre[b, i:j], self.X[i:j], self.y[i:j])) * (j - i)
-        return wrong.round().long()
+        return self._override(out, skip=len(self.first.locals))
 
     def move(self, z, Delta, moves, gen, max_shrinks=100):
         """`moves` elliptical slice steps per chain with the indicator likelihood: propose on the ellipse
@@ -921,18 +920,12 @@ class _ModelSpace:
     def _normals(self, z, gen):
         """ν ~ N(0, I) of z's shape, drawn into a kept buffer (torch.randn's stream, without faulting in
         fresh pages at every move)."""
-        buf = getattr(self, "_nu_buf", None)
-        if buf is None or buf.shape != z.shape or buf.dtype != z.dtype:
-            buf = self._nu_buf = torch.empty_like(z)
-        return torch.randn(z.shape, generator=gen, dtype=z.dtype, device=z.device, out=buf)
+        return torch.randn(z.shape, generator=gen, dtype=z.dtype, device=z.device, out=self._kept("nu", z.shape, z.dtype))
 
     def _proposals(self, z, nu, idx, cos, sin, Delta):
         """Whether the proposals z cos θ + ν sin θ of chains ``idx`` are feasible (the general path)."""
         every = idx.numel() == z.shape[0]  # the first proposal of a move: no gather of z and ν
-        buf = getattr(self, "_prop_buf", None)
-        if buf is None or buf.shape != z.shape or buf.dtype != z.dtype:
-            buf = self._prop_buf = torch.empty_like(z)
-        prop = torch.mul(z if every else z[idx], cos[:, None], out=buf[:idx.numel()])
+        prop = torch.mul(z if every else z[idx], cos[:, None], out=self._kept("proposals", z.shape, z.dtype)[:idx.numel()])
         prop.addcmul_(nu if every else nu[idx], sin[:, None])
         return self.feasible(prop, Delta)
 
@@ -950,7 +943,7 @@ class _ModelSpace:
             pre.addcmul_(Lnu[rows], (r * sin[c:e]).to(Lz.dtype).reshape(lead))
             pre.add_(self.first.base)
             return self._rest(zr, Delta), pre
-        return self._chunked_first(idx.numel(), chunk) <= self.E0
+        return self._chunked(idx.numel(), chunk) <= self.E0
 
     def resampled(self, aux, pick, state):
         """The particles were resampled (state = old[pick]): keep L(s ⊙ z) of the copies instead of

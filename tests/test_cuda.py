@@ -168,18 +168,12 @@ def test_general_sampler_on_cuda_matches_brute_force():
 def test_first_layer_shortcut_on_cuda_gives_the_general_paths_curve(monkeypatch):
     """The first selected layer as a linear map (entropic.first_layer) on CUDA: the same curve as the
     general path with the same CUDA random stream (float64)."""
-    from tests.test_local_entropy_sampling import _two_layer_task, _without_shortcut
+    from tests.test_local_entropy_sampling import _two_layer_task, assert_shortcut_gives_the_general_curve
 
     model, X, y = _two_layer_task()
-    model, X, y = model.to(CUDA), X.to(CUDA), y.to(CUDA)
-    kw = dict(params=["fc1"], chains=64, groups=4, seed=3, deltas=[0.02, 0.1], scale="relative")
-    fast = le.local_entropy(model, X, y, **kw)
-    monkeypatch.setattr(le._ModelSpace, "__init__", _without_shortcut(le._ModelSpace.__init__))
-    slow = le.local_entropy(model, X, y, **kw)
-    assert fast.settings["first_layer"] == "fc1" and slow.settings["first_layer"] is None
-    np.testing.assert_allclose(fast.phi_G, slow.phi_G, rtol=1e-12)
-    np.testing.assert_allclose(fast.delta, slow.delta, rtol=1e-9)
-    assert fast.phi_G[-1] < 0
+    assert_shortcut_gives_the_general_curve(monkeypatch, model.to(CUDA), X.to(CUDA), y.to(CUDA), "fc1",
+                                            params=["fc1"], chains=64, groups=4, seed=3, deltas=[0.02, 0.1],
+                                            scale="relative")
 
 
 @pytest.mark.parametrize("preset", ["cpu-fmnist-mlp2-sgd", "cpu-fmnist-mlp2-esgd", "cpu-fmnist-mlp2-rsgd",

@@ -493,6 +493,11 @@ def test_first_layer_shortcut_counts_the_errors_of_the_full_forward_pass(names, 
         assert torch.equal(got, want)
         errs = slow.errors_many(slow.theta(z_slow, Delta))
         assert errs.max() > fast.E0  # the comparison includes infeasible chains
+        # the shortcut's chain-by-chain evaluation (models vmap cannot trace) counts the same
+        few = z[:5]
+        pre = fast.first.base + math.sqrt(Delta) * fast.aux(few)[1]
+        rest = fast._rest(few[:, fast.first.size:], Delta)
+        assert torch.equal(fast._errors_each(rest, pre, vmapped=False), errs[:5])
     # and the moves: the same random numbers and accepted angles
     if fast.names == slow.names:
         start = torch.zeros_like(z)  # the reference: feasible at every Δ
@@ -528,11 +533,16 @@ def test_the_curve_is_the_same_with_and_without_the_first_layer_shortcut(monkeyp
     """Whole curves: the shortcut changes how the first layer's outputs are computed, not the sampler's
     random numbers or decisions (float64; a decision that a rounding difference flips would show here)."""
     model, X, y = _two_layer_task()
-    kw = dict(params=["fc2"], chains=32, groups=4, seed=5, deltas=[0.05, 0.3], scale="relative")
+    assert_shortcut_gives_the_general_curve(monkeypatch, model, X, y, "fc2", params=["fc2"], chains=32, groups=4,
+                                            seed=5, deltas=[0.05, 0.3], scale="relative")
+
+
+def assert_shortcut_gives_the_general_curve(monkeypatch, model, X, y, first, **kw):
+    """The curve with the first-layer shortcut (on layer ``first``) equals the general path's."""
     fast = le.local_entropy(model, X, y, **kw)
     monkeypatch.setattr(le._ModelSpace, "__init__", _without_shortcut(le._ModelSpace.__init__))
     slow = le.local_entropy(model, X, y, **kw)
-    assert fast.settings["first_layer"] == "fc2" and slow.settings["first_layer"] is None
+    assert fast.settings["first_layer"] == first and slow.settings["first_layer"] is None
     np.testing.assert_allclose(fast.phi_G, slow.phi_G, rtol=1e-12)
     np.testing.assert_allclose(fast.delta, slow.delta, rtol=1e-9)
     assert fast.phi_G[-1] < 0
