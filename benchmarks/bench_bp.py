@@ -19,7 +19,7 @@
 5. Compilation: a fresh process with an empty cache folder runs bp.compile_kernels() (the cold compile
    time), then a fresh process with that cache runs its first curve (import + kernel loading + curve).
 
-The reference: restarts of --solutions, else Figure 1's SGD-fast solutions (figures/fig1/, the paper's
+The reference: restarts of --solutions, else Figure 1's SGD-fast solutions (results/fig1/, the paper's
 setting), else out/sgd-fast.npz (`make run`'s quick preview) if present, else a least-action solution of the real training set (BP.md §7.7), which is not an SGD
 solution: the script says which. Without the Dress/Coat data it falls back to synthetic correlated
 images and says so. Timings on a shared machine are noisy; bounds and ratios are measured in the same run.
@@ -105,7 +105,7 @@ def edge_sweep_bytes(P, K, N):
     return in_run, in_run + P * K * N * f
 
 
-FIG1_SGD_FAST = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "figures", "fig1",
+FIG1_SGD_FAST = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "results", "fig1",
                              "fig1-solutions-sgd-fast.npz")
 
 

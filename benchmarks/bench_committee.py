@@ -157,7 +157,7 @@ def main():
     ap.add_argument("--assume", default="rsgd-slow=75800,esgd=9644",
                     help="epochs to stop assumed where none were measured, name=epochs,… (labelled)")
     ap.add_argument("--fig-cache", default=os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                                        "figures", "cache", "fig1"),
+                                                        "results", "cache", "fig1"),
                     help="a Figure 1 stage cache: the recipe estimate from its solutions' epochs ('' to skip)")
     ap.add_argument("--late-onset", type=int, default=8500,
                     help="rsgd-slow's epoch where every step's gradient is zero (Figure 1 shards: 8 100–8 500)")

@@ -1,7 +1,7 @@
 """rSGD late in its run, where every gradient coefficient is exactly zero: seconds per epoch with and
 without the ZeroCertificate (committee/certificate.py), against the memory passes that remain.
 
-The state: the rsgd-slow solutions of a Figure 1 cache (``--cache``, default figures/cache/fig1; the
+The state: the rsgd-slow solutions of a Figure 1 cache (``--cache``, default results/cache/fig1; the
 first ``--restarts``), each replica its centre plus a perturbation of norm ``--spread`` per unit (the
 replicas of a late rsgd-slow run are that close: replica distance ~3e-3 at epoch 65 300), at the
 β, ω, γ of epoch ``--epoch`` (default 65 300, where the Figure 1 runs are deep in the zero regime),
@@ -53,7 +53,7 @@ def late_run(X, y, centres, replicas, spread, epoch, seed=0):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cache", default="figures/cache/fig1")
+    ap.add_argument("--cache", default="results/cache/fig1")
     ap.add_argument("--restarts", type=int, default=10)
     ap.add_argument("--epochs", type=int, default=200)
     ap.add_argument("--epoch", type=int, default=65_300)

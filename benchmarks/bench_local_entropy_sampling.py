@@ -1,6 +1,6 @@
 """The sampling estimator of local entropy (entropic.sampling) against BP and plain Monte Carlo on
 real committee solutions (P = 500, K = 9, N = 784, Dress/Coat; the trained Figure-1 solutions cached in
-figures/cache/fig1: SGD fast, SGD slow, rSGD fast, all with training error 0).
+results/cache/fig1: SGD fast, SGD slow, rSGD fast, all with training error 0).
 
 For each solution, on the same grid of prior widths (bp.default_deltas(--points), Δ up to 1, the range
 of Figure 1):
@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
 
 
-def load_solutions(picks, root=ROOT / "figures" / "cache" / "fig1"):
+def load_solutions(picks, root=ROOT / "results" / "cache" / "fig1"):
     """{(setting, restart): (weights (K,N), meta)} of the cached Figure-1 training results asked for."""
     cache = StageCache(root)
     out = {}

@@ -298,7 +298,7 @@ def local_entropy_cmd(obj, run_dir, layers, deltas, scale, samples, chains, grou
 @deep.command("evidence-local-entropy")
 @click.option("--runs", "runs_dir", type=click.Path(file_okay=False), default="out/deep-evidence", show_default=True,
               help="The folders of `localentropy deep evidence` (the networks measured).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="figures/deep-mlp", show_default=True,
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="results/deep-mlp", show_default=True,
               help="Folder for the figure (PNG, PDF), its CSV and summary.md.")
 @click.option("--model", default="mlp2", show_default=True, help="The evidence model: mlp2 or smallconvnet.")
 @click.option("--methods", default="sgd,esgd,rsgd,pla,sam", show_default=True, help="Comma-separated methods.")

@@ -152,7 +152,7 @@ def _fig1_solution(setting, restart=0):
 
     from localentropy.figures.cache import StageCache
 
-    root = Path(__file__).resolve().parents[1] / "figures" / "cache" / "fig1"
+    root = Path(__file__).resolve().parents[1] / "results" / "cache" / "fig1"
     cache = StageCache(root)
     for f in sorted(glob.glob(str(root / "train" / "*" / "*.npz"))):
         arrays, meta = cache.load("train", Path(f).stem)
