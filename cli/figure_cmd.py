@@ -26,19 +26,39 @@ from localentropy.cli.progress import LazyBar, note
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None,
               help="Stage cache folder [default: OUT/cache]; copy it between machines to assemble shards.")
 @click.option("--jobs", type=click.IntRange(min=1), default=None, help="Processes for training (a whole figure on the CPU) and BP curves [default: CPU count].")
+@click.option("--from-solutions", "from_dir", type=click.Path(file_okay=False), default=None,
+              help="Redraw from the figN-solutions-*.npz files in this folder (e.g. results/fig1): no training; "
+                   "errors, local energies and BP curves computed afresh.")
+@click.option("--curves-per-setting", type=click.IntRange(min=2), default=None,
+              help="With --from-solutions: BP curves (panel a) for the first N solutions of each setting only [default: all].")
 @seed_option
 @device_option
 @click.pass_context
-def figure(ctx, number, quick, restarts, restart_ids, shard, setting_labels, dropout, draws, out_dir, cache_dir, jobs, seed, device):
+def figure(ctx, number, quick, restarts, restart_ids, shard, setting_labels, dropout, draws, out_dir, cache_dir, jobs,
+           from_dir, curves_per_setting, seed, device):
     """Regenerate Figure 1 (five committee settings) or Figure 6 (SGD fast with dropout) of paper 000.
 
     Every stage (training, test error, local energy, BP curves) is cached per solution under --cache,
     keyed by its inputs: a rerun recomputes nothing, an interrupted run resumes, and shards computed
     with --restart-ids or --shard (possibly on other machines) are assembled by a run without them.
+    With --from-solutions, the figure is redrawn from solutions trained elsewhere (a figure's output
+    folder), every stage after training computed afresh.
     """
-    from localentropy.figures import FigureError, compute_figure, figure_spec, parse_restart_ids, shard_ids, write_outputs
+    from localentropy.figures import (FigureError, compute_figure, figure_from_solutions, figure_spec,
+                                      parse_restart_ids, shard_ids, write_outputs)
+    from localentropy.figures.report import claim_verdicts, verdict_line
 
     check_device(device)
+    if from_dir is not None:
+        given = [opt for opt, value in (("--quick", quick), ("--restarts", restarts), ("--restart-ids", restart_ids),
+                                        ("--shard", shard), ("--settings", setting_labels), ("--dropout", dropout))
+                 if value]
+        if given:
+            raise FigureError(f"--from-solutions draws the solutions it finds: {', '.join(given)} does not apply")
+        if ctx.get_parameter_source("seed") != click.core.ParameterSource.DEFAULT:
+            raise FigureError("--from-solutions uses the seed the solutions were drawn with: --seed does not apply")
+    elif curves_per_setting is not None:
+        raise FigureError("--curves-per-setting applies with --from-solutions")
     if restart_ids is not None and shard is not None:
         raise FigureError("give --restart-ids or --shard, not both")
     drops = None
@@ -56,6 +76,10 @@ def figure(ctx, number, quick, restarts, restart_ids, shard, setting_labels, dro
             raise FigureError("--settings computes a shard: give --restart-ids or --shard too")
         labels = [t.strip() for t in setting_labels.split(",") if t.strip()]  # compute_figure checks them
     out = Path(out_dir) if out_dir else Path("out") / (f"fig{number}" + ("-quick" if quick else ""))
+    if from_dir is not None:
+        from localentropy.figures.pipeline import solution_files
+
+        solution_files(from_dir, number)  # the folder holds the figure's solutions: checked before any work
     cache = Path(cache_dir) if cache_dir else out / "cache"
     for folder in (out, cache):
         if folder.exists() and not folder.is_dir():
@@ -79,7 +103,12 @@ def figure(ctx, number, quick, restarts, restart_ids, shard, setting_labels, dro
 
     t0 = time.perf_counter()
     try:
-        fd = compute_figure(spec, cache, restart_ids=ids, settings=labels, device=device, jobs=jobs, progress=progress)
+        if from_dir is not None:
+            fd = figure_from_solutions(spec, from_dir, cache, curve_subset=curves_per_setting, device=device,
+                                       jobs=jobs, progress=progress)
+        else:
+            fd = compute_figure(spec, cache, restart_ids=ids, settings=labels, device=device, jobs=jobs,
+                                progress=progress)
     finally:
         if bars["bar"] is not None:
             bars["bar"].close()
@@ -90,5 +119,6 @@ def figure(ctx, number, quick, restarts, restart_ids, shard, setting_labels, dro
         note(ctx.obj, "run without --restart-ids/--shard to assemble the figure")
         return
     files = write_outputs(fd, out, command, wall)
-    click.echo(f"figure {number}: solutions {counts}; {wall['total']:.0f} s; summary {out / f'fig{number}-summary.md'}")
-    note(ctx.obj, "wrote " + ", ".join(str(f) for f in files))
+    click.echo(f"figure {number}: solutions {counts}; {wall['total']:.0f} s")
+    click.echo(f"files in {out}/: " + ", ".join(f.name for f in files))
+    click.echo(f"verdict: {verdict_line(claim_verdicts(fd))} (table in {out / f'fig{number}-summary.md'})")

@@ -1,6 +1,6 @@
 """The five committee-machine settings of paper 000, App. B.1, as frozen dataclasses in a registry.
 
-Numbers are the paper's (EXPERIMENTS.md table). Conventions the paper leaves open, fixed here
+Numbers are the paper's (App. B.1). Conventions the paper leaves open, fixed here
 (see ``committee.train`` for the reasoning):
 
 - Units: each hidden unit is trained as its direction u_h = w_h/√N (unit norm, λ_h = u_h·ξ) and
@@ -15,7 +15,7 @@ Numbers are the paper's (EXPERIMENTS.md table). Conventions the paper leaves ope
 - ``max_epochs`` is a guard, not a paper number: a restart that has not met its stop rule by then
   is saved as "not converged". Sized from the schedules: rSGD's coupling contracts the replicas
   by η·γ(t) per step, so reaching d ~ 1e-8 from d ~ 3 needs 5·η·Σ_t γ(t) ≈ 18, about 5 300 epochs
-  for rsgd-fast and 8e4 for rsgd-slow. Measured epochs to stop: benchmarks/epochs_to_stop.md.
+  for rsgd-fast and 8e4 for rsgd-slow. Measured epochs to stop: benchmarks/results/epochs_to_stop.md.
 """
 
 from __future__ import annotations

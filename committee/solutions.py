@@ -1,6 +1,6 @@
 """The solutions file: trained committee weights, the patterns they were trained on, and metadata.
 
-A solutions file is an ``.npz`` with three entries (ARCHITECTURE.md, "Conventions"):
+A solutions file is an ``.npz`` with three entries (docs/formats.md):
 
 - ``weights``: float64 array (R, K, N), one (K, N) first-layer matrix per restart (Eq. 7), each hidden
   unit at norm √N (for rSGD the replicas' centre, for eSGD the reference w, both renormalised);

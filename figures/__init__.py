@@ -5,9 +5,9 @@ error, local energy, BP curves) and assembles the data, ``write_outputs`` draws 
 """
 
 from localentropy.figures.errors import FigureError
-from localentropy.figures.pipeline import FigureData, compute_figure
+from localentropy.figures.pipeline import FigureData, compute_figure, figure_from_solutions
 from localentropy.figures.report import write_outputs
 from localentropy.figures.spec import FigureSpec, figure_spec, parse_restart_ids, shard_ids
 
-__all__ = ["FigureError", "FigureData", "FigureSpec", "compute_figure", "figure_spec", "parse_restart_ids",
+__all__ = ["FigureError", "FigureData", "FigureSpec", "compute_figure", "figure_from_solutions", "figure_spec", "parse_restart_ids",
            "shard_ids", "write_outputs"]

@@ -19,10 +19,12 @@ misclassifies a pattern): two treatments, the same for every setting, both repor
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
@@ -30,7 +32,7 @@ import numpy as np
 from localentropy.committee_sign import misclassified
 from localentropy.figures.cache import StageCache, stage_key
 from localentropy.figures.errors import FigureError
-from localentropy.figures.spec import FigureSpec, shard_ids, train_options
+from localentropy.figures.spec import FigureSpec, Setting, shard_ids, train_options
 
 # progress(stage, done, total, detail): the first report of a stage may start above 0 (a resumed
 # training run), so a display should count its rate from there.
@@ -51,6 +53,7 @@ class Solution:
     misclassified: np.ndarray = field(repr=False)  # indices of training patterns it misclassifies
     energy: Optional[dict] = None  # sigmas, delta_error, delta_error_se
     curves: dict = field(default_factory=dict)  # treatment → dict of arrays (prior_delta, delta, phi, converged)
+    source: str = ""  # what the later stages' cache keys derive from: the train key, or the weights' hash
 
 
 @dataclass
@@ -62,6 +65,8 @@ class FigureData:
     dropped_patterns: list  # training patterns left out of the hard-constraint BP
     wall: dict  # stage → seconds spent computing in this call
     data_hash: str
+    origin: str = ""  # where the solutions came from: "" (trained by the recipe) or the solutions folder
+    curve_subset: Optional[int] = None  # BP curves for the first this many solutions per setting (None: all)
 
 
 def _train_key(spec, setting, data_hash, r):
@@ -178,24 +183,24 @@ def _train_parallel(spec, chosen, ds, data_hash, cache, workers, progress, wall)
 def _load_solution(spec, setting, data_hash, r, cache) -> Solution:
     arrays, meta = cache.load("train", _train_key(spec, setting, data_hash, r))
     return Solution(setting.label, int(r), bool(meta["converged"]), int(meta["epochs"]), float(meta["train_error"]),
-                    float(meta["test_error"]), arrays["weights"], arrays["misclassified"])
+                    float(meta["test_error"]), arrays["weights"], arrays["misclassified"],
+                    source=_train_key(spec, setting, data_hash, r))
 
 
-def _energy_key(spec, setting, data_hash, r):
-    return stage_key("energy", {"train": _train_key(spec, setting, data_hash, r), "sigmas": list(spec.sigmas),
-                                "draws": spec.draws})
+def _energy_key(spec, s: Solution):
+    return stage_key("energy", {"train": s.source, "sigmas": list(spec.sigmas), "draws": spec.draws})
 
 
-def _energies(spec, setting_of, sols, ds, data_hash, cache, device, progress, wall):
+def _energies(spec, sols, ds, cache, device, progress, wall):
     from localentropy.committee.evaluate import local_energy_profiles
     from localentropy.committee.train import restart_seed
 
-    todo = [s for s in sols if not cache.has("energy", _energy_key(spec, setting_of[s.setting], data_hash, s.restart))]
+    todo = [s for s in sols if not cache.has("energy", _energy_key(spec, s))]
     t0 = time.perf_counter()
     for i, s in enumerate(todo):
         prof = local_energy_profiles(s.weights[None], ds.X_train, ds.y_train, np.asarray(spec.sigmas),
                                      draws=spec.draws, seed=restart_seed(spec.seed, s.restart), device=device)
-        cache.save("energy", _energy_key(spec, setting_of[s.setting], data_hash, s.restart),
+        cache.save("energy", _energy_key(spec, s),
                    {"sigmas": prof.sigmas, "delta_error": prof.delta_error[0], "delta_error_se": prof.delta_error_se[0]},
                    {"setting": s.setting, "restart": s.restart, "error0": float(prof.error0[0])})
         if progress is not None:
@@ -203,12 +208,12 @@ def _energies(spec, setting_of, sols, ds, data_hash, cache, device, progress, wa
     if todo:
         wall["energy"] = wall.get("energy", 0.0) + time.perf_counter() - t0
     for s in sols:
-        arrays, _ = cache.load("energy", _energy_key(spec, setting_of[s.setting], data_hash, s.restart))
+        arrays, _ = cache.load("energy", _energy_key(spec, s))
         s.energy = arrays
 
 
-def _curve_key(spec, setting, data_hash, r, treatment, dropped):
-    inputs = {"train": _train_key(spec, setting, data_hash, r), "deltas": list(spec.deltas), "treatment": treatment}
+def _curve_key(spec, s: Solution, treatment, dropped):
+    inputs = {"train": s.source, "deltas": list(spec.deltas), "treatment": treatment}
     inputs.update({"dropped": [int(i) for i in dropped]} if treatment == "hard" else {"beta": spec.soft_beta})
     return stage_key("curve", inputs)
 
@@ -221,7 +226,7 @@ def _curve_arrays(c) -> dict:
             "phi_G": c.phi_G, "converged": c.converged}
 
 
-def _curves(spec, setting_of, sols, ds, data_hash, dropped, cache, jobs, progress, wall, treatments=("hard", "soft")):
+def _curves(spec, sols, ds, dropped, cache, jobs, progress, wall, treatments=("hard", "soft")):
     """BP curves of every solution in the ``treatments`` (both by default); the ones the cache lacks are
     computed by ``committee.pipeline.restart_curves`` (parallel processes)."""
     from localentropy.committee.pipeline import restart_curves
@@ -233,7 +238,7 @@ def _curves(spec, setting_of, sols, ds, data_hash, dropped, cache, jobs, progres
     t0 = time.perf_counter()
     computed = False
     for treatment, (X, y, beta) in treatments.items():
-        key_of = {id(s): _curve_key(spec, setting_of[s.setting], data_hash, s.restart, treatment, dropped) for s in sols}
+        key_of = {id(s): _curve_key(spec, s, treatment, dropped) for s in sols}
         todo = [s for s in sols if not cache.has("curve", key_of[id(s)])]
         if not todo:
             continue
@@ -261,8 +266,7 @@ def _curves(spec, setting_of, sols, ds, data_hash, dropped, cache, jobs, progres
         wall["curve"] = wall.get("curve", 0.0) + time.perf_counter() - t0
     for s in sols:
         for treatment in treatments:
-            arrays, meta = cache.load("curve", _curve_key(spec, setting_of[s.setting], data_hash, s.restart,
-                                                          treatment, dropped))
+            arrays, meta = cache.load("curve", _curve_key(spec, s, treatment, dropped))
             s.curves[treatment] = dict(arrays, error=meta.get("error"))
 
 
@@ -335,11 +339,120 @@ def compute_figure(spec: FigureSpec, cache_dir, *, restart_ids=None, settings=No
         if restart_ids is not None:  # a shard whose restarts all failed to stop: nothing more to compute
             return FigureData(spec, solutions, excluded, tried, [], wall, data_hash)
         raise FigureError("no restart met its stop rule; nothing to draw (see the excluded restarts)")
-    _energies(spec, setting_of, all_sols, ds, data_hash, cache, device, progress, wall)
+    _energies(spec, all_sols, ds, cache, device, progress, wall)
     if restart_ids is not None:
         dropped = []
-        _curves(spec, setting_of, all_sols, ds, data_hash, dropped, cache, jobs, progress, wall, treatments=("soft",))
+        _curves(spec, all_sols, ds, dropped, cache, jobs, progress, wall, treatments=("soft",))
     else:
         dropped = sorted({int(i) for s in all_sols for i in s.misclassified})
-        _curves(spec, setting_of, all_sols, ds, data_hash, dropped, cache, jobs, progress, wall)
+        _curves(spec, all_sols, ds, dropped, cache, jobs, progress, wall)
     return FigureData(spec, solutions, excluded, tried, dropped, wall, data_hash)
+
+
+def solution_files(folder, figure: str) -> list:
+    """The ``figN-solutions-<setting>.npz`` files of Figure ``figure`` in ``folder``, sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FigureError(f"{folder}: no such solutions folder")
+    files = sorted(folder.glob(f"fig{figure}-solutions-*.npz"))
+    if not files:
+        raise FigureError(f"{folder}: no fig{figure}-solutions-*.npz files (a figure's output folder holds them)")
+    return files
+
+
+def weights_source(weights: np.ndarray) -> str:
+    """The cache identity of a solution given by its weights alone: the SHA-256 of its float64 bytes."""
+    import hashlib
+
+    return "weights:" + hashlib.sha256(np.ascontiguousarray(weights, dtype=np.float64).tobytes()).hexdigest()
+
+
+def figure_from_solutions(spec: FigureSpec, folder, cache_dir, *, curve_subset: Optional[int] = None, device="cpu",
+                          jobs=None, progress: Progress = None, data=None) -> FigureData:
+    """Figure ``spec.name`` redrawn from solutions trained elsewhere: every stage after training (test
+    and training errors, misclassified patterns, local energies, BP curves) computed afresh from the
+    weights in ``folder``'s ``figN-solutions-<setting>.npz`` files (a figure's own output folder, or
+    files in that format), cached under ``cache_dir`` keyed by the weights' hash.
+
+    The settings are those of the files, in ``spec``'s order where their labels are the spec's; the
+    grids (σ, draws, Δ, soft β) are ``spec``'s. The local energies use each solution's own seed and
+    restart id, so solutions drawn by a figure run give that run's numbers again. ``curve_subset``: BP
+    curves for the first that many solutions of each setting only (the cost of panel (a)); the patterns
+    the hard treatment drops are still those misclassified by any solution of the figure.
+    """
+    from localentropy.committee.errors import CommitteeError
+    from localentropy.committee.evaluate import solution_errors
+    from localentropy.committee.presets import CommitteePreset
+    from localentropy.committee.solutions import load_solutions
+    from localentropy.data import load_dresscoat, patterns_hash
+
+    if curve_subset is not None and (int(curve_subset) != curve_subset or curve_subset < 2):
+        raise FigureError(f"curves per setting must be an integer ≥ 2, got {curve_subset}")
+    files = solution_files(folder, spec.name)
+    ds = data if data is not None else load_dresscoat()
+    data_hash = patterns_hash(ds.X_train, ds.y_train)
+    loaded = []
+    for path in files:  # every file checked before any work
+        try:
+            sol = load_solutions(path)
+        except (CommitteeError, FileNotFoundError) as exc:
+            raise FigureError(str(exc)) from None
+        if sol.patterns_hash != data_hash:
+            raise FigureError(f"{path}: trained on other patterns (hash {sol.patterns_hash[:12]}…, the data set's "
+                              f"{data_hash[:12]}…)")
+        meta = sol.metadata
+        if str(meta.get("figure", spec.name)) != spec.name:
+            raise FigureError(f"{path}: solutions of figure {meta.get('figure')}, not figure {spec.name}")
+        label = meta.get("figure_setting") or meta.get("setting")
+        hyper = meta.get("hyperparameters")
+        if not isinstance(label, str) or not isinstance(hyper, dict):
+            raise FigureError(f"{path}: metadata lacks the setting's label or hyper-parameters")
+        try:
+            preset = CommitteePreset(**hyper)
+        except (TypeError, CommitteeError) as exc:
+            raise FigureError(f"{path}: hyper-parameters do not make a committee setting ({exc})") from None
+        ids = meta.get("restart_ids") or list(range(sol.restarts))
+        status = sol.status or ["converged"] * sol.restarts
+        epochs = sol.epochs or [0] * sol.restarts
+        if len(ids) != sol.restarts:
+            raise FigureError(f"{path}: {len(ids)} restart ids for {sol.restarts} solutions")
+        if any(lab == label for lab, *_ in loaded):
+            raise FigureError(f"{path}: a second file for setting {label!r}")
+        loaded.append((label, preset, float(meta.get("time_scale", 1.0)), int(meta.get("seed", spec.seed)),
+                       sol, ids, status, epochs))
+    order = {s.label: i for i, s in enumerate(spec.settings)}
+    loaded.sort(key=lambda t: order.get(t[0], len(order)))
+    seeds = {t[3] for t in loaded}
+    if len(seeds) != 1:
+        raise FigureError(f"{folder}: solutions drawn with different seeds {sorted(seeds)}")
+    settings = tuple(Setting(label, preset, ts) for label, preset, ts, *_ in loaded)
+    quick = any(bool(t[4].metadata.get("quick")) for t in loaded)
+    spec = dataclasses.replace(spec, settings=settings, seed=seeds.pop(), quick=quick,
+                               restarts=max(t[4].restarts for t in loaded))
+    wall: dict = {}
+    t0 = time.perf_counter()
+    solutions, excluded, tried = {}, {}, {}
+    for label, preset, ts, seed, sol, ids, status, epochs in loaded:
+        W = np.asarray(sol.weights, dtype=np.float64)
+        test = solution_errors(W, ds.X_test, ds.y_test, device=device)
+        train = solution_errors(W, ds.X_train, ds.y_train, device=device)
+        sols, exc = [], []
+        for i, r in enumerate(ids):
+            if status[i] != "converged":
+                exc.append((int(r), f"marked {status[i]!r} in {Path(folder).name}"))
+                continue
+            bad = np.flatnonzero(misclassified(ds.X_train @ W[i].T, ds.y_train)).astype(np.int64)
+            sols.append(Solution(label, int(r), True, int(epochs[i]), float(train[i]), float(test[i]), W[i], bad,
+                                 source=weights_source(W[i])))
+        solutions[label], excluded[label], tried[label] = sols, exc, sol.restarts
+    wall["errors"] = time.perf_counter() - t0
+    all_sols = [s for lab in solutions for s in solutions[lab]]
+    if not all_sols:
+        raise FigureError(f"{folder}: no converged solution to draw")
+    cache = StageCache(cache_dir)
+    _energies(spec, all_sols, ds, cache, device, progress, wall)
+    dropped = sorted({int(i) for s in all_sols for i in s.misclassified})
+    chosen = [s for lab in solutions for s in solutions[lab][:curve_subset]]
+    _curves(spec, chosen, ds, dropped, cache, jobs, progress, wall)
+    return FigureData(spec, solutions, excluded, tried, dropped, wall, data_hash, origin=str(folder),
+                      curve_subset=curve_subset)

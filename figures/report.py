@@ -25,6 +25,7 @@ import math
 import re
 import subprocess
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -54,7 +55,9 @@ def curve_points(sol, treatment):
 
 def mean_curve(sols, treatment, grid):
     """Mean ± se over solutions of Φ_LE interpolated (in log δ) at ``grid``; only where ≥ half the
-    solutions' converged ranges cover the point (no extrapolation)."""
+    solutions' converged ranges cover the point (no extrapolation). Solutions without a curve in this
+    treatment (outside a figure's curve subset) are left out."""
+    sols = with_curves(sols, treatment)
     vals = []
     for s in sols:
         d, phi = curve_points(s, treatment)
@@ -72,6 +75,11 @@ def mean_curve(sols, treatment, grid):
         if len(col) and len(col) * 2 >= len(sols):
             m[j], se[j] = mean_se(col)
     return m, se
+
+
+def with_curves(sols, treatment):
+    """The solutions that have a curve in ``treatment`` (all, unless the figure computed a subset)."""
+    return [s for s in sols if treatment in s.curves]
 
 
 def phi_at(sol, treatment, delta):
@@ -167,7 +175,7 @@ def draw(fd: FigureData, out_dir: Path) -> list[Path]:
         sols = fd.solutions[lab]
         if grid.size and sols:
             m, se = mean_curve(sols, "hard", grid)
-            axes[0].plot(grid, m, color=c, label=f"{lab} ({len(sols)})")
+            axes[0].plot(grid, m, color=c, label=f"{lab} ({len(with_curves(sols, 'hard'))})")
             axes[0].fill_between(grid, m - se, m + se, color=c, alpha=0.25, lw=0)
         if sols and sols[0].energy is not None:
             E = np.array([s.energy["delta_error"] for s in sols])
@@ -181,6 +189,8 @@ def draw(fd: FigureData, out_dir: Path) -> list[Path]:
     axes[0].set_xscale("log")
     axes[0].set_xlabel("δ = d / (K·N)  (distance per weight)")
     axes[0].set_ylabel("Φ_LE(δ)  (local entropy per weight, BP)")
+    if fd.curve_subset is not None:
+        axes[0].set_title(f"BP curves of the first {fd.curve_subset} solutions per setting", fontsize="small")
     axes[0].legend(fontsize="small")
     axes[1].set_xlabel("σ (relative weight noise, Eq. 4)")
     axes[1].set_ylabel("δE_train(σ)")
@@ -215,7 +225,8 @@ def draw(fd: FigureData, out_dir: Path) -> list[Path]:
         _savefig(fig, out_dir / f"fig{name}-correlation")
     finally:
         plt.close(fig)
-    return [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
+    corr = out_dir / f"fig{name}-correlation"
+    return [stem.with_suffix(".png"), stem.with_suffix(".pdf"), corr.with_suffix(".png"), corr.with_suffix(".pdf")]
 
 
 def _energy_at(s, sigma=SIGMA_CORR):
@@ -259,15 +270,28 @@ def _ranking(fd, values_of, higher_is_flatter: bool, what: str) -> list[str]:
     return out
 
 
-def _claims(fd: FigureData, dstar: float) -> list[str]:
-    """Markdown lines: the paper's claims for this figure, each with its test and verdict (figures.claims)."""
-    spec = fd.spec
+def claim_verdicts(fd: FigureData, dstar: Optional[float] = None) -> list:
+    """The paper's claimed orderings for this figure, each tested (``figures.claims.Verdict``)."""
+    dstar = correlation_delta(fd) if dstar is None else dstar
     quantities = [(f"Φ_LE hard at δ = {dstar:.3g}", lambda s: phi_at(s, "hard", dstar), True),
                   (f"Φ_LE soft at δ = {dstar:.3g}", lambda s: phi_at(s, "soft", dstar), True),
                   (f"δE_train at σ = {SIGMA_CORR}", _energy_at, False),
                   ("test error", lambda s: s.test_error, False)]
-    dropouts = {st.label: st.preset.dropout for st in spec.settings}
-    vs = verdicts(spec.name, fd.solutions, quantities, dropouts)
+    dropouts = {st.label: st.preset.dropout for st in fd.spec.settings}
+    return verdicts(fd.spec.name, fd.solutions, quantities, dropouts)
+
+
+def verdict_line(vs) -> str:
+    """'15 of 16 claims hold, 1 contradicted, 0 not shown' for a list of verdicts."""
+    held = sum(v.word == "holds" for v in vs)
+    against = sum(v.word.startswith("contradicted") for v in vs)
+    return f"{held} of {len(vs)} claims hold, {against} contradicted, {len(vs) - held - against} not shown"
+
+
+def _claims(fd: FigureData, dstar: float) -> list[str]:
+    """Markdown lines: the paper's claims for this figure, each with its test and verdict (figures.claims)."""
+    spec = fd.spec
+    vs = claim_verdicts(fd, dstar)
     what = ("entropic settings (rsgd-fast, rsgd-slow, esgd) beat SGD slow, and SGD slow beats SGD fast"
             if spec.name == "1" else "a larger dropout probability beats the next smaller one")
     out = ["## Do the paper's claims hold here?", "",
@@ -280,9 +304,7 @@ def _claims(fd: FigureData, dstar: float) -> list[str]:
     for v in vs:
         out.append(f"| {v.better} beats {v.worse} | {v.quantity} | {v.n_better}, {v.n_worse} | {v.A:.3f} | "
                    f"{v.p:.3g} | {v.p_holm:.3g} | {v.word} |")
-    held = sum(v.word == "holds" for v in vs)
-    out += ["", f"{held} of {len(vs)} comparisons hold; "
-            f"{sum(v.word.startswith('contradicted') for v in vs)} are contradicted.", ""]
+    out += ["", verdict_line(vs) + ".", ""]
     out += ["Flatness correlates with test error (App. B.3, Figure 7: flatter, lower error):", ""]
     for (xlab, getter), sign in zip(_flatness_measures(fd, dstar), (1, -1)):
         xs, ys = _pairs(fd, getter)
@@ -314,6 +336,12 @@ def summary(fd: FigureData, command: str, stage_wall: dict) -> str:
     spec = fd.spec
     lines = [f"# Figure {spec.name}" + (" — quick preview, NOT the paper's settings" if spec.quick else ""), ""]
     lines += [f"Command: `{command}`", "", f"Code version: {code_version()}; data hash {fd.data_hash[:16]}", ""]
+    if fd.origin:
+        lines += [f"Solutions read from `{fd.origin}` (trained by an earlier run of the recipe); every later stage "
+                  f"(test and training errors, local energies, BP curves) computed afresh from their weights.", ""]
+    if fd.curve_subset is not None:
+        lines += [f"Panel (a) and every Φ_LE row below use the BP curves of the first {fd.curve_subset} solutions "
+                  f"of each setting (by restart id), not all of them: the rows' n says how many.", ""]
     if spec.quick:
         lines += ["Quick preview: time rescaled by a factor f per setting — schedules x(t) = x0(1+x1)^t run as "
                   "x(f·t), and the learning rate η (SGD, eSGD) or the coupling γ0 (rSGD) multiplied by f:", ""]
@@ -325,7 +353,7 @@ def summary(fd: FigureData, command: str, stage_wall: dict) -> str:
     for s in spec.settings:
         sols = fd.solutions[s.label]
         fails = [sum(int((~np.asarray(x.curves[t]["converged"], bool)).sum()) +
-                     (1 if x.curves[t].get("error") else 0) for x in sols) for t in ("hard", "soft")]
+                     (1 if x.curves[t].get("error") else 0) for x in with_curves(sols, t)) for t in ("hard", "soft")]
         tr = [x.train_error for x in sols] or [math.nan]
         ep = [x.epochs for x in sols] or [0]
         lines.append(f"| {s.label} | {len(sols)} | {fd.tried[s.label]} | {len(fd.excluded[s.label])} | "
@@ -337,14 +365,14 @@ def summary(fd: FigureData, command: str, stage_wall: dict) -> str:
     for lab, sols in fd.solutions.items():
         for x in sols:
             for t in ("hard", "soft"):
-                if x.curves[t].get("error"):
+                if x.curves.get(t, {}).get("error"):
                     lines.append(f"- BP failed: {lab} restart {x.restart} ({t}): {x.curves[t]['error']}")
     lines += ["", f"Training patterns misclassified by some solution, left out of the hard-constraint BP "
               f"(the same for every setting): {fd.dropped_patterns or 'none'}; the soft treatment keeps every "
               f"pattern with β = {spec.soft_beta:g}.", ""]
     lines += ["## Panel (a): local entropy", "",
               "Φ_LE is BP's (Bethe) estimate. On this subset a sampling estimator and plain Monte Carlo "
-              "(README, \"Local entropy by sampling\") find BP's φ_G(Δ) too negative — by ~10–30 % at "
+              "(docs/bp.md §8.3) find BP's φ_G(Δ) too negative — by ~10–30 % at "
               "Δ ≤ 0.06 and ~80 % at Δ = 1 on three Figure-1 solutions — with the same ranking of "
               "the solutions; read the values as BP's, the orderings as robust to that check.", ""]
     for t in ("hard", "soft"):

@@ -258,3 +258,78 @@ def test_a_whole_figure_trains_its_restarts_in_parallel_processes_as_one_process
             assert s.epochs == t.epochs and s.converged == t.converged
             assert np.allclose(s.weights, t.weights, rtol=0, atol=1e-3)
     assert two.wall.get("train", 0) > 0
+
+
+def test_a_figure_redrawn_from_its_solutions_recomputes_every_stage_to_the_same_numbers(tmp_path):
+    """--from-solutions: the solutions a figure run drew, read back from its output folder, give that run's
+    test errors, local energies and BP curves again (computed afresh into another cache); a curve subset
+    leaves the later solutions without curves and says so; bad folders are refused before any work."""
+    import dataclasses
+
+    from localentropy.figures import compute_figure, figure_from_solutions, write_outputs
+    from localentropy.figures.report import claim_verdicts, verdict_line
+
+    ds = _planted_data()
+    spec = _tiny_spec(K=3, restarts=3)
+    fd = compute_figure(spec, tmp_path / "cache", jobs=1, data=ds)
+    write_outputs(fd, tmp_path / "run", "test", fd.wall)
+    redrawn = figure_from_solutions(_tiny_spec(K=3), tmp_path / "run", tmp_path / "cache2", jobs=1, data=ds)
+    assert set(redrawn.wall) == {"errors", "energy", "curve"}  # nothing read from the run's cache
+    assert list(redrawn.solutions) == list(fd.solutions) and redrawn.dropped_patterns == fd.dropped_patterns
+    for lab, sols in fd.solutions.items():
+        again = redrawn.solutions[lab]
+        assert [s.restart for s in again] == [s.restart for s in sols]
+        for a, b in zip(sols, again):
+            assert np.array_equal(a.weights, b.weights) and a.test_error == b.test_error and a.epochs == b.epochs
+            assert all(np.array_equal(a.energy[k], b.energy[k]) for k in a.energy)
+            for t in ("hard", "soft"):
+                assert all(np.array_equal(a.curves[t][k], b.curves[t][k], equal_nan=True)
+                           for k in ("prior_delta", "delta", "phi", "converged"))
+    assert [v.p for v in claim_verdicts(redrawn)] == [v.p for v in claim_verdicts(fd)]
+    assert verdict_line(claim_verdicts(fd)).endswith("not shown")
+    # a rerun from its own cache computes nothing after the errors
+    assert set(figure_from_solutions(_tiny_spec(K=3), tmp_path / "run", tmp_path / "cache2", jobs=1, data=ds).wall) == {"errors"}
+    # curves for the first 2 solutions of each setting only
+    sub = figure_from_solutions(_tiny_spec(K=3), tmp_path / "run", tmp_path / "cache2", curve_subset=2, jobs=1, data=ds)
+    for sols in sub.solutions.values():
+        assert [bool(s.curves) for s in sols] == [True] * min(2, len(sols)) + [False] * (len(sols) - 2)
+    write_outputs(sub, tmp_path / "sub", "test", sub.wall)
+    text = (tmp_path / "sub" / "fig6-summary.md").read_text()
+    assert "first 2 solutions" in text and f"read from `{tmp_path / 'run'}`" in text
+    with open(tmp_path / "sub" / "fig6.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    third = [(lab, str(s.restart)) for lab, sols in sub.solutions.items() for s in sols[2:]]
+    assert third and not [r for r in rows if r["quantity"].startswith("phi_le") and (r["setting"], r["restart"]) in third]
+    assert all([r for r in rows if r["quantity"] == "phi_le_hard" and r["setting"] == lab and r["restart"] == str(s.restart)]
+               for lab, sols in sub.solutions.items() for s in sols[:2])
+    # refusals: no files, files of another figure, solutions trained on other patterns, bad subset
+    with pytest.raises(FigureError, match="no fig6-solutions"):
+        figure_from_solutions(_tiny_spec(K=3), tmp_path, tmp_path / "c", data=ds)
+    with pytest.raises(FigureError, match="no fig1-solutions"):
+        figure_from_solutions(dataclasses.replace(_tiny_spec(K=3), name="1"), tmp_path / "run", tmp_path / "c", data=ds)
+    other = _planted_data()
+    other.y_train = -other.y_train
+    with pytest.raises(FigureError, match="other patterns"):
+        figure_from_solutions(_tiny_spec(K=3), tmp_path / "run", tmp_path / "c", data=other)
+    with pytest.raises(FigureError, match="≥ 2"):
+        figure_from_solutions(_tiny_spec(K=3), tmp_path / "run", tmp_path / "c", curve_subset=1, data=ds)
+    assert not (tmp_path / "c").exists()
+
+
+def test_the_figure_command_from_solutions_refuses_what_does_not_apply_in_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from localentropy.cli.main import cli
+
+    runner = CliRunner()
+    for args, needle in ((["figure", "1", "--from-solutions", str(tmp_path / "none")], "no such solutions folder"),
+                         (["figure", "1", "--from-solutions", str(tmp_path)], "fig1-solutions"),
+                         (["figure", "1", "--from-solutions", str(tmp_path), "--quick"], "--quick"),
+                         (["figure", "1", "--from-solutions", str(tmp_path), "--seed", "3"], "--seed"),
+                         (["figure", "1", "--curves-per-setting", "5"], "--from-solutions"),
+                         (["figure", "1", "--from-solutions", str(tmp_path), "--curves-per-setting", "1"], "1")):
+        res = runner.invoke(cli, args + ["--out", str(tmp_path / "o")])
+        assert res.exit_code == 2, (args, res.output)
+        lines = [ln for ln in res.output.splitlines() if ln.strip()]
+        assert len(lines) == 1 and needle in lines[0], (args, res.output)
+        assert not (tmp_path / "o").exists()
