@@ -13,15 +13,15 @@ For each preset, dtype and batches mode asked for, at ``--restarts`` restarts (d
   (fields and gradient) of B·N·K per network (rSGD: y replicas per restart; eSGD: L inner steps
   per outer step), plus the stop rule's product over the training set (P·N·K per restart) for
   the SGD rules (rSGD and eSGD stop on distances, no product);
-- **ratio** = measured / bound (the goal of issue 9: ≤ 1.6).
+- **ratio** = measured / bound (goal: ≤ 1.6).
 
 Then an estimate of the full Figure 1 training (5 settings × ``--fig-restarts`` restarts): for
 each preset, the measured s/epoch times the epochs to stop read from ``--epochs-csv``
-(benchmarks/epochs_to_stop.csv, written by benchmarks/epochs_to_stop.py), or, for presets with only
-time-limited (partial) or missing rows, the ``--assume`` value, labelled as such (the defaults come
-from benchmarks/epochs_to_stop.md: rsgd-slow from its γ schedule, eSGD the largest measured in
-issue 9). A batch runs until its slowest restart stops, so the largest epochs-to-stop of each
-preset is used too. Printed as an estimate, never as a measurement.
+(benchmarks/results/epochs_to_stop.csv, written by benchmarks/epochs_to_stop.py), or, for presets with
+only time-limited (partial) or missing rows, the ``--assume`` value, labelled as such (the defaults come
+from benchmarks/results/epochs_to_stop.md: rsgd-slow from its γ schedule, eSGD the larger of the two
+float64, own-batches runs recorded there). A batch runs until its slowest restart stops, so the
+largest epochs-to-stop of each preset is used too. Printed as an estimate, never as a measurement.
 
 Run: .venv/bin/python benchmarks/bench_committee.py [--restarts 50] [--dtypes float32,float64]
      [--batches shared,own] [--threads 1] [--presets sgd-fast,...]
@@ -151,7 +151,7 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--gemm-size", type=int, default=768)
-    ap.add_argument("--epochs-csv", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
+    ap.add_argument("--epochs-csv", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                                                           "epochs_to_stop.csv"))
     ap.add_argument("--fig-restarts", type=int, default=50)
     ap.add_argument("--assume", default="rsgd-slow=75800,esgd=9644",
@@ -209,7 +209,7 @@ def main():
                            f"the batch runs to max_epochs {PRESETS[name].max_epochs}")
                 elif name in assumed:
                     epochs = int(assumed[name])
-                    how = f"ASSUMED {epochs} (not measured; see epochs_to_stop.md)"
+                    how = f"ASSUMED {epochs} (not measured; see benchmarks/results/epochs_to_stop.md)"
                 else:
                     lines.append(f"  {name:10} no epochs-to-stop data: left out")
                     continue

@@ -4,7 +4,7 @@ Each method trains the same model through ``localentropy.deep.train.train`` on t
 (synthetic images of the data set's shape, so no download is needed); the clock sums the optimizer steps
 (end-of-epoch evaluation and checkpoints excluded), interleaved over rounds, best round kept. Prints, per
 method, seconds per consumed sample, the SGD baseline measured in the same run, the ratio and the goal
-(≤ 1.15×, issue 12).
+(ratio ≤ 1.15×).
 Usage: .venv/bin/python benchmarks/bench_deep_methods.py [--models small-convnet:cifar-10,mlp2:fashion-mnist]
        [--budget 4] [--train 1024] [--rounds 3] [--device cpu] [--threads 1]
 On one CPU thread eSGD's SGLD noise from torch's generator (one Gaussian draw per weight per inner step)

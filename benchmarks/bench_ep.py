@@ -1,5 +1,5 @@
 """EP's φ_G(Δ) (bp/ep.py, `local_entropy_curve(method="ep")`) on the real Figure-1 solutions, against plain
-Monte Carlo, the sampler and BP (their numbers: benchmarks/local_entropy_sampling_vs_bp.json, written by
+Monte Carlo, the sampler and BP (their numbers: benchmarks/results/local_entropy_sampling_vs_bp.json, written by
 bench_local_entropy_sampling.py on the same solutions and grid), and one and three hidden units of the
 SGD-fast solution with their own votes as labels (plain MC with --direct draws computed here).
 
@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"  # the committed result files
 sys.path.insert(0, str(HERE))
 
 from bench_local_entropy_sampling import _json, load_solutions  # noqa: E402
@@ -60,12 +61,12 @@ def ep_curve(W, X, y, deltas):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--reference", default=str(HERE / "local_entropy_sampling_vs_bp.json"))
+    ap.add_argument("--reference", default=str(RESULTS / "local_entropy_sampling_vs_bp.json"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--direct", type=int, default=200_000, help="plain MC draws for the 1- and 3-unit checks")
     ap.add_argument("--min-hits", type=int, default=100)
-    ap.add_argument("--json", default=str(HERE / "ep_vs_sampling.json"))
-    ap.add_argument("--plot", default=str(HERE / "ep_vs_sampling.png"))
+    ap.add_argument("--json", default=str(RESULTS / "ep_vs_sampling.json"))
+    ap.add_argument("--plot", default=str(RESULTS / "ep_vs_sampling.png"))
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     ref = json.load(open(args.reference))

@@ -9,8 +9,8 @@ Default (``--mode committee``): the committee solutions' profiles of ``committee
   normals in one call, plus reading the (draws, K, P) noise fields once per σ at the copy bandwidth;
 - the ratio measured / bound and the goal (≤ 0.6 s per solution), with 1 torch thread and with torch's
   default (on a CPU shared with other work the single thread is the faster one);
-- with --compare, the per-draw path of ``entropic.local_energy`` (vmap batches, what ``evaluate`` used
-  before) on one solution, and the agreement of the two within sampling error.
+- with --compare, the model-agnostic per-draw path of ``entropic.local_energy`` (vmap batches) on one
+  solution, and the agreement of the two within sampling error.
 
 ``--mode module``: the model-agnostic ``entropic.local_energy`` on a small torch model, vmap-batched draws
 against the per-draw loop, same run:
@@ -159,7 +159,7 @@ def committee_bench(a) -> int:
         new = local_energy_profiles(W[:1], X, y, sigmas, draws=D, seed=0, threads=1)
         z = (new.delta_error[0] - old.delta_error) / np.sqrt(new.delta_error_se[0] ** 2 + old.delta_error_se**2 + 1e-300)
         print(f"per-draw path (entropic.local_energy, vmap batches of 50): {t_old:.2f} s per solution, "
-              f"{t_old / t_sol:.1f}x the new path; max |difference| / s.e. over σ: {np.max(np.abs(z)):.2f}")
+              f"{t_old / t_sol:.1f}x local_energy_profiles; max |difference| / s.e. over σ: {np.max(np.abs(z)):.2f}")
     return 0
 
 

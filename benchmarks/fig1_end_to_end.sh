@@ -5,6 +5,7 @@
 # Prints the wall time of each part and the total.
 #
 # Run: bash benchmarks/fig1_end_to_end.sh [OUT] [SHARDS]   (default out/fig1-e2e, one per CPU)
+# A run's printed timings, kept: benchmarks/results/fig1_end_to_end_<date>.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-out/fig1-e2e}

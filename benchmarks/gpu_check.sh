@@ -4,7 +4,8 @@
 #   test_cuda.txt   `pytest -m cuda`: every CUDA path against the CPU (tests/test_cuda.py)
 #   sampler.txt     the committee sampler on the real subset on CUDA, against the committed CPU run
 #   committee.txt   the committee trainers on CUDA against the same-run GEMM bound on that GPU
-# STEPS (default "tests sampler committee") picks which run.
+# STEPS (default "tests sampler committee") picks which run. Logs kept from a run on an H200:
+# benchmarks/results/gpu_test_cuda_h200_*.txt, gpu_sampler_h200_*.txt, bench_committee_cuda_h200_*.txt.
 set -u
 OUT=${OUT:-out/gpu-check}
 STEPS=${STEPS:-tests sampler committee}
@@ -20,7 +21,7 @@ esac
 case " $STEPS " in *" sampler "*)
   timeout "${BENCH_S:-300}" $PY benchmarks/bench_local_entropy_sampling.py --device cuda \
     --solutions rsgd-fast:0,sgd-slow:0,sgd-fast:0 --json "$OUT/sampling_cuda.json" --plot "$OUT/sampling_cuda.png" \
-    --compare benchmarks/local_entropy_sampling_vs_bp.json 2>&1 | tee "$OUT/sampler.txt";;
+    --compare benchmarks/results/local_entropy_sampling_vs_bp.json 2>&1 | tee "$OUT/sampler.txt";;
 esac
 case " $STEPS " in *" committee "*)
   timeout "${COMMITTEE_S:-240}" $PY benchmarks/bench_committee.py --device cuda --gemm-size 4096 --epochs 5 \

@@ -186,7 +186,7 @@ def _train(obj, config, data_dir, out, no_resume, distributed, no_tensorboard, d
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE",
               help="Override a field of every run, e.g. --set epochs=2 --set train_subset=2000.")
-@click.option("--out", type=click.Path(dir_okay=False), default="benchmarks/deep_evidence.md", show_default=True,
+@click.option("--out", type=click.Path(dir_okay=False), default="benchmarks/results/deep_evidence.md", show_default=True,
               help="The markdown table (written to a temporary name, then renamed).")
 @click.option("--runs", "runs_dir", type=click.Path(file_okay=False), default="out/deep-evidence", show_default=True,
               help="One folder per run (checkpoint, metrics, model.pt); finished runs are read back, not retrained.")
@@ -324,7 +324,7 @@ def local_entropy_cmd(obj, run_dir, layers, deltas, scale, samples, chains, grou
 @click.pass_obj
 def evidence_local_entropy_cmd(obj, runs_dir, out_dir, model, methods, seeds, selections, deltas, stop_below, samples,
                                chains, groups, moves, data_dir, threads, jobs, seed, device):
-    """Φ_LE(d) per method of the evidence networks, for all weights and per layer, beside δE_train(σ) (issue 13)."""
+    """Φ_LE(d) per method of the evidence networks, for all weights and per layer, beside δE_train(σ)."""
     import json
     import time
     from pathlib import Path

@@ -24,7 +24,7 @@ Conventions that paper 000 leaves open (documented in ``committee.presets`` too)
   1/√N in λ makes every step on u N times smaller (Δu = Δw/√N and ∇_w = ∇_u/√N), and with a mean
   instead of a summed mini-batch loss B times smaller again; SGD fast (η = 2e-4) then barely leaves
   its random start. This is a calibration of the paper's units, not a quote
-  (benchmarks/epochs_to_stop.md records what it gives).
+  (benchmarks/results/epochs_to_stop.md records what it gives).
 - **Loss.** The gradient is that of Σ_{μ∈batch} f(y^μ ŷ_β(ξ^μ), ω) (Eq. 8 per pattern, summed); the
   loss in stop rules and reports is the mean over the training set (Eq. 8's expectation).
 - **Normalisation** (App. B.1, "after each weight update"): SGD: u after every step. rSGD: every

@@ -24,7 +24,7 @@ def test_sgd_fast_finds_zero_training_error_solutions_on_the_dresscoat_subset():
 def test_float32_with_shared_batches_stops_at_the_same_epochs_as_float64_on_the_dresscoat_subset():
     """The fast configuration (float32, restarts sharing mini-batch sequences) reaches the SGD-fast
     stop rule at the same epochs as float64 with the same draws, to zero training error; measured over
-    20 restarts in benchmarks/epochs_to_stop.md, checked here on 3."""
+    20 restarts in benchmarks/results/epochs_to_stop.md, checked here on 3."""
     import torch
 
     from localentropy.data import load_dresscoat
