@@ -20,7 +20,7 @@
    time), then a fresh process with that cache runs its first curve (import + kernel loading + curve).
 
 The reference: restarts of --solutions, else Figure 1's SGD-fast solutions (results/fig1/, the paper's
-setting), else out/sgd-fast.npz (`make run`'s quick preview) if present, else a least-action solution of the real training set (BP.md §7.7), which is not an SGD
+setting), else out/sgd-fast.npz (`make run`'s quick preview) if present, else a least-action solution of the real training set (docs/bp.md §7.7), which is not an SGD
 solution: the script says which. Without the Dress/Coat data it falls back to synthetic correlated
 images and says so. Timings on a shared machine are noisy; bounds and ratios are measured in the same run.
 
@@ -56,7 +56,7 @@ K = 9
 
 
 def synthetic_images(P, seed=0, side=28):
-    """BP.md §7.7-style correlated ±1 images: smooth random field + central object, thresholded."""
+    """docs/bp.md §7.7-style correlated ±1 images: smooth random field + central object, thresholded."""
     from scipy.ndimage import gaussian_filter
 
     rng = np.random.default_rng(seed)

@@ -1,6 +1,6 @@
 """Belief Propagation local entropy of committee-machine solutions (numpy, numba, scipy only).
 
-Public API (BP.md): `free_entropy` (Bethe free entropy φ_G(Δ) under a Gaussian prior centred on a
+Public API (docs/bp.md): `free_entropy` (Bethe free entropy φ_G(Δ) under a Gaussian prior centred on a
 reference), `local_entropy_curve` (scan over Δ + Legendre transform into s(d); `method="ep"`:
 expectation propagation with a full-covariance Gaussian per hidden unit, bp/ep.py), `output_channel`
 (the exact committee output factor), and `BPError`. `bp.instances` builds small instances with a known

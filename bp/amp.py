@@ -1,4 +1,4 @@
-"""Node-level (AMP / TAP) form of the per-edge r-BP of bp.edge, with the Onsager correction (BP.md §3, §4).
+"""Node-level (AMP / TAP) form of the per-edge r-BP of bp.edge, with the Onsager correction (docs/bp.md §3, §4).
 
 Derivation [DERIVED here; checked against bp.edge in tests/test_bp_amp.py]. At a fixed point of the
 per-edge equations (§3.1, §3.5), with A_{μ→ki} = x² Γ_kμ/N and B_{μ→ki} = x g_kμ/√N + A_{μ→ki} m_{ki→μ}:
@@ -28,7 +28,7 @@ bp.edge.bethe_terms at the corresponding per-edge messages.
 
 Schedule, damping ladder, convergence and positivity checks are those of bp.edge (§3.6, §6.2).
 Numba kernels (serial, cache=True) are the default; `sweep_numpy` / `bethe_numpy` are the oracles.
-BP.md §8.3 warned that AMP might not converge on correlated images; measured on the real Dress/Coat
+Node-level iterations can fail on correlated images (docs/bp.md §8.3); measured on the real Dress/Coat
 training set it does with the block schedule (numbers in the module's tests and benchmarks/bench_bp.py).
 """
 

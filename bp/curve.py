@@ -1,4 +1,4 @@
-"""Local-entropy curve of a reference w̃: scan of the prior width Δ and Legendre transform (BP.md §5).
+"""Local-entropy curve of a reference w̃: scan of the prior width Δ and Legendre transform (docs/bp.md §5).
 
 For each Δ on an increasing grid (warm-started from the previous fixed point, §3.6) BP gives φ_G(Δ)
 and δ(Δ); the shell local entropy follows parametrically (§5.2),
@@ -68,7 +68,7 @@ def extrapolate_state(state, previous, log_step: float):
 
 
 def normalize_reference(center) -> np.ndarray:
-    """Rescale each hidden unit to ‖w̃_k‖² = N (BP.md §1): distances need a fixed normalisation."""
+    """Rescale each hidden unit to ‖w̃_k‖² = N (docs/bp.md §1): distances need a fixed normalisation."""
     center = np.array(center, dtype=np.float64)
     if center.ndim != 2:
         raise BPError(f"center must have shape (K, N), got {center.shape}")
@@ -171,7 +171,7 @@ def local_entropy_curve(center, X, y, deltas=None, *, beta=np.inf, drop_misclass
                         schedule="block", n_blocks=None, damping=None, tol=1e-6, max_sweeps=1000, patience=200,
                         max_failures=2, gap_factor=3.0, seed=0, normalize="weight",
                         progress=None) -> LocalEntropyCurve:
-    """Local entropy s(d) of the committee machine around `center` (BP.md §5; Pittorino et al. App. B.1).
+    """Local entropy s(d) of the committee machine around `center` (docs/bp.md §5; Pittorino et al. App. B.1).
 
     center: (K,N) reference, rescaled here to ‖w̃_k‖² = N per hidden unit (documented convention);
     X: (P,N) patterns; y: (P,) labels ±1; deltas: increasing prior widths Δ (default `default_deltas()`:

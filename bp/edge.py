@@ -1,4 +1,4 @@
-"""Per-edge relaxed BP for the committee machine under a Gaussian prior N(w̃, Δ) (BP.md §2–3, §6).
+"""Per-edge relaxed BP for the committee machine under a Gaussian prior N(w̃, Δ) (docs/bp.md §2–3, §6).
 
 One Gaussian message per (pattern μ, weight ki). Messages factor → variable are kept as
 A_{μ→ki} = x_μi² a_kμ (so only a is stored, shape (P,K): for ±1 inputs x² = 1 and A does not depend

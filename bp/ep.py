@@ -1,7 +1,7 @@
 """Expectation propagation (EP) for the committee's Gaussian-prior free entropy φ_G(Δ).
 
 BP's variable nodes are scalars and its messages assume weakly correlated inputs; the real images are
-strongly correlated (BP.md §8.3), and there BP's φ_G is too negative by up to 2× (measured, README).
+strongly correlated (docs/bp.md §8.3), and there BP's φ_G is too negative by up to 2× (measured: docs/ep.md).
 EP keeps, for each hidden unit k, a full-covariance Gaussian over its P pre-activations h_kμ = w_k·x_μ:
 
     q_k(h_k) ∝ N(h_k; X w̃_k, Δ X Xᵀ) Π_μ exp(−½ a_kμ h_kμ² + b_kμ h_kμ),
@@ -19,7 +19,7 @@ q_k or its cavities improper is shortened); ln Z is the EP (expectation-consiste
 Gaussian (its trace and its mean shift Δ Xᵀ(b − A m)). Exact for one pattern; on the real subset it
 follows plain Monte Carlo within 0–2.8 % for one unit (Δ ≤ 1) and 1.5 % for three (Δ = 0.0039), where
 BP is off by up to 34 % and 2×; for the full K = 9 solutions it is off by up to 6–40 % at Δ = 1, where
-BP is off by about 80 % (README "Local entropy by sampling"; `tests/test_bp_ep.py`).
+BP is off by about 80 % (docs/ep.md; `tests/test_bp_ep.py`).
 """
 
 from __future__ import annotations

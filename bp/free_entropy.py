@@ -1,6 +1,6 @@
 """Bethe free entropy φ_G(Δ) of a committee machine under a Gaussian prior N(w̃, Δ) centred on a reference.
 
-φ_G(Δ) = (1/n) ln Prob_{w ~ N(w̃, ΔI)}[every pattern correct] ≤ 0 (BP.md §1, §4), with n = K·N weights
+φ_G(Δ) = (1/n) ln Prob_{w ~ N(w̃, ΔI)}[every pattern correct] ≤ 0 (docs/bp.md §1, §4), with n = K·N weights
 (per weight, default) or n = N (per input, §5.5), estimated by the Bethe free entropy at the BP fixed
 point; δ(Δ) = ⟨½‖w − w̃‖²⟩/n from the BP marginals (§5.1).
 """
@@ -18,7 +18,7 @@ METHODS = ("edge", "amp", "auto")
 def free_entropy(X, y, K, center, delta, beta=np.inf, *, method="auto", state=None, schedule="block",
                  n_blocks=10, damping=None, tol=1e-7, max_sweeps=1000, patience=200, seed=0,
                  normalize="weight", progress=None) -> FreeEntropy:
-    """Bethe free entropy φ_G(Δ) and distance δ(Δ) of the committee machine around `center` (BP.md §4, §5.1).
+    """Bethe free entropy φ_G(Δ) and distance δ(Δ) of the committee machine around `center` (docs/bp.md §4, §5.1).
 
     X: (P,N) patterns (±1, or any finite values: A_{μ→ki} = x_μi² Γ_kμ/N); y: (P,) labels ±1;
     K: number of hidden units (odd); center: (K,N) reference w̃, used as given (no normalisation);

@@ -1,8 +1,8 @@
 """Small committee-machine instances with a known solution, for tests, benchmarks and examples.
 
 `planted_instance`: random patterns labelled by a random reference, which therefore classifies them all
-(BP.md §7.6, the regime of the direct Monte Carlo checks). `least_action`: a solution of given patterns
-by the classical committee least-action rule (BP.md §7.7), a sharp reference for a local-entropy curve.
+(docs/bp.md §7.6, the regime of the direct Monte Carlo checks). `least_action`: a solution of given patterns
+by the classical committee least-action rule (docs/bp.md §7.7), a sharp reference for a local-entropy curve.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def planted_instance(seed, K, N, P, inputs="pm1"):
 
 
 def least_action(X, y, K, seed=0, max_epochs=1000):
-    """A committee of K units classifying every pattern, by the classical least-action rule (BP.md §7.7).
+    """A committee of K units classifying every pattern, by the classical least-action rule (docs/bp.md §7.7).
 
     On an error, the wrong-voting unit with the smallest |λ_k| moves towards the label, w_k += y x/√N.
     Returns the solution normalised to ‖w_k‖² = N; BPError if an epoch without errors is not reached

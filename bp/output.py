@@ -1,4 +1,4 @@
-"""Output channel of one pattern of the committee machine (BP.md §3.3–3.4).
+"""Output channel of one pattern of the committee machine (docs/bp.md §3.3–3.4).
 
 Under the BP cavity measure the K pre-activations of pattern μ are independent Gaussians
 λ_kμ ~ N(ω_kμ, V_kμ). The pattern factor ψ_μ = Θ(y_μ Σ_k sign λ_kμ) (soft version
@@ -325,7 +325,7 @@ def _check_channel_inputs(omega, V, y, beta):
 
 
 def output_channel(omega, V, y, beta=np.inf):
-    """ln Z_μ (P,), g (P,K), Γ (P,K) of the committee output factor (BP.md §3.3–3.4), compiled.
+    """ln Z_μ (P,), g (P,K), Γ (P,K) of the committee output factor (docs/bp.md §3.3–3.4), compiled.
 
     omega, V: (P,K) cavity means and variances of the pre-activations; y: (P,) labels ±1;
     beta: np.inf for the hard constraint Θ(y Σ_k sign λ_k), finite for the soft one.

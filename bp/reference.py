@@ -1,4 +1,4 @@
-"""Plain-numpy oracle of the per-edge BP sweep and Bethe free entropy (BP.md §9), for the tests.
+"""Plain-numpy oracle of the per-edge BP sweep and Bethe free entropy (docs/bp.md §9), for the tests.
 
 Same algorithm as bp.edge (block schedule, cavity-mean expansion, A = x² a), written with whole-array
 numpy operations and the scipy output channel (K separate count DPs), so that the compiled kernels

@@ -45,7 +45,7 @@ class FreeEntropy:
 
 
 def normaliser(normalize, K, N):
-    """n, the number the free entropy is divided by: K·N ("weight", default) or N ("input", BP.md §5.5)."""
+    """n, the number the free entropy is divided by: K·N ("weight", default) or N ("input", docs/bp.md §5.5)."""
     if normalize not in NORMALIZATIONS:
         raise BPError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
     return K * N if normalize == "weight" else N

@@ -770,7 +770,7 @@ def train_committee(
     ``shared_batches``: replica a of every restart (SGD, eSGD: every restart) draws its mini-batches
     from one sequence a (seeded by ``batch_seed(seed, a)``) instead of its own generator, so that a
     step is a few large GEMMs; initial weights, dropout masks and SGLD noise stay per restart.
-    Restarts then share their data order (see the README's reproducibility and speed notes).
+    Restarts then share their data order (docs/reproducibility.md; speed: docs/committee.md).
 
     Reproducibility (tests/test_committee_train.py): the same call on the same machine, thread
     count, device, dtype and batches mode gives bitwise the same result, interrupted and resumed or

@@ -1,4 +1,4 @@
-"""The local-entropy figure of the CPU-scale evidence run (issue 13): Φ_LE(d) per method for paper
+"""The local-entropy figure of the CPU-scale evidence (`deep evidence-local-entropy`): Φ_LE(d) per method for paper
 002's MLP on Fashion-MNIST, over all weights and over each layer, beside δE_train(σ) of the same networks.
 
 ``evidence_local_entropy(runs_dir, ...)`` estimates φ_G(Δ), δ(Δ) and Φ_LE(d) by sampling

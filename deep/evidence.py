@@ -1,4 +1,4 @@
-"""The CPU-scale evidence of issue 12: SmallConvNet and paper 002's MLP on Fashion-MNIST, SGD, eSGD, rSGD, PLA
+"""The CPU-scale evidence: SmallConvNet and paper 002's MLP on Fashion-MNIST, SGD, eSGD, rSGD, PLA
 and SAM at the same data budget, several seeds, one table.
 
 ``run_evidence(data, runs_dir, seeds=3, overrides=[...])`` trains every ``cpu-fmnist-{model}-{method}``

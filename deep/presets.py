@@ -349,7 +349,7 @@ for _wd in (1e-2, 1e-3, 1e-4):
                              weight_decay=_wd, reported="002 Figure 7 (no number in the text)",
                              description=f"paper 002 Sec. 5.2.1, weight-decay comparison: SGD with wd {_wd:g}"))
 
-# CPU-scale evidence on Fashion-MNIST (issue 12, item 4): every method at the same data budget
+# CPU-scale evidence on Fashion-MNIST (`localentropy deep evidence`): every method at the same data budget
 for _model, _short in (("small-convnet", "smallconvnet"), ("mlp2", "mlp2")):
     base = TrainConfig(dataset="fashion-mnist", model=_model, epochs=10, lr=0.02, momentum=0.9, nesterov=True,
                        batch_size=128, weight_decay=1e-4, augment="none", lr_schedule="multistep",

@@ -3,10 +3,10 @@
 Paper 000, Sec. 5 (and App. B.1): the local entropy of a reference w̃ is measured through the
 Gaussian-prior free entropy
 
-    φ_G(Δ) = (1/n) ln P_{w′ ~ N(w̃, Δ I)}[w′ makes no more training errors than w̃]        (BP.md §1)
+    φ_G(Δ) = (1/n) ln P_{w′ ~ N(w̃, Δ I)}[w′ makes no more training errors than w̃]        (docs/bp.md §1)
 
-and the mean squared distance under that constrained Gaussian, δ(Δ) = E[½‖w′ − w̃‖²]/n (BP.md §5.1),
-followed by the Legendre transform s(δ) = φ_G − ½ ln(2δ/Δ) + δ/Δ − ½ (BP.md §5.2, shared with BP
+and the mean squared distance under that constrained Gaussian, δ(Δ) = E[½‖w′ − w̃‖²]/n (docs/bp.md §5.1),
+followed by the Legendre transform s(δ) = φ_G − ½ ln(2δ/Δ) + δ/Δ − ½ (docs/bp.md §5.2, shared with BP
 through ``localentropy.legendre``). BP computes them for the committee machine only; this module
 estimates them by Monte Carlo, with error bars, as a check of BP and as a route to other networks.
 
@@ -41,9 +41,9 @@ the fields: the sampler works in that r-dimensional subspace (r = rank X ≤ P, 
 orthogonal N − r components of each unit are exact standard Gaussians (they add exactly K(N − r) to
 E‖z‖²). Elliptical slice sampling (Murray et al. 2010) moves along the same ellipses but shrinks
 towards the start instead of reflecting, so in 4500 constrained dimensions its steps are tiny —
-BP.md §7.6 records such a sampler failing to equilibrate; reflection keeps the full trajectory length.
+docs/bp.md §7.6 records such a sampler failing to equilibrate; reflection keeps the full trajectory length.
 
-Conventions (as ``bp.local_entropy_curve``, BP.md §1): every hidden unit of w̃ is rescaled to
+Conventions (as ``bp.local_entropy_curve``, docs/bp.md §1): every hidden unit of w̃ is rescaled to
 ‖w̃_k‖² = N (``normalize=True``); n = K·N; a vote is correct when sign(λ_kμ) = y_μ with sign(0) = +1
 (``localentropy.committee_sign``); the constraint is "every training pattern correct" (the
 reference must classify all of them, as BP's hard constraint).
@@ -79,7 +79,7 @@ class SampledLocalEntropy:
 
     phi_G: (1/n) ln of the mean over the ``groups`` independent populations of their estimates of Z(Δ);
     phi_G_se: its jackknife standard error over the groups, or, if larger, the binomial one of
-    independent particles (a floor, for levels where no particle is lost); delta: mean over the groups; phi (shell local entropy s, BP.md §5.2)
+    independent particles (a floor, for levels where no particle is lost); delta: mean over the groups; phi (shell local entropy s, docs/bp.md §5.2)
     and phi_ball (§5.4) from those; d = n·delta; delta_se, phi_se: std over groups / √groups (for phi,
     of each group's own transform).
     levels: every Δ the sampler visited (requested ones included), level_log_ratio: (levels, groups)
@@ -321,13 +321,13 @@ def committee_local_entropy(weights, X, y, deltas, *, chains=512, groups=8, keep
                             progress=None) -> SampledLocalEntropy:
     """φ_G(Δ), δ(Δ) and the local entropy s(d) of a committee machine around `weights`, by sampling.
 
-    Paper 000, Eqs. (3) and (7), App. B.1; BP.md §1, §5 for the definitions (the same quantities as
+    Paper 000, Eqs. (3) and (7), App. B.1; docs/bp.md §1, §5 for the definitions (the same quantities as
     ``bp.local_entropy_curve``, which computes them by Belief Propagation). weights: (K, N) reference
     w̃ (K odd; K = 1 is the perceptron); X: (P, N) inputs; y: (P,) labels ±1; deltas: increasing prior
     widths Δ > 0. chains: particles in all, split into `groups` independent populations (error bars
     from their spread; chains must be a multiple of groups); keep: target surviving fraction per
     level (the levels between requested Δ are chosen so); moves: HMC trajectories per level;
-    normalize: rescale each unit to ‖w̃_k‖² = N as BP does (BP.md §1). device: "cpu" or "cuda";
+    normalize: rescale each unit to ‖w̃_k‖² = N as BP does (docs/bp.md §1). device: "cpu" or "cuda";
     dtype: float64 by default (crossing times at small Δ, where |λ̃/√Δ| is large, need it).
     checkpoint: a file (.npz) written after each requested Δ (particles, random state, sums so far);
     a call with the same file and the same inputs and settings resumes from it and gives the same
@@ -600,7 +600,7 @@ class DirectEstimate:
 
 def committee_direct_monte_carlo(weights, X, y, deltas, *, samples=20000, batch=1000, normalize=True, seed=0,
                                  device="cpu", dtype=torch.float32) -> DirectEstimate:
-    """φ_G(Δ) and δ(Δ) by plain Monte Carlo: i.i.d. w′ ~ N(w̃, ΔI), φ_G = ln(hits/samples)/n (BP.md §7.6).
+    """φ_G(Δ) and δ(Δ) by plain Monte Carlo: i.i.d. w′ ~ N(w̃, ΔI), φ_G = ln(hits/samples)/n (docs/bp.md §7.6).
 
     Unbiased for the probability and free of any MCMC assumption, but only usable while the probability
     is not tiny (ln Z ≳ −ln samples + a few): the ground truth against which the sampler and BP are
@@ -962,7 +962,7 @@ def local_entropy(model, X, y, deltas, *, params=None, include_biases=False, sca
     chosen by `params` (as `select_parameters`; paper 002's partial local entropy), the others fixed.
 
     φ_G(Δ) = (1/n) ln P_{θ′ ~ N(θ̃, ΔI)}[errors(θ′) ≤ errors(θ̃)] on (X, y), n = number of selected weights
-    (paper 000, Sec. 5; BP.md §1, §5). ``scale="absolute"``: Δ and δ in the units of the weights;
+    (paper 000, Sec. 5; docs/bp.md §1, §5). ``scale="absolute"``: Δ and δ in the units of the weights;
     ``scale="relative"``: each selected tensor's perturbation is measured in units of its own
     root-mean-square weight (prior N(θ̃, Δ s²), δ and d in those units), so that layers and networks of
     different weight scales are compared as δE_train's relative noise compares them (000, Eq. 4).
@@ -975,7 +975,7 @@ def local_entropy(model, X, y, deltas, *, params=None, include_biases=False, sca
     constrained probability costs an SMC level, so ``stop_below`` (a ln-probability, e.g. −12) ends
     the curve after the first Δ where n φ_G falls below it, or before a Δ whose levels go below
     2·stop_below (the result then has fewer Δ than asked). It is checked against brute force on tiny
-    networks only; in high dimension, slice steps restricted to a hard constraint are short (BP.md §7.6
+    networks only; in high dimension, slice steps restricted to a hard constraint are short (docs/bp.md §7.6
     records such a sampler failing to equilibrate), so check a curve's stability in `moves` and `chains`
     before trusting it. For sign-unit committee machines use `committee_local_entropy` (exact HMC,
     validated at the paper's size). ``device``: where the chains live; default (None) the model's device,

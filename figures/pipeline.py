@@ -3,7 +3,7 @@
 ``compute_figure(spec, cache_dir)`` makes sure every stage of every solution the figure needs is in
 the cache (computing only what is missing) and returns the assembled ``FigureData``; drawing and
 writing are ``figures.report``'s. Stages split by restart ids (``restart_ids``), so a figure can be
-computed in shards, on several machines or over several sittings; a run without ``restart_ids``
+computed in shards, on several machines; a run without ``restart_ids``
 assembles the figure from the cached pieces, computing what is still missing.
 
 Which restarts are a setting's solutions: restart ids 0, 1, 2, … are trained in order; the first

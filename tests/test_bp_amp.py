@@ -1,5 +1,5 @@
 """The node-level (AMP) BP: compiled vs numpy oracle, same fixed point and free entropy as the per-edge BP,
-exact cases, direct Monte Carlo (BP.md §4, §7.1, §7.6)."""
+exact cases, direct Monte Carlo (docs/bp.md §4, §7.1, §7.6)."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def test_compiled_amp_sweep_matches_numpy_oracle(inputs, eta):
     assert z1 == pytest.approx(z2, rel=1e-10)
 
 
-# BP.md §7.6 instances (K, N, P, Δ), smaller ones kept for the default run
+# docs/bp.md §7.6 instances (K, N, P, Δ), smaller ones kept for the default run
 SEVEN_SIX = [(1, 200, 200, 0.005), (1, 50, 50, 0.3), (3, 100, 100, 0.01), (3, 31, 31, 0.1), (3, 31, 62, 0.1),
              (3, 100, 300, 0.005)]
 
@@ -102,7 +102,7 @@ def test_one_pattern_is_a_tree_and_amp_is_exact(K, Delta):
 
 
 def test_amp_matches_direct_monte_carlo_around_a_planted_solution():
-    """BP.md §7.6, K=3 N=31 P=31 Δ=0.1: φ_G = (1/n) ln P_{w~N(w̃,Δ)}[all correct], δ = E[½|w−w̃|²|hit]/n."""
+    """docs/bp.md §7.6, K=3 N=31 P=31 Δ=0.1: φ_G = (1/n) ln P_{w~N(w̃,Δ)}[all correct], δ = E[½|w−w̃|²|hit]/n."""
     K, N, P, Delta = 3, 31, 31, 0.1
     X, y, Wt = planted_instance(11, K, N, P)
     r = amp_free_entropy(X, y, K, Wt, Delta, tol=1e-10)
@@ -150,7 +150,7 @@ def test_divergence_is_reported_not_hidden():
 
 @pytest.mark.slow
 def test_amp_converges_on_the_real_dresscoat_data_with_a_least_action_reference():
-    """BP.md §8.3 feared AMP would not converge on correlated images; on the Dress/Coat training set
+    """Node-level iterations can fail on correlated images (docs/bp.md §8.3); on the Dress/Coat training set
     (P=500, K=9, N=784) around a least-action solution (§7.7) it converges on the whole Δ grid."""
     from localentropy.data import load_dresscoat
 

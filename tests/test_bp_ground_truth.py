@@ -1,7 +1,7 @@
-"""BP local entropy against independent ground truth (BP.md §7.4–7.6): replica-symmetric formulas for the
+"""BP local entropy against independent ground truth (docs/bp.md §7.4–7.6): replica-symmetric formulas for the
 perceptron, evaluated here by quadrature, and direct Monte Carlo around planted committee solutions.
 
-BP on a finite instance is not exact (O(1/N) corrections, and the scalar-node approximation of BP.md §8.1),
+BP on a finite instance is not exact (O(1/N) corrections, and the scalar-node approximation of docs/bp.md §8.1),
 so every comparison allows the Monte Carlo / sample standard error (×4) plus a small relative model error
 stated next to it.
 """
@@ -45,7 +45,7 @@ def teacher_student_rs(alpha):
 
 
 def test_rs_formulas_reproduce_the_tabulated_values():
-    """The quadrature above is the formula of BP.md §7.4–7.5 (table values from the spec)."""
+    """The quadrature above is the formula of docs/bp.md §7.4–7.5 (the values tabulated there)."""
     q, s = gardner_rs(0.5)
     assert q == pytest.approx(0.30739, abs=2e-5) and s == pytest.approx(-0.37767, abs=2e-5)
     R, s = teacher_student_rs(1.0)
@@ -118,7 +118,7 @@ def test_free_entropy_matches_teacher_student_version_space_at_larger_size(alpha
 
 
 # ------------------------------------------------------------------------------------------------------
-# direct Monte Carlo around planted solutions (BP.md §7.6)
+# direct Monte Carlo around planted solutions (docs/bp.md §7.6)
 
 
 def _all_correct(W, X, y):
@@ -165,7 +165,7 @@ def mc_shell_ball(X, y, Wt, delta, S, rng, chunk=20000):
 
 def _check_against_monte_carlo(K, N, P, deltas, S, seed, rel=0.02):
     """BP (curve) vs direct sampling (at most S draws): φ_G, δ, shell s and ball Φ at each Δ; tolerance 4 s.e. + rel·|value|
-    (rel: BP's finite-N / scalar-node error, ≤ ~1.5 % in the spec's measurements)."""
+    (rel: BP's finite-N / scalar-node error, ≤ ~1.5 % in the measurements of docs/bp.md §7.6)."""
     X, y, Wt = planted_instance(seed, K, N, P)
     curve = bp.local_entropy_curve(Wt, X, y, deltas=deltas, tol=1e-9)
     assert curve.converged.all()

@@ -1,4 +1,4 @@
-"""The committee output factor (BP.md §3.3–3.4) against brute-force enumeration and finite differences."""
+"""The committee output factor (docs/bp.md §3.3–3.4) against brute-force enumeration and finite differences."""
 
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def test_compiled_channel_matches_numpy_oracle_including_far_tails(K, beta):
 @pytest.mark.parametrize("x", [6.0, 30.0, 1e3, 1e5])
 def test_perceptron_gamma_far_on_the_wrong_side_follows_the_mills_asymptotics(x):
     """K = 1, t = −x ≪ 0: ΓV = G(G + t) → 1 − 1/x² + 6/x⁴ − 50/x⁶ (from M(x) ~ 1/x − 1/x³ + 3/x⁵ − 15/x⁷);
-    the naive G(G + t) loses ~4 log10(x) digits here (BP.md §6.1)."""
+    the naive G(G + t) loses ~4 log10(x) digits here (docs/bp.md §6.1)."""
     _, _, Gam = output_channel(np.array([[-x]]), np.array([[1.0]]), np.array([1.0]))
     expected = 1 - 1 / x**2 + 6 / x**4 - 50 / x**6
     assert abs(Gam[0, 0] - expected) < 700 / x**8 + 1e-15
@@ -95,7 +95,7 @@ def test_log_ndtr_kernel_matches_scipy_in_both_tails():
 
 
 def test_pivotal_decomposition_is_consistent_for_every_unit():
-    """𝒵_kμ(ω_kμ) = R_kμ + D_kμ Φ(t_kμ) equals Z_μ for every k (BP.md §3.3 consistency check)."""
+    """𝒵_kμ(ω_kμ) = R_kμ + D_kμ Φ(t_kμ) equals Z_μ for every k (docs/bp.md §3.3 consistency check)."""
     rng = np.random.default_rng(4)
     omega, V, y = random_channel_inputs(rng, 50, 7)
     for beta in (np.inf, 1.0):
@@ -115,7 +115,7 @@ def test_perceptron_channel_is_inverse_mills_ratio_with_gamma_v_in_unit_interval
 
 
 def test_committee_gamma_can_be_negative_but_is_finite():
-    """For K > 1 ln 𝒵 is not concave in ω (BP.md §3.4): negative Γ is legitimate and must come out."""
+    """For K > 1 ln 𝒵 is not concave in ω (docs/bp.md §3.4): negative Γ is legitimate and must come out."""
     rng = np.random.default_rng(6)
     omega, V, y = random_channel_inputs(rng, 400, 3, scale=2.0)
     _, _, Gam = output_channel(omega, V, y)

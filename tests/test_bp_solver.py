@@ -1,4 +1,4 @@
-"""The per-edge BP solver, Bethe free entropy and curve bookkeeping (BP.md §3–§6, §7.1–7.3)."""
+"""The per-edge BP solver, Bethe free entropy and curve bookkeeping (docs/bp.md §3–§6, §7.1–7.3)."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def test_one_pattern_is_a_tree_and_bp_is_exact(K, Delta):
 
 @pytest.mark.parametrize("K", [1, 3])
 def test_free_entropy_at_zero_reference_does_not_depend_on_prior_width(K):
-    """Constraints are cones: with w̃ = 0, φ_G(Δ) is the Gardner volume for every Δ (BP.md §7.2)."""
+    """Constraints are cones: with w̃ = 0, φ_G(Δ) is the Gardner volume for every Δ (docs/bp.md §7.2)."""
     rng = np.random.default_rng(5)
     N, P = 200, 60 * K
     X = rng.choice([-1.0, 1.0], size=(P, N))
@@ -90,7 +90,7 @@ def test_free_entropy_at_zero_reference_does_not_depend_on_prior_width(K):
 
 @pytest.mark.parametrize("K", [1, 3])
 def test_bethe_free_entropy_is_stationary_in_the_reference_and_the_prior_width(K):
-    """∂F/∂w̃_ki = (m_ki − w̃_ki)/Δ and δ = Δ/2 + Δ² dφ/dΔ (BP.md §7.3, §5.1), up to the O(1/N)
+    """∂F/∂w̃_ki = (m_ki − w̃_ki)/Δ and δ = Δ/2 + Δ² dφ/dΔ (docs/bp.md §7.3, §5.1), up to the O(1/N)
     error of the r-BP message expansion (§3.5)."""
     rng = np.random.default_rng(7)
     N, P, Delta, eps = 300, 300, 1.0, 1e-3
@@ -117,7 +117,7 @@ def test_bethe_free_entropy_is_stationary_in_the_reference_and_the_prior_width(K
         fd.append((F_at(W[0], Delta) - F_at(W[1], Delta)) / (2 * eps))
         pred.append((m[k, i] - Wt[k, i]) / Delta)
     fd, pred = np.array(fd), np.array(pred)
-    assert np.linalg.norm(fd - pred) < 0.03 * np.linalg.norm(pred)  # measured ~1 % at N = 300 (spec: ~0.5 %)
+    assert np.linalg.norm(fd - pred) < 0.03 * np.linalg.norm(pred)  # measured ~1 % at N = 300 (docs/bp.md §7.3)
     n = K * N
     dphi = (F_at(Wt, Delta + eps) - F_at(Wt, Delta - eps)) / (2 * eps * n)
     assert Delta / 2 + Delta**2 * dphi == pytest.approx(sq / (2 * n), abs=2.0 / N)

@@ -171,7 +171,7 @@ def test_trainer_equals_the_algorithm_written_out_for_each_restart(problem, name
 
 # ---- independence, freezing, resume, invariants ---------------------------------------------
 
-# The reproducibility guarantee (README, "Reproducibility"), each part tested here:
+# The reproducibility guarantee (docs/reproducibility.md), each part tested here:
 # 1. the same call (seed, restarts, preset, dtype, batches mode) on the same machine with the same
 #    thread count and device gives bitwise the same result;
 # 2. a run interrupted and resumed from its checkpoint gives bitwise the result of an uninterrupted one;
@@ -441,7 +441,7 @@ def test_chunks_and_worker_threads_do_not_change_the_result(problem, monkeypatch
         train_committee(X, y, p, restarts=1, num_threads=0)
 
 
-# ---- float32: what its resolution allows (the README's dtype advice rests on these) -------------
+# ---- float32: what its resolution allows (the dtype advice of docs/committee.md rests on these) ----
 
 def _f32_step_resolution(step_rms, seed=0):
     """Relative rms error of a random step of rms ``step_rms`` added in float32 to a unit-norm hidden

@@ -240,8 +240,8 @@ def test_the_figure_command_validates_before_any_progress_and_says_one_line(tmp_
 def test_a_whole_figure_trains_its_restarts_in_parallel_processes_as_one_process_does(tmp_path):
     """jobs=2: restart ids 0…restarts−1 of every setting trained in 2 processes (a slice each) give the
     solutions one process gives: the same stop epochs, the weights to the rounding a long float32 run
-    amplifies (a restart in another batch rounds its batched products differently; README,
-    Reproducibility 3); and the progress callback hears from the workers."""
+    amplifies (a restart in another batch rounds its batched products differently; docs/reproducibility.md,
+    guarantee 3); and the progress callback hears from the workers."""
     from localentropy.figures import compute_figure
 
     ds = _planted_data()

@@ -1,5 +1,5 @@
 """The package's structure: one installed namespace, no import cycles, layers that point one way,
-no private names imported across modules (ARCHITECTURE: cli → figures → {committee, deep, bp} → {entropic, data})."""
+no private names imported across modules (layers: cli → figures → {committee, deep, bp} → {entropic, data})."""
 
 from __future__ import annotations
 
