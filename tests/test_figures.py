@@ -65,7 +65,9 @@ def test_shortened_time_runs_schedules_and_one_rate_f_times_faster():
         x0, x1, y1 = getattr(p, name + "0"), getattr(p, name + "1"), getattr(q, name + "1")
         for t in (1, 7, 250):
             assert x0 * (1 + y1) ** t == pytest.approx(x0 * (1 + x1) ** (100 * t), rel=1e-9)
-    assert q.eta == p.eta and q.gamma0 == pytest.approx(100 * p.gamma0)  # rSGD: the coupling carries the time
+    assert q.eta == p.eta and q.gamma0 == pytest.approx(100 * p.gamma0)  # rsgd-slow: the coupling carries the time
+    f = shortened(get_preset("rsgd-fast"), 10.0)
+    assert f.eta == pytest.approx(10 * get_preset("rsgd-fast").eta) and f.gamma0 == get_preset("rsgd-fast").gamma0
     assert q.max_epochs == math.ceil(p.max_epochs / 100)
     s = shortened(get_preset("sgd-slow"), 6.0)
     assert s.eta == pytest.approx(6 * get_preset("sgd-slow").eta) and s.gamma0 == 0
