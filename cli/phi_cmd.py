@@ -10,7 +10,7 @@ import click
 from localentropy.cli.options import check_output, out_option, plot_option
 from localentropy.cli.progress import LazyBar, note
 
-METHOD_CHOICES = ("auto", "edge", "amp", "ep")
+METHOD_CHOICES = ("is", "auto", "edge", "amp", "ep", "hmc")  # committee.curves.METHODS (no bp import at start-up)
 COMPILING = "compiling BP kernels once for this machine (about a minute)…"
 
 
@@ -34,7 +34,7 @@ def parse_restarts(text: str | None):
         raise click.BadParameter(f"{text!r}: expected a comma list of integers", param_hint="--restarts") from None
 
 
-@click.command("phi", short_help="Local-entropy curves of saved solutions, by BP.")
+@click.command("phi", short_help="Local-entropy curves of saved solutions (sampling, BP, EP).")
 @click.argument("solutions", type=click.Path(dir_okay=False))
 @click.option("--data", "data_path", type=click.Path(dir_okay=False), default=None,
               help="Patterns .npz with X (P,N) ±1 and y (P,) [default: the embedded Dress/Coat training set].")
@@ -44,9 +44,11 @@ def parse_restarts(text: str | None):
 @click.option("--restarts", default=None,
               help="Comma list of restart indices [default: every restart that converged in training].")
 @click.option("--method", type=click.Choice(METHOD_CHOICES), default="auto", show_default=True,
-              help="BP form: amp (node level), edge (per-edge BP), auto (amp, per-edge where amp fails); "
-                   "ep: expectation propagation, a full-covariance Gaussian per hidden unit (correlated inputs; "
-                   "hard constraint only).")
+              help="is: EP-guided importance sampling (unbiased, error bars); BP: auto (amp, per-edge where amp "
+                   "fails), amp (node level), edge (per-edge); ep: expectation propagation (hard constraint "
+                   "only); hmc: sequential Monte Carlo with reflecting HMC (hard constraint only, minutes per curve).")
+@click.option("--samples", type=click.IntRange(min=2), default=None,
+              help="Importance draws per prior width for --method is [default: 1024].")
 @click.option("--beta", default="inf", show_default=True,
               help="Inverse temperature of the constraint (inf: every pattern must stay classified).")
 @click.option("--drop-misclassified", is_flag=True,
@@ -58,8 +60,8 @@ def parse_restarts(text: str | None):
 @out_option(required=True, help="CSV of every curve point (written to a temporary name, then renamed).")
 @plot_option("Φ_LE vs d")
 @click.pass_context
-def phi(ctx, solutions, data_path, deltas, restarts, method, beta, drop_misclassified, jobs, seed, out, plot):
-    """Local-entropy curves Φ_LE(d) of the restarts in SOLUTIONS, by Belief Propagation.
+def phi(ctx, solutions, data_path, deltas, restarts, method, samples, beta, drop_misclassified, jobs, seed, out, plot):
+    """Local-entropy curves Φ_LE(d) of the restarts in SOLUTIONS, by importance sampling, BP or EP.
 
     SOLUTIONS is a solutions file (.npz, from `train`) or a .npy of shape (K, N) or (R, K, N).
     One curve per restart (paper 000, Sec. 4 and Fig. 1), restarts in parallel processes; restarts
@@ -94,7 +96,8 @@ def phi(ctx, solutions, data_path, deltas, restarts, method, beta, drop_misclass
 
     try:
         res = solution_curves(refs, X, y, grid, restarts=named, method=method, beta=beta_v,
-                              drop_misclassified=drop_misclassified, jobs=jobs, seed=seed, progress=progress)
+                              drop_misclassified=drop_misclassified, jobs=jobs, seed=seed, samples=samples,
+                              progress=progress)
     finally:
         bar.close()
     if not res.curves:

@@ -29,6 +29,7 @@ import numpy as np
 
 from localentropy import bp
 from localentropy.bp.errors import BPError
+from localentropy.committee.curves import METHODS, committee_curve
 from localentropy.committee.errors import CommitteeError
 from localentropy.committee.solutions import Solutions, load_solutions
 from localentropy.committee_sign import check_odd_K
@@ -311,15 +312,16 @@ def _prepare_kernels(progress) -> None:
 def restart_curves(weights, X, y, deltas=None, *, restarts: Optional[Sequence[int]] = None,
                    status: Optional[Sequence[str]] = None, patterns_hash: Optional[str] = None,
                    method: str = DEFAULT_METHOD, beta: float = math.inf, drop_misclassified: bool = False,
-                   jobs: int = 1, seed: int = 0,
+                   jobs: int = 1, seed: int = 0, samples: Optional[int] = None,
                    progress: Optional[Callable[[dict], None]] = None) -> RestartCurves:
-    """Local-entropy curves Φ_LE(d) (paper 000, Sec. 4, Fig. 1) of several restarts, by `bp.local_entropy_curve`.
+    """Local-entropy curves Φ_LE(d) (paper 000, Sec. 4, Fig. 1) of several restarts, by `committee.curves.committee_curve`.
 
     weights: (R, K, N) or (K, N) references; X (P, N) ±1, y (P,) ±1: the training patterns.
     deltas: increasing prior widths Δ (default `bp.default_deltas()`). restarts: indices to compute;
     None means every restart whose ``status`` (per restart, as a solutions file stores it) is
     "converged", the others listed in ``.skipped``. patterns_hash: if given (a solutions file's),
-    (X, y) must hash to it. method: "auto" (default, as `localentropy phi`), "amp", "edge" or "ep" (bp/ep.py).
+    (X, y) must hash to it. method: one of `committee.curves.METHODS`: "is" (importance sampling), BP's "auto",
+    "amp", "edge", "ep" (bp/ep.py) or "hmc" (the SMC sampler); samples: importance draws per Δ for "is".
     beta: inverse temperature of the constraint (inf: every pattern must stay classified; then a
     reference that misclassifies a pattern is an error, found before any curve is computed, unless
     drop_misclassified, which runs BP on the patterns it classifies correctly: a lower bound).
@@ -344,25 +346,28 @@ def restart_curves(weights, X, y, deltas=None, *, restarts: Optional[Sequence[in
     check_patterns(patterns_hash, Xn, yn, "weights")
     grid = bp.default_deltas() if deltas is None else np.asarray(deltas, dtype=np.float64).reshape(-1)
     _check_deltas(grid)
-    from localentropy.bp.curve import CURVE_METHODS
-
-    if method not in CURVE_METHODS:
-        raise BPError(f"unknown method {method!r}; available: {', '.join(CURVE_METHODS)}")
+    if method not in METHODS:
+        raise BPError(f"unknown method {method!r}; available: {', '.join(METHODS)}")
     beta = float(beta)
     if not beta > 0:
         raise BPError(f"beta must be > 0 (inf for the hard constraint), got {beta}")
-    if method == "ep" and math.isfinite(beta):
-        raise BPError("method 'ep' computes the hard-constraint free entropy only (beta = inf)")
+    if method in ("ep", "hmc") and math.isfinite(beta):
+        raise BPError(f"method {method!r} computes the hard-constraint free entropy only (beta = inf)")
+    if samples is not None and (isinstance(samples, bool) or int(samples) != samples or samples < 2):
+        raise CommitteeError(f"samples must be an integer ≥ 2, got {samples}")
     if isinstance(jobs, bool) or int(jobs) != jobs or jobs < 1:
         raise CommitteeError(f"jobs must be an integer ≥ 1, got {jobs}")
     selected, skipped = select_restarts(w.shape[0], restarts, status)
     Xf, yf = Xn.astype(np.float64), yn.astype(np.float64)
     if math.isinf(beta) and not drop_misclassified:
         check_classified(w, Xf, yf, selected)  # before any curve, not after hours of them
-    _prepare_kernels(progress)
+    if method not in ("is", "hmc"):
+        _prepare_kernels(progress)
     _emit(progress, {"event": "start", "total": len(selected) * len(grid), "restarts": list(selected),
                      "skipped": list(skipped)})
     options = dict(beta=beta, method=method, seed=seed, drop_misclassified=drop_misclassified)
+    if method == "is":
+        options["samples"] = None if samples is None else int(samples)
     if int(jobs) == 1 or len(selected) == 1:
         done = _curves_here(w, Xf, yf, grid, selected, options, progress)
     else:
@@ -407,7 +412,7 @@ def _curves_here(w, X, y, grid, selected, options, progress) -> dict:
     for r in selected:
         report = None if progress is None else (lambda info, r=r: progress({"event": "point", "restart": r, **info}))
         try:
-            done[r] = bp.local_entropy_curve(w[r], X, y, grid, progress=report, **options)
+            done[r] = committee_curve(w[r], X, y, grid, progress=report, **options)
         except BPError as exc:
             done[r] = _first_line(exc)
     return done
@@ -418,8 +423,8 @@ _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "N
 
 def _curves_in_processes(w, X, y, grid, selected, options, jobs, progress) -> dict:
     """One task per restart in `jobs` spawned processes (numba's and BLAS's thread pools are not
-    fork-safe). A worker runs `bp.local_entropy_curve` itself, so it imports only numpy, numba and
-    scipy; its progress goes through one managed queue per restart."""
+    fork-safe). A worker runs `committee_curve` itself; its progress goes through one managed queue per
+    restart."""
     import multiprocessing as mp
     import queue as queue_mod
 
@@ -442,7 +447,7 @@ def _curves_in_processes(w, X, y, grid, selected, options, jobs, progress) -> di
         with ctx.Manager() as manager:
             queues = {r: manager.Queue() for r in selected} if progress is not None else {}
             with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-                futures = {pool.submit(bp.local_entropy_curve, w[r], X, y, grid,
+                futures = {pool.submit(committee_curve, w[r], X, y, grid,
                                        progress=queues[r].put if queues else None, **options): r for r in selected}
                 pending = set(futures)
                 while pending:

@@ -28,7 +28,8 @@ from localentropy.committee.errors import CommitteeError
 from localentropy.data.atomic import atomic_open
 
 #: columns of the curves table (`write_curves_table`)
-CURVE_COLUMNS = ("restart", "prior_delta", "d", "delta", "phi", "phi_ball", "phi_G", "converged", "method")
+CURVE_COLUMNS = ("restart", "prior_delta", "d", "delta", "phi", "phi_ball", "phi_G", "converged", "phi_G_se",
+                 "phi_se", "ess", "method")
 #: columns of the per-restart local-energy table (`write_energy_table`)
 ENERGY_COLUMNS = ("restart", "sigma", "delta_error", "delta_error_se", "error0")
 #: columns of the local-energy summary table (`write_energy_summary`)
@@ -77,6 +78,12 @@ def write_table(path, columns: Sequence[str], rows: Iterable[dict]) -> Path:
     return path
 
 
+def _at(curve, name: str, j: int) -> float:
+    """A sampled curve's per-point statistic (standard errors, ESS); nan for BP's curves, which have none."""
+    values = getattr(curve, name, None)
+    return math.nan if values is None else float(values[j])
+
+
 def curve_rows(curves) -> list[dict]:
     """Rows of the curves table from a `pipeline.RestartCurves` (restarts in order, Δ increasing)."""
     rows = []
@@ -87,7 +94,8 @@ def curve_rows(curves) -> list[dict]:
         for j in range(len(c.prior_delta)):
             rows.append({"restart": r, "prior_delta": c.prior_delta[j], "d": c.d[j], "delta": c.delta[j],
                          "phi": c.phi[j], "phi_ball": c.phi_ball[j], "phi_G": c.phi_G[j],
-                         "converged": bool(c.converged[j]), "method": c.methods[j]})
+                         "converged": bool(c.converged[j]), "method": c.methods[j],
+                         "phi_G_se": _at(c, "phi_G_se", j), "phi_se": _at(c, "phi_se", j), "ess": _at(c, "ess", j)})
     return rows
 
 
@@ -99,8 +107,10 @@ def write_curves_table(path, curves) -> Path:
     distance to the reference w̃ of the weights BP weighs at this Δ); ``delta`` (d per weight, δ = d/(K·N)); ``phi`` (shell local
     entropy Φ_LE(d), per weight); ``phi_ball`` (ball version, per weight); ``phi_G`` (Gaussian-prior
     free entropy φ_G(Δ), per weight); ``converged`` (1 if BP converged at this Δ; otherwise 0 and the
-    numbers are nan); ``method`` (the BP form that produced the point: ``amp`` or ``edge``; empty where
-    the point was skipped).
+    numbers are nan); ``method`` (what produced the point: ``is`` or ``hmc`` for the samplers, ``amp`` or
+    ``edge`` for BP; empty where the point was skipped); ``phi_G_se``, ``phi_se`` (the samplers' standard
+    errors of phi_G and phi; nan for BP and EP); ``ess`` (the importance sampler's effective sample size;
+    nan otherwise).
     """
     return write_table(path, CURVE_COLUMNS, curve_rows(curves))
 

@@ -47,7 +47,9 @@ def test_npy_curve_matches_the_library_and_is_written_with_every_column(problem,
               "--method", method, "--jobs", 1, "--out", out)
     assert res.exit_code == 0, res.output
     rows = read_csv(out)
-    assert list(rows[0]) == ["restart", "prior_delta", "d", "delta", "phi", "phi_ball", "phi_G", "converged", "method"]
+    assert list(rows[0]) == ["restart", "prior_delta", "d", "delta", "phi", "phi_ball", "phi_G", "converged",
+                             "phi_G_se", "phi_se", "ess", "method"]
+    assert all(r["phi_G_se"] == r["ess"] == "nan" for r in rows)  # BP has no sampling error
     assert [int(r["restart"]) for r in rows] == [0, 0, 0, 2, 2, 2]
     ref = bp.local_entropy_curve(W[2], X, y, [1e-3, 1e-2, 0.05], method="edge")
     got = [r for r in rows if r["restart"] == "2"]
@@ -73,10 +75,10 @@ def test_ep_curve_from_the_cli_equals_the_library_and_refuses_a_soft_constraint(
     for j, r in enumerate(rows):
         assert float(r["phi_G"]) == pytest.approx(ref.phi_G[j], rel=1e-9)
         assert float(r["phi"]) == pytest.approx(ref.phi[j], rel=1e-9)
-    from localentropy.bp.curve import CURVE_METHODS
     from localentropy.cli.phi_cmd import METHOD_CHOICES
+    from localentropy.committee.curves import METHODS
 
-    assert set(METHOD_CHOICES) == set(CURVE_METHODS)  # the CLI's literal list (no bp import at start-up)
+    assert set(METHOD_CHOICES) == set(METHODS)  # the CLI's literal list (no bp import at start-up)
     res = run("phi", tmp / "w.npy", "--data", tmp / "pats.npz", "--method", "ep", "--beta", 3, "--out", tmp / "x.csv")
     one_line_error(res, "beta = inf")
     assert not (tmp / "x.csv").exists()

@@ -83,7 +83,7 @@ SHORT = {
     "train": "Train committee machines with a setting of paper 000.",
     "eval": "Training and test error of every restart.",
     "energy": "Local energy of every restart, by sampling.",
-    "phi": "Local-entropy curves of saved solutions, by BP.",
+    "phi": "Local-entropy curves of saved solutions (sampling, BP, EP).",
     "figure": "Regenerate Figure 1 or 6 of paper 000 (cached, resumable).",
     "deep": "Deep-net architectures, data sets and training.",
 }
