@@ -313,7 +313,8 @@ def restart_curves(weights, X, y, deltas=None, *, restarts: Optional[Sequence[in
                    status: Optional[Sequence[str]] = None, patterns_hash: Optional[str] = None,
                    method: str = DEFAULT_METHOD, beta: float = math.inf, drop_misclassified: bool = False,
                    jobs: int = 1, seed: int = 0, samples: Optional[int] = None,
-                   progress: Optional[Callable[[dict], None]] = None) -> RestartCurves:
+                   progress: Optional[Callable[[dict], None]] = None,
+                   on_curve: Optional[Callable[[int, object], None]] = None) -> RestartCurves:
     """Local-entropy curves Φ_LE(d) (paper 000, Sec. 4, Fig. 1) of several restarts, by `committee.curves.committee_curve`.
 
     weights: (R, K, N) or (K, N) references; X (P, N) ±1, y (P,) ±1: the training patterns.
@@ -331,7 +332,9 @@ def restart_curves(weights, X, y, deltas=None, *, restarts: Optional[Sequence[in
     for this machine (a long pause); {"event": "start", "total": points, "restarts": [...], "skipped": [...]}
     when the computation starts (every check done); {"event": "point", "restart": r, ...} after each Δ of each
     restart, with the keys of `bp.local_entropy_curve`'s progress. A restart whose BP raises BPError
-    is reported in ``.errors`` and ``.report()``; the others are still computed.
+    is reported in ``.errors`` and ``.report()``; the others are still computed. on_curve(r, result) is
+    called as soon as restart r's curve is done (result: the curve, or the one-line error message), so a
+    caller can keep each curve before the batch ends (an interrupted batch then loses only those in flight).
     """
     w = np.asarray(weights, dtype=np.float64)
     if w.ndim == 2:
@@ -369,9 +372,9 @@ def restart_curves(weights, X, y, deltas=None, *, restarts: Optional[Sequence[in
     if method == "is":
         options["samples"] = None if samples is None else int(samples)
     if int(jobs) == 1 or len(selected) == 1:
-        done = _curves_here(w, Xf, yf, grid, selected, options, progress)
+        done = _curves_here(w, Xf, yf, grid, selected, options, progress, on_curve)
     else:
-        done = _curves_in_processes(w, Xf, yf, grid, selected, options, int(jobs), progress)
+        done = _curves_in_processes(w, Xf, yf, grid, selected, options, int(jobs), progress, on_curve)
     curves = {r: c for r, c in done.items() if not isinstance(c, str)}
     errors = {r: c for r, c in done.items() if isinstance(c, str)}
     return RestartCurves(restarts=tuple(selected), curves=curves, errors=errors, skipped=tuple(skipped),
@@ -407,7 +410,7 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _curves_here(w, X, y, grid, selected, options, progress) -> dict:
+def _curves_here(w, X, y, grid, selected, options, progress, on_curve=None) -> dict:
     done = {}
     for r in selected:
         report = None if progress is None else (lambda info, r=r: progress({"event": "point", "restart": r, **info}))
@@ -415,13 +418,15 @@ def _curves_here(w, X, y, grid, selected, options, progress) -> dict:
             done[r] = committee_curve(w[r], X, y, grid, progress=report, **options)
         except BPError as exc:
             done[r] = _first_line(exc)
+        if on_curve is not None:
+            on_curve(r, done[r])
     return done
 
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 
-def _curves_in_processes(w, X, y, grid, selected, options, jobs, progress) -> dict:
+def _curves_in_processes(w, X, y, grid, selected, options, jobs, progress, on_curve=None) -> dict:
     """One task per restart in `jobs` spawned processes (numba's and BLAS's thread pools are not
     fork-safe). A worker runs `committee_curve` itself; its progress goes through one managed queue per
     restart."""
@@ -458,6 +463,8 @@ def _curves_in_processes(w, X, y, grid, selected, options, jobs, progress) -> di
                             done[futures[f]] = f.result()
                         except BPError as exc:
                             done[futures[f]] = _first_line(exc)
+                        if on_curve is not None:
+                            on_curve(futures[f], done[futures[f]])
                 drain(queues)
     finally:
         for k, v in old.items():

@@ -255,13 +255,16 @@ def _curves(spec, sols, ds, dropped, cache, jobs, progress, wall, treatments=("h
                 s = todo[info["restart"]]
                 progress(f"BP curves ({treatment})", state["done"], state["total"], f"{s.setting} restart {s.restart}")
 
-        res = restart_curves(np.stack([s.weights for s in todo]), X, y, np.asarray(spec.deltas), beta=beta,
-                             method="auto", jobs=max(1, min(int(jobs or os.cpu_count() or 1), len(todo))),
-                             progress=report)
-        for i, s in enumerate(todo):
-            cache.save("curve", key_of[id(s)], _curve_arrays(res.curves.get(i)),
-                       {"setting": s.setting, "restart": s.restart, "treatment": treatment,
-                        "error": res.errors.get(i)})
+        def keep(i, result, todo=todo, key_of=key_of, treatment=treatment):
+            """Each curve into the cache as soon as it is done: an interrupted stage loses only those in flight."""
+            s = todo[i]
+            error = result if isinstance(result, str) else None
+            cache.save("curve", key_of[id(s)], _curve_arrays(None if error else result),
+                       {"setting": s.setting, "restart": s.restart, "treatment": treatment, "error": error})
+
+        restart_curves(np.stack([s.weights for s in todo]), X, y, np.asarray(spec.deltas), beta=beta,
+                       method="auto", jobs=max(1, min(int(jobs or os.cpu_count() or 1), len(todo))),
+                       progress=report, on_curve=keep)
     if computed:
         wall["curve"] = wall.get("curve", 0.0) + time.perf_counter() - t0
     for s in sols:

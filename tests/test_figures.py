@@ -335,3 +335,33 @@ def test_the_figure_command_from_solutions_refuses_what_does_not_apply_in_one_li
         lines = [ln for ln in res.output.splitlines() if ln.strip()]
         assert len(lines) == 1 and needle in lines[0], (args, res.output)
         assert not (tmp_path / "o").exists()
+
+
+def test_an_interrupted_curve_stage_keeps_every_finished_curve_and_the_rerun_computes_only_the_rest(tmp_path, monkeypatch):
+    from localentropy.committee import pipeline as cp
+    from localentropy.figures import compute_figure
+
+    ds, spec = _planted_data(), _tiny_spec(K=3)
+    real, calls = cp.committee_curve, []
+
+    def interrupted(*args, **kw):
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(cp, "committee_curve", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        compute_figure(spec, tmp_path, jobs=1, data=ds)
+    assert len(list((tmp_path / "curve").rglob("*.npz"))) == 3  # kept as each finished, not at the batch's end
+    monkeypatch.setattr(cp, "committee_curve", real)
+    counted = []
+    monkeypatch.setattr(cp, "committee_curve", lambda *a, **k: counted.append(1) or real(*a, **k))
+    fd = compute_figure(spec, tmp_path, jobs=1, data=ds)
+    n = sum(len(s) for s in fd.solutions.values())
+    assert len(counted) == 2 * n - 3  # both treatments of every solution, less the 3 kept
+    monkeypatch.setattr(cp, "committee_curve", real)
+    again = compute_figure(_tiny_spec(K=3), tmp_path / "fresh", jobs=1, data=ds)
+    for lab in fd.solutions:
+        for a, b in zip(fd.solutions[lab], again.solutions[lab]):
+            assert all(np.array_equal(a.curves[t]["phi"], b.curves[t]["phi"], equal_nan=True) for t in ("hard", "soft"))
