@@ -29,13 +29,16 @@ from localentropy.cli.progress import LazyBar, note
 @click.option("--from-solutions", "from_dir", type=click.Path(file_okay=False), default=None,
               help="Redraw from the figN-solutions-*.npz files in this folder (e.g. results/fig1): no training; "
                    "errors, local energies and BP curves computed afresh.")
+@click.option("--methods", "methods", default=None,
+              help="Panel (a)'s local-entropy estimators, a comma list, the figure's own first: is (importance "
+                   "sampling), auto/amp/edge (BP) [default: is,auto].")
 @click.option("--curves-per-setting", type=click.IntRange(min=2), default=None,
               help="With --from-solutions: BP curves (panel a) for the first N solutions of each setting only [default: all].")
 @seed_option
 @device_option
 @click.pass_context
 def figure(ctx, number, quick, restarts, restart_ids, shard, setting_labels, dropout, draws, out_dir, cache_dir, jobs,
-           from_dir, curves_per_setting, seed, device):
+           from_dir, methods, curves_per_setting, seed, device):
     """Regenerate Figure 1 (five committee settings) or Figure 6 (SGD fast with dropout) of paper 000.
 
     Every stage (training, test error, local energy, BP curves) is cached per solution under --cache,
@@ -67,7 +70,9 @@ def figure(ctx, number, quick, restarts, restart_ids, shard, setting_labels, dro
             drops = [float(t) for t in dropout.split(",") if t.strip()]
         except ValueError:
             raise FigureError(f"--dropout {dropout!r}: expected a comma list of numbers") from None
-    spec = figure_spec(number, quick=quick, restarts=restarts, seed=seed, dropouts=drops, draws=draws)
+    chosen = None if methods is None else [t.strip() for t in methods.split(",") if t.strip()]
+    spec = figure_spec(number, quick=quick, restarts=restarts, seed=seed, dropouts=drops, draws=draws,
+                       curve_methods=chosen)
     ids = parse_restart_ids(restart_ids) if restart_ids is not None else (
         shard_ids(shard, spec.restarts) if shard is not None else None)
     labels = None

@@ -212,9 +212,20 @@ def _energies(spec, sols, ds, cache, device, progress, wall):
         s.energy = arrays
 
 
-def _curve_key(spec, s: Solution, treatment, dropped):
-    inputs = {"train": s.source, "deltas": list(spec.deltas), "treatment": treatment}
+def curve_name(treatment: str, method: str = "auto") -> str:
+    """The key of a solution's curve in ``Solution.curves``: the treatment for BP ("hard", "soft"), else
+    treatment-method ("hard-is")."""
+    return treatment if method == "auto" else f"{treatment}-{method}"
+
+
+def _curve_key(spec, s: Solution, treatment, dropped, method="auto"):
+    from localentropy.committee.curves import DEFAULT_SAMPLES, SAMPLED_METHODS
+
+    sampled = method in SAMPLED_METHODS
+    inputs = {"train": s.source, "deltas": list(spec.sampled_deltas if sampled else spec.deltas), "treatment": treatment}
     inputs.update({"dropped": [int(i) for i in dropped]} if treatment == "hard" else {"beta": spec.soft_beta})
+    if method != "auto":  # BP's keys stay those of the figures computed before the other estimators
+        inputs.update({"method": method, "seed": spec.seed}, **({"samples": DEFAULT_SAMPLES} if method == "is" else {}))
     return stage_key("curve", inputs)
 
 
@@ -222,15 +233,28 @@ def _curve_arrays(c) -> dict:
     if c is None:
         return {"prior_delta": np.array([]), "delta": np.array([]), "d": np.array([]), "phi": np.array([]),
                 "phi_ball": np.array([]), "phi_G": np.array([]), "converged": np.zeros(0, bool)}
-    return {"prior_delta": c.prior_delta, "delta": c.delta, "d": c.d, "phi": c.phi, "phi_ball": c.phi_ball,
-            "phi_G": c.phi_G, "converged": c.converged}
+    out = {"prior_delta": c.prior_delta, "delta": c.delta, "d": c.d, "phi": c.phi, "phi_ball": c.phi_ball,
+           "phi_G": c.phi_G, "converged": c.converged}
+    for name in ("phi_G_se", "phi_se", "delta_se", "ess"):  # the samplers' error bars
+        if getattr(c, name, None) is not None:
+            out[name] = getattr(c, name)
+    return out
 
 
 def _curves(spec, sols, ds, dropped, cache, jobs, progress, wall, treatments=("hard", "soft")):
-    """BP curves of every solution in the ``treatments`` (both by default); the ones the cache lacks are
-    computed by ``committee.pipeline.restart_curves`` (parallel processes)."""
+    """The curves of every solution by each of ``spec.curve_methods``, in the ``treatments`` (both by
+    default); the ones the cache lacks are computed by ``committee.pipeline.restart_curves`` (parallel
+    processes), each stored as it finishes."""
+    for method in spec.curve_methods:
+        _method_curves(spec, sols, ds, dropped, cache, jobs, progress, wall, treatments, method)
+
+
+def _method_curves(spec, sols, ds, dropped, cache, jobs, progress, wall, treatments, method):
+    from localentropy.committee.curves import SAMPLED_METHODS
     from localentropy.committee.pipeline import restart_curves
 
+    name = "BP" if method == "auto" else {"is": "importance sampling", "hmc": "HMC"}.get(method, method)
+    grid = np.asarray(spec.sampled_deltas if method in SAMPLED_METHODS else spec.deltas)
     keep = np.setdiff1d(np.arange(len(ds.y_train)), np.asarray(dropped, dtype=np.int64))
     inputs = {"hard": (ds.X_train[keep], ds.y_train[keep], math.inf),
               "soft": (ds.X_train, ds.y_train, spec.soft_beta)}
@@ -238,22 +262,22 @@ def _curves(spec, sols, ds, dropped, cache, jobs, progress, wall, treatments=("h
     t0 = time.perf_counter()
     computed = False
     for treatment, (X, y, beta) in treatments.items():
-        key_of = {id(s): _curve_key(spec, s, treatment, dropped) for s in sols}
+        key_of = {id(s): _curve_key(spec, s, treatment, dropped, method) for s in sols}
         todo = [s for s in sols if not cache.has("curve", key_of[id(s)])]
         if not todo:
             continue
         computed = True
-        state = {"done": 0, "total": len(todo) * len(spec.deltas)}
+        state = {"done": 0, "total": len(todo) * len(grid)}
 
         def report(info, todo=todo, state=state, treatment=treatment):
             if progress is None:
                 return
-            if info.get("event") == "compiling":
+            if info.get("event") == "compiling":  # BP's kernels
                 progress("compiling BP kernels (once per machine)", 0, 1, "")
             elif info.get("event") == "point":
                 state["done"] += 1
                 s = todo[info["restart"]]
-                progress(f"BP curves ({treatment})", state["done"], state["total"], f"{s.setting} restart {s.restart}")
+                progress(f"{name} curves ({treatment})", state["done"], state["total"], f"{s.setting} restart {s.restart}")
 
         def keep(i, result, todo=todo, key_of=key_of, treatment=treatment):
             """Each curve into the cache as soon as it is done: an interrupted stage loses only those in flight."""
@@ -262,15 +286,17 @@ def _curves(spec, sols, ds, dropped, cache, jobs, progress, wall, treatments=("h
             cache.save("curve", key_of[id(s)], _curve_arrays(None if error else result),
                        {"setting": s.setting, "restart": s.restart, "treatment": treatment, "error": error})
 
-        restart_curves(np.stack([s.weights for s in todo]), X, y, np.asarray(spec.deltas), beta=beta,
-                       method="auto", jobs=max(1, min(int(jobs or os.cpu_count() or 1), len(todo))),
+        restart_curves(np.stack([s.weights for s in todo]), X, y, grid, beta=beta, method=method,
+                       jobs=max(1, min(int(jobs or os.cpu_count() or 1), len(todo))),
+                       seed=0 if method == "auto" else spec.seed,
                        progress=report, on_curve=keep)
+    stage = "curve" if method == "auto" else f"curve ({method})"
     if computed:
-        wall["curve"] = wall.get("curve", 0.0) + time.perf_counter() - t0
+        wall[stage] = wall.get(stage, 0.0) + time.perf_counter() - t0
     for s in sols:
         for treatment in treatments:
-            arrays, meta = cache.load("curve", _curve_key(spec, s, treatment, dropped))
-            s.curves[treatment] = dict(arrays, error=meta.get("error"))
+            arrays, meta = cache.load("curve", _curve_key(spec, s, treatment, dropped, method))
+            s.curves[curve_name(treatment, method)] = dict(arrays, error=meta.get("error"))
 
 
 def compute_figure(spec: FigureSpec, cache_dir, *, restart_ids=None, settings=None, device="cpu", jobs=None,

@@ -30,7 +30,7 @@ from typing import Optional
 import numpy as np
 
 from localentropy.data.atomic import atomic_open
-from localentropy.figures.pipeline import FigureData
+from localentropy.figures.pipeline import FigureData, curve_name
 from localentropy.figures.claims import ALPHA, verdicts
 from localentropy.figures.stats import mann_whitney, mean_se, pearson
 
@@ -44,8 +44,23 @@ def _fmt(x) -> str:
     return repr(float(x)) if isinstance(x, (float, np.floating)) else str(x)
 
 
+METHOD_LABELS = {"auto": "BP", "amp": "BP (amp)", "edge": "BP (edge)", "is": "importance sampling", "hmc": "HMC"}
+METHOD_SUFFIX = {"auto": "bp", "amp": "amp", "edge": "edge", "is": "is", "hmc": "hmc"}
+
+
+def primary(fd: FigureData, treatment: str = "hard") -> str:
+    """The curve name of the figure's own estimator (its first curve method) in ``treatment``."""
+    return curve_name(treatment, fd.spec.curve_methods[0])
+
+
+def compared(fd: FigureData) -> list:
+    """The other estimators of panel (a), drawn dashed beside the figure's own: [(method, label)]."""
+    return [(m, METHOD_LABELS.get(m, m)) for m in fd.spec.curve_methods[1:]]
+
+
 def curve_points(sol, treatment):
-    """(δ per weight, Φ_LE per weight) of a solution's converged BP points with δ > 0."""
+    """(δ per weight, Φ_LE per weight) of a solution's converged points with δ > 0 in the curve named
+    ``treatment`` ("hard", "soft": BP; "hard-is": the importance sampler; ``pipeline.curve_name``)."""
     c = sol.curves.get(treatment) or {}
     if not len(c.get("delta", [])):
         return np.array([]), np.array([])
@@ -95,7 +110,9 @@ def phi_at(sol, treatment, delta):
 
 
 def delta_grid(fd: FigureData) -> np.ndarray:
-    ds = np.concatenate([curve_points(s, "hard")[0] for lab in fd.solutions for s in fd.solutions[lab]] or [np.array([])])
+    names = [curve_name("hard", m) for m in fd.spec.curve_methods]
+    ds = np.concatenate([curve_points(s, k)[0] for lab in fd.solutions for s in fd.solutions[lab] for k in names]
+                        or [np.array([])])
     if ds.size == 0:
         return np.array([])
     return np.logspace(np.log10(ds.min()), np.log10(ds.max()), 40)
@@ -107,7 +124,7 @@ def correlation_delta(fd: FigureData) -> float:
     lows, highs = [], []
     for lab in fd.solutions:
         for s in fd.solutions[lab]:
-            d, _ = curve_points(s, "hard")
+            d, _ = curve_points(s, primary(fd))
             if len(d) >= 2:
                 lows.append(d.min())
                 highs.append(d.max())
@@ -117,26 +134,46 @@ def correlation_delta(fd: FigureData) -> float:
     return float(math.sqrt(lo * hi)) if hi > lo else float(np.median(highs))
 
 
+def _quantities(fd: FigureData):
+    """(curve name, CSV quantity) of every curve: the figure's own estimator as phi_le_<treatment>, the
+    others with the estimator as suffix (phi_le_hard_bp)."""
+    out = []
+    for i, m in enumerate(fd.spec.curve_methods):
+        for t in ("hard", "soft"):
+            out.append((curve_name(t, m), f"phi_le_{t}" + ("" if i == 0 else f"_{METHOD_SUFFIX.get(m, m)}")))
+    return out
+
+
+def _phi_se(sol, key):
+    """The standard errors of a sampled curve's converged points (None for BP's curves)."""
+    c = sol.curves.get(key) or {}
+    if "phi_se" not in c or not len(c.get("delta", [])):
+        return None
+    ok = np.asarray(c["converged"], bool) & np.isfinite(c["phi"]) & (np.asarray(c["delta"]) > 0)
+    return np.asarray(c["phi_se"])[ok]
+
+
 def rows(fd: FigureData):
     name = fd.spec.name
     grid = delta_grid(fd)
     for lab, sols in fd.solutions.items():
         for s in sols:
-            for treatment in ("hard", "soft"):
-                d, phi = curve_points(s, treatment)
-                for x, y in zip(d, phi):
-                    yield [name, lab, s.restart, f"phi_le_{treatment}", x, y, None]
+            for key, quantity in _quantities(fd):
+                d, phi = curve_points(s, key)
+                se = _phi_se(s, key)
+                for j, (x, y) in enumerate(zip(d, phi)):
+                    yield [name, lab, s.restart, quantity, x, y, None if se is None else se[j]]
             if s.energy is not None:
                 for x, y, se in zip(s.energy["sigmas"], s.energy["delta_error"], s.energy["delta_error_se"]):
                     yield [name, lab, s.restart, "delta_train_error", x, y, se]
             yield [name, lab, s.restart, "test_error", None, s.test_error, None]
             yield [name, lab, s.restart, "train_error", None, s.train_error, None]
-        for treatment in ("hard", "soft"):
+        for key, quantity in _quantities(fd):
             if grid.size:
-                m, se = mean_curve(sols, treatment, grid)
+                m, se = mean_curve(sols, key, grid)
                 for x, y, e in zip(grid, m, se):
                     if math.isfinite(y):
-                        yield [name, lab, None, f"phi_le_{treatment}_mean", x, y, e]
+                        yield [name, lab, None, f"{quantity}_mean", x, y, e]
         if sols and sols[0].energy is not None:
             E = np.array([s.energy["delta_error"] for s in sols])
             for j, x in enumerate(sols[0].energy["sigmas"]):
@@ -174,9 +211,12 @@ def draw(fd: FigureData, out_dir: Path) -> list[Path]:
         c = colors[i % len(colors)]
         sols = fd.solutions[lab]
         if grid.size and sols:
-            m, se = mean_curve(sols, "hard", grid)
-            axes[0].plot(grid, m, color=c, label=f"{lab} ({len(with_curves(sols, 'hard'))})")
+            m, se = mean_curve(sols, primary(fd), grid)
+            axes[0].plot(grid, m, color=c, label=f"{lab} ({len(with_curves(sols, primary(fd)))})")
             axes[0].fill_between(grid, m - se, m + se, color=c, alpha=0.25, lw=0)
+            for method, _ in compared(fd):
+                m, _ = mean_curve(sols, curve_name("hard", method), grid)
+                axes[0].plot(grid, m, color=c, ls="--", lw=1)
         if sols and sols[0].energy is not None:
             E = np.array([s.energy["delta_error"] for s in sols])
             sig = sols[0].energy["sigmas"]
@@ -188,9 +228,14 @@ def draw(fd: FigureData, out_dir: Path) -> list[Path]:
             axes[2].boxplot([te], positions=[i], widths=0.5, showfliers=False)
     axes[0].set_xscale("log")
     axes[0].set_xlabel("δ = d / (K·N)  (distance per weight)")
-    axes[0].set_ylabel("Φ_LE(δ)  (local entropy per weight, BP)")
+    own = METHOD_LABELS.get(fd.spec.curve_methods[0], fd.spec.curve_methods[0])
+    others = ", ".join(label for _, label in compared(fd))
+    axes[0].set_ylabel(f"Φ_LE(δ) per weight ({'IS' if own == 'importance sampling' else own}"
+                       + (f"; dashed: {others})" if others else ")"))
+    title = [f"{own}" + (f" (solid) and {others} (dashed)" if others else "")]
     if fd.curve_subset is not None:
-        axes[0].set_title(f"BP curves of the first {fd.curve_subset} solutions per setting", fontsize="small")
+        title.append(f"first {fd.curve_subset} solutions per setting")
+    axes[0].set_title(", ".join(title), fontsize="small")
     axes[0].legend(fontsize="small")
     axes[1].set_xlabel("σ (relative weight noise, Eq. 4)")
     axes[1].set_ylabel("δE_train(σ)")
@@ -237,9 +282,12 @@ def _energy_at(s, sigma=SIGMA_CORR):
     return float(s.energy["delta_error"][j]) if abs(sig[j] - sigma) < 1e-9 else math.nan
 
 
-def _flatness_measures(fd, dstar):
+def _flatness_measures(fd, dstar, method=None):
+    method = fd.spec.curve_methods[0] if method is None else method
+    key = curve_name("hard", method)
+    by = "" if method == fd.spec.curve_methods[0] else f", {METHOD_LABELS.get(method, method)}"
     return [(f"δE_train at σ = {SIGMA_CORR}", _energy_at),
-            (f"Φ_LE at δ = {dstar:.3g} (per weight, hard)", lambda s: phi_at(s, "hard", dstar))]
+            (f"Φ_LE at δ = {dstar:.3g} (per weight, hard{by})", lambda s: phi_at(s, key, dstar))]
 
 
 def _pairs(fd, getter):
@@ -270,11 +318,14 @@ def _ranking(fd, values_of, higher_is_flatter: bool, what: str) -> list[str]:
     return out
 
 
-def claim_verdicts(fd: FigureData, dstar: Optional[float] = None) -> list:
-    """The paper's claimed orderings for this figure, each tested (``figures.claims.Verdict``)."""
+def claim_verdicts(fd: FigureData, dstar: Optional[float] = None, method: Optional[str] = None) -> list:
+    """The paper's claimed orderings for this figure, each tested (``figures.claims.Verdict``), with Φ_LE
+    by ``method`` (default: the figure's own estimator)."""
     dstar = correlation_delta(fd) if dstar is None else dstar
-    quantities = [(f"Φ_LE hard at δ = {dstar:.3g}", lambda s: phi_at(s, "hard", dstar), True),
-                  (f"Φ_LE soft at δ = {dstar:.3g}", lambda s: phi_at(s, "soft", dstar), True),
+    method = fd.spec.curve_methods[0] if method is None else method
+    hard, soft = curve_name("hard", method), curve_name("soft", method)
+    quantities = [(f"Φ_LE hard at δ = {dstar:.3g}", lambda s: phi_at(s, hard, dstar), True),
+                  (f"Φ_LE soft at δ = {dstar:.3g}", lambda s: phi_at(s, soft, dstar), True),
                   (f"δE_train at σ = {SIGMA_CORR}", _energy_at, False),
                   ("test error", lambda s: s.test_error, False)]
     dropouts = {st.label: st.preset.dropout for st in fd.spec.settings}
@@ -305,8 +356,18 @@ def _claims(fd: FigureData, dstar: float) -> list[str]:
         out.append(f"| {v.better} beats {v.worse} | {v.quantity} | {v.n_better}, {v.n_worse} | {v.A:.3f} | "
                    f"{v.p:.3g} | {v.p_holm:.3g} | {v.word} |")
     out += ["", verdict_line(vs) + ".", ""]
+    for method, label in compared(fd):  # the same claims with the other estimators' Φ_LE
+        other = claim_verdicts(fd, dstar, method)
+        out += [f"The same claims with {label}'s Φ_LE (the δE_train and test-error rows are the ones above; "
+                f"Holm over all {len(other)} rows): {verdict_line(other)}.", "",
+                "| claim | quantity | n | A | p (Holm) | verdict |", "|---|---|---|---|---|---|"]
+        out += [f"| {v.better} beats {v.worse} | {v.quantity} | {v.n_better}, {v.n_worse} | {v.A:.3f} | "
+                f"{v.p_holm:.3g} | {v.word} |" for v in other if v.quantity.startswith("Φ_LE")]
+        out.append("")
     out += ["Flatness correlates with test error (App. B.3, Figure 7: flatter, lower error):", ""]
-    for (xlab, getter), sign in zip(_flatness_measures(fd, dstar), (1, -1)):
+    measures = _flatness_measures(fd, dstar) + [m for method, _ in compared(fd)
+                                                 for m in _flatness_measures(fd, dstar, method)[1:]]
+    for (xlab, getter), sign in zip(measures, (1, -1) + (-1,) * (len(measures) - 2)):
         xs, ys = _pairs(fd, getter)
         c = pearson(xs, ys)
         one = c.p / 2 if math.isfinite(c.r) and np.sign(c.r) == sign else (1 - c.p / 2 if math.isfinite(c.p) else math.nan)
@@ -338,10 +399,11 @@ def summary(fd: FigureData, command: str, stage_wall: dict) -> str:
     lines += [f"Command: `{command}`", "", f"Code version: {code_version()}; data hash {fd.data_hash[:16]}", ""]
     if fd.origin:
         lines += [f"Solutions read from `{fd.origin}` (trained by an earlier run of the recipe); every later stage "
-                  f"(test and training errors, local energies, BP curves) computed afresh from their weights.", ""]
+                  f"(test and training errors, local energies, local-entropy curves) computed afresh from their "
+                  f"weights.", ""]
     if fd.curve_subset is not None:
-        lines += [f"Panel (a) and every Φ_LE row below use the BP curves of the first {fd.curve_subset} solutions "
-                  f"of each setting (by restart id), not all of them: the rows' n says how many.", ""]
+        lines += [f"Panel (a) and every Φ_LE row below use the local-entropy curves of the first {fd.curve_subset} "
+                  f"solutions of each setting (by restart id), not all of them: the rows' n says how many.", ""]
     if spec.quick:
         lines += ["Quick preview: time rescaled by a factor f per setting — schedules x(t) = x0(1+x1)^t run as "
                   "x(f·t), and the learning rate η (SGD, eSGD) or the coupling γ0 (rSGD) multiplied by f:", ""]
@@ -349,41 +411,42 @@ def summary(fd: FigureData, command: str, stage_wall: dict) -> str:
     dstar = correlation_delta(fd)
     lines += _claims(fd, dstar)
     lines += ["## Solutions", "", "| setting | solutions used | restarts tried | excluded | train error (mean, max) | "
-              "epochs to stop (median, max) | BP points failed (hard / soft) |", "|---|---|---|---|---|---|---|"]
+              "epochs to stop (median, max) | curve points failed (hard / soft) |", "|---|---|---|---|---|---|---|"]
     for s in spec.settings:
         sols = fd.solutions[s.label]
-        fails = [sum(int((~np.asarray(x.curves[t]["converged"], bool)).sum()) +
-                     (1 if x.curves[t].get("error") else 0) for x in with_curves(sols, t)) for t in ("hard", "soft")]
+        fails = []
+        for m in spec.curve_methods:
+            n_fail = [sum(int((~np.asarray(x.curves[k]["converged"], bool)).sum()) + (1 if x.curves[k].get("error") else 0)
+                          for x in with_curves(sols, k)) for k in (curve_name("hard", m), curve_name("soft", m))]
+            fails.append(f"{METHOD_LABELS.get(m, m)} {n_fail[0]} / {n_fail[1]}")
         tr = [x.train_error for x in sols] or [math.nan]
         ep = [x.epochs for x in sols] or [0]
         lines.append(f"| {s.label} | {len(sols)} | {fd.tried[s.label]} | {len(fd.excluded[s.label])} | "
-                     f"{np.mean(tr):.4f}, {np.max(tr):.4f} | {np.median(ep):.0f}, {np.max(ep)} | {fails[0]} / {fails[1]} |")
+                     f"{np.mean(tr):.4f}, {np.max(tr):.4f} | {np.median(ep):.0f}, {np.max(ep)} | {'; '.join(fails)} |")
     lines.append("")
     for lab, exc in fd.excluded.items():
         for r, why in exc:
             lines.append(f"- excluded: {lab} restart {r}: {why}")
     for lab, sols in fd.solutions.items():
         for x in sols:
-            for t in ("hard", "soft"):
-                if x.curves.get(t, {}).get("error"):
-                    lines.append(f"- BP failed: {lab} restart {x.restart} ({t}): {x.curves[t]['error']}")
-    lines += ["", f"Training patterns misclassified by some solution, left out of the hard-constraint BP "
+            for k in sorted(x.curves):
+                if x.curves[k].get("error"):
+                    lines.append(f"- curve failed: {lab} restart {x.restart} ({k}): {x.curves[k]['error']}")
+    lines += ["", f"Training patterns misclassified by some solution, left out of the hard treatment "
               f"(the same for every setting): {fd.dropped_patterns or 'none'}; the soft treatment keeps every "
               f"pattern with β = {spec.soft_beta:g}.", ""]
-    lines += ["## Panel (a): local entropy", "",
-              "Φ_LE is BP's (Bethe) estimate. On this subset a sampling estimator and plain Monte Carlo "
-              "(docs/bp.md §8.3) find BP's φ_G(Δ) too negative — by ~10–30 % at "
-              "Δ ≤ 0.06 and ~80 % at Δ = 1 on three Figure-1 solutions — with the same ranking of "
-              "the solutions; read the values as BP's, the orderings as robust to that check.", ""]
+    lines += ["## Panel (a): local entropy", ""] + _panel_a_reading(fd)
     for t in ("hard", "soft"):
         lines += [f"Treatment `{t}`: Φ_LE per weight at δ = {dstar:.3g}.", ""]
-        lines += _ranking(fd, lambda s, t=t: phi_at(s, t, dstar), True, f"Φ_LE ({t}) — flatter first")
+        lines += _ranking(fd, lambda s, k=primary(fd, t): phi_at(s, k, dstar), True, f"Φ_LE ({t}) — flatter first")
+    lines += _bias(fd, dstar)
     lines += ["## Panel (b): local energy", ""]
     lines += _ranking(fd, _energy_at, False, f"δE_train at σ = {SIGMA_CORR} — flatter first")
     lines += ["## Panel (c): test error", ""]
     lines += _ranking(fd, lambda s: s.test_error, False, "test error — better first")
     lines += ["## Flatness against test error (App. B.3)", ""]
-    for xlab, getter in _flatness_measures(fd, dstar):
+    for xlab, getter in _flatness_measures(fd, dstar) + [m for method, _ in compared(fd)
+                                                         for m in _flatness_measures(fd, dstar, method)[1:]]:
         xs, ys = _pairs(fd, getter)
         c = pearson(xs, ys)
         lines.append(f"- {xlab}: Pearson r = {c.r:.3f}, p = {c.p:.3g}, n = {c.n}")
@@ -391,6 +454,66 @@ def summary(fd: FigureData, command: str, stage_wall: dict) -> str:
     lines += [f"- {k}: {v:.1f} s" for k, v in stage_wall.items()]
     lines.append("")
     return "\n".join(lines)
+
+
+def _panel_a_reading(fd: FigureData) -> list[str]:
+    """What panel (a)'s Φ_LE is, by the figure's own estimator."""
+    own = fd.spec.curve_methods[0]
+    if own == "is":
+        text = ("Φ_LE by EP-guided sequential importance sampling (`committee.curves`, method `is`; "
+                "docs/committee_estimator.md): an unbiased estimate of φ_G(Δ) with a standard error on every point "
+                f"(the CSV's y_se), on {len(fd.spec.sampled_deltas)} prior widths Δ_j = (j/{len(fd.spec.sampled_deltas)})².")
+    elif own in ("auto", "amp", "edge"):
+        text = ("Φ_LE is BP's (Bethe) estimate. On this subset plain Monte Carlo and the samplers find BP's φ_G(Δ) "
+                "too negative by tens of percent (docs/bp.md §8.3); read the values as BP's.")
+    else:
+        text = f"Φ_LE by {METHOD_LABELS.get(own, own)}."
+    others = ", ".join(label for _, label in compared(fd))
+    if others:
+        text += f" Dashed in panel (a): {others}, computed on the same solutions; its bias is below."
+    return [text, ""]
+
+
+def _bias(fd: FigureData, dstar: float) -> list[str]:
+    """Per setting, each other estimator's Φ_LE and φ_G against the figure's own: median and range of the
+    ratio − 1 over the solutions that have both."""
+    own = fd.spec.curve_methods[0]
+    out = []
+    for method, label in compared(fd):
+        out += [f"### {label} against {METHOD_LABELS.get(own, own)}", "",
+                f"Per setting, over the solutions with both curves: {label}'s Φ_LE at δ = {dstar:.3g} (hard and soft) "
+                f"and φ_G at the prior width Δ* of the figure's grid nearest to 2δ (hard), each as the ratio to "
+                f"{METHOD_LABELS.get(own, own)}'s − 1: median [min, max]. Positive: {label} more negative.", "",
+                "| setting | n | Φ_LE hard | Φ_LE soft | φ_G hard at Δ* |", "|---|---|---|---|---|"]
+        for lab, sols in fd.solutions.items():
+            cells, n = [], 0
+            for t in ("hard", "soft"):
+                r = np.array([phi_at(s, curve_name(t, method), dstar) / phi_at(s, curve_name(t, own), dstar) - 1
+                              for s in sols if curve_name(t, method) in s.curves and curve_name(t, own) in s.curves])
+                r = r[np.isfinite(r)]
+                n = max(n, len(r))
+                cells.append(f"{np.median(r):+.1%} [{r.min():+.1%}, {r.max():+.1%}]" if len(r) else "—")
+            r = np.array([_phi_G_ratio(s, method, own, 2 * dstar) for s in sols])
+            r = r[np.isfinite(r)]
+            cells.append(f"{np.median(r):+.1%} [{r.min():+.1%}, {r.max():+.1%}]" if len(r) else "—")
+            out.append(f"| {lab} | {n} | " + " | ".join(cells) + " |")
+        out.append("")
+    return out
+
+
+def _phi_G_ratio(sol, method, own, Delta) -> float:
+    """φ_G by ``method`` over φ_G by ``own`` − 1 at the Δ of own's grid nearest ``Delta`` (interpolated in
+    log Δ on method's grid); nan when either curve is missing there."""
+    a, b = sol.curves.get(curve_name("hard", method)), sol.curves.get(curve_name("hard", own))
+    if not a or not b or not len(a.get("prior_delta", [])) or not len(b.get("prior_delta", [])):
+        return math.nan
+    Db, gb = np.asarray(b["prior_delta"]), np.asarray(b["phi_G"])
+    j = int(np.argmin(np.abs(np.log(Db / Delta))))
+    Da, ga = np.asarray(a["prior_delta"]), np.asarray(a["phi_G"])
+    ok = np.isfinite(ga)
+    if ok.sum() < 2 or not Da[ok][0] <= Db[j] <= Da[ok][-1] or not math.isfinite(gb[j]):
+        return math.nan
+    return float(np.interp(math.log(Db[j]), np.log(Da[ok]), ga[ok]) / gb[j] - 1)
 
 
 def solutions_file_name(figure: str, label: str) -> str:

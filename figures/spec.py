@@ -43,6 +43,7 @@ QUICK_RESTARTS = 3
 SIGMAS = tuple(np.round(np.linspace(0.0, 0.5, 11), 12))  # relative noise σ of Eq. 4
 DRAWS = 200
 SOFT_BETA = 10.0  # the second treatment of misclassified patterns: one finite β for every setting
+SAMPLED_POINTS = 16  # prior widths of a sampled curve: Δ_j = (j/16)², the range of BP's 30-point grid
 
 
 @dataclass(frozen=True)
@@ -65,12 +66,17 @@ class FigureSpec:
     deltas: tuple
     quick: bool
     soft_beta: float = SOFT_BETA
+    #: panel (a)'s estimators (committee.curves.METHODS): the first is the figure's Φ_LE (the claims, the
+    #: correlation); the others are drawn dashed beside it and their claims and bias reported
+    curve_methods: tuple = ("auto",)
+    sampled_deltas: tuple = tuple(default_deltas(SAMPLED_POINTS))  # the samplers' grid (cost ∝ points)
     max_tries_factor: int = 4  # at most this many restarts tried per wanted solution
 
     def as_dict(self) -> dict:
         return {"figure": self.name, "restarts": self.restarts, "seed": self.seed, "quick": self.quick,
                 "sigmas": list(self.sigmas), "draws": self.draws, "deltas": list(self.deltas),
-                "soft_beta": self.soft_beta,
+                "soft_beta": self.soft_beta, "curve_methods": list(self.curve_methods),
+                "sampled_deltas": list(self.sampled_deltas),
                 "settings": [{"label": s.label, "time_scale": s.time_scale, **s.preset.as_dict()} for s in self.settings]}
 
 
@@ -95,9 +101,19 @@ def train_options(preset: CommitteePreset) -> dict:
 
 
 def figure_spec(name: str, *, quick: bool = False, restarts: int | None = None, seed: int = 0,
-                dropouts=None, draws: int | None = None) -> FigureSpec:
-    """The settings of Figure ``name`` ("1" or "6"), full or ``quick``."""
+                dropouts=None, draws: int | None = None, curve_methods=None) -> FigureSpec:
+    """The settings of Figure ``name`` ("1" or "6"), full or ``quick``; ``curve_methods``: panel (a)'s
+    estimators, the figure's own first (default ``FigureSpec.curve_methods``)."""
+    from localentropy.committee.curves import METHODS
+
     name = str(name)
+    if curve_methods is not None:
+        curve_methods = tuple(curve_methods)
+        bad = [m for m in curve_methods if m not in METHODS]
+        if bad or not curve_methods or len(set(curve_methods)) != len(curve_methods):
+            raise FigureError(f"curve methods {list(curve_methods)}: need distinct ones of {', '.join(METHODS)}")
+        if "ep" in curve_methods or "hmc" in curve_methods:
+            raise FigureError("a figure's curves need the soft treatment too: 'ep' and 'hmc' compute the hard one only")
     if restarts is not None and (int(restarts) != restarts or restarts < 1):
         raise FigureError(f"--restarts must be a positive integer, got {restarts}")
     if int(seed) != seed or seed < 0:
@@ -120,8 +136,10 @@ def figure_spec(name: str, *, quick: bool = False, restarts: int | None = None, 
     n = restarts if restarts is not None else (QUICK_RESTARTS if quick else 50)
     if draws is not None and (int(draws) != draws or draws < 2):
         raise FigureError(f"--draws must be an integer ≥ 2, got {draws}")
+    extra = {} if curve_methods is None else {"curve_methods": curve_methods}
     return FigureSpec(name=name, settings=tuple(settings), restarts=int(n), seed=int(seed), sigmas=SIGMAS,
-                      draws=int(draws or (100 if quick else DRAWS)), deltas=tuple(default_deltas()), quick=quick)
+                      draws=int(draws or (100 if quick else DRAWS)), deltas=tuple(default_deltas()), quick=quick,
+                      **extra)
 
 
 def parse_restart_ids(text: str) -> list[int]:

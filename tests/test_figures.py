@@ -365,3 +365,38 @@ def test_an_interrupted_curve_stage_keeps_every_finished_curve_and_the_rerun_com
     for lab in fd.solutions:
         for a, b in zip(fd.solutions[lab], again.solutions[lab]):
             assert all(np.array_equal(a.curves[t]["phi"], b.curves[t]["phi"], equal_nan=True) for t in ("hard", "soft"))
+
+
+def test_a_figure_with_the_importance_sampler_draws_bp_beside_it_and_reports_both(tmp_path):
+    """curve_methods=("is", "auto"): the sampler's curves are the figure's Φ_LE (with standard errors in the
+    CSV), BP's are drawn and tested beside them, and the summary reports BP's bias per setting."""
+    from types import SimpleNamespace
+
+    import dataclasses
+
+    from localentropy.bp.instances import planted_instance
+    from localentropy.figures import compute_figure, write_outputs
+
+    X, y, _ = planted_instance(7, 3, 100, 260)  # P = 60 < N: independent patterns, as the sampler needs
+    ds = SimpleNamespace(X_train=X[:60], y_train=y[:60], X_test=X[60:], y_test=y[60:])
+    spec = dataclasses.replace(_tiny_spec(K=3), curve_methods=("is", "auto"), sampled_deltas=(0.004, 0.02, 0.08))
+    fd = compute_figure(spec, tmp_path / "cache", jobs=1, data=ds)
+    assert "curve (is)" in fd.wall and "curve" in fd.wall
+    for sols in fd.solutions.values():
+        for s in sols:
+            assert {"hard", "soft", "hard-is", "soft-is"} <= set(s.curves)
+            assert len(s.curves["hard-is"]["phi_G"]) == 3 and np.all(s.curves["hard-is"]["phi_G_se"] > 0)
+    write_outputs(fd, tmp_path / "out", "test", fd.wall)
+    with open(tmp_path / "out" / "fig6.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    quantities = {r["quantity"] for r in rows}
+    assert {"phi_le_hard", "phi_le_soft", "phi_le_hard_bp", "phi_le_soft_bp", "phi_le_hard_mean",
+            "phi_le_hard_bp_mean"} <= quantities
+    assert all(r["y_se"] and float(r["y_se"]) > 0 for r in rows if r["quantity"] == "phi_le_hard")
+    assert all(r["y_se"] == "" for r in rows if r["quantity"] == "phi_le_hard_bp")
+    text = (tmp_path / "out" / "fig6-summary.md").read_text()
+    assert "importance sampling" in text and "The same claims with BP's Φ_LE" in text
+    assert "### BP against importance sampling" in text and "| fast |" in text.split("### BP against")[1]
+    # BP's curves are cached under the keys a BP-only figure uses: a BP-only run computes nothing new
+    bp_only = compute_figure(dataclasses.replace(spec, curve_methods=("auto",)), tmp_path / "cache", jobs=1, data=ds)
+    assert "curve" not in bp_only.wall
