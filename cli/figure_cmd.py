@@ -106,14 +106,20 @@ def figure(ctx, number, quick, restarts, restart_ids, shard, setting_labels, dro
             bars["bar"].bar.total = total
         bars["bar"].update_to(done, detail)
 
+    def tell(text):
+        """A note between the bars: what a stage found in the cache, an unreadable entry set aside."""
+        if bars["bar"] is not None and bars["bar"].bar is not None:
+            bars["bar"].bar.clear()
+        note(ctx.obj, text)
+
     t0 = time.perf_counter()
     try:
         if from_dir is not None:
             fd = figure_from_solutions(spec, from_dir, cache, curve_subset=curves_per_setting, device=device,
-                                       jobs=jobs, progress=progress)
+                                       jobs=jobs, progress=progress, notify=tell)
         else:
             fd = compute_figure(spec, cache, restart_ids=ids, settings=labels, device=device, jobs=jobs,
-                                progress=progress)
+                                progress=progress, notify=tell)
     finally:
         if bars["bar"] is not None:
             bars["bar"].close()

@@ -6,6 +6,8 @@ seed, restart id, data hash, grids). A rerun finds every result it computed befo
 hyper-parameter changes the keys of what depends on it and nothing else. Entries are ``.npz``
 files of plain arrays plus a JSON string, written atomically and read with ``allow_pickle=False``,
 so a cache folder copied from elsewhere (another machine, a shard, a commit) can be trusted as data.
+An entry that cannot be read (a truncated copy, a disk error) or holds another key is moved aside into
+``root/corrupt/`` by ``has``, which then answers False, so the stage computes it again.
 """
 
 from __future__ import annotations
@@ -50,16 +52,43 @@ def stage_key(stage: str, inputs: dict) -> str:
 
 
 class StageCache:
-    """Results by (stage, key) under ``root/stage/kk/key.npz``; ``load`` → (arrays, meta) or None."""
+    """Results by (stage, key) under ``root/stage/kk/key.npz``; ``load`` → (arrays, meta) or None.
 
-    def __init__(self, root):
+    ``moved``: the (entry, where it was moved, why) of every unreadable entry ``has`` set aside;
+    ``reused``: what → (entries found, entries needed), as the stages ``tally`` them; ``notify(text)``, if
+    given, hears each tally and each entry moved aside as it happens (a CLI prints them)."""
+
+    def __init__(self, root, notify=None):
         self.root = Path(root)
+        self.moved: list = []
+        self.reused: dict = {}
+        self.notify = notify
+
+    def tally(self, what: str, found: int, needed: int) -> None:
+        """Record (and announce) that ``found`` of the ``needed`` entries of ``what`` were in the cache."""
+        self.reused[what] = (int(found), int(needed))
+        if self.notify is not None:
+            self.notify(f"cache: {found}/{needed} {what} reused")
 
     def path(self, stage: str, key: str) -> Path:
         return self.root / stage / key[:2] / f"{key}.npz"
 
     def has(self, stage: str, key: str) -> bool:
-        return self.path(stage, key).is_file()
+        """Whether a readable entry of ``key`` is stored; an unreadable one is moved aside (class docstring)."""
+        path = self.path(stage, key)
+        if not path.is_file():
+            return False
+        try:
+            self.load(stage, key)
+        except FigureError as exc:
+            aside = self.root / "corrupt" / f"{stage}-{path.name}"
+            aside.parent.mkdir(parents=True, exist_ok=True)
+            path.replace(aside)
+            self.moved.append((path, aside, str(exc).split(": ", 1)[-1]))
+            if self.notify is not None:
+                self.notify(f"unreadable cache entry {path} moved to {aside}; computing it again")
+            return False
+        return True
 
     def load(self, stage: str, key: str):
         path = self.path(stage, key)

@@ -66,6 +66,7 @@ class FigureData:
     wall: dict  # stage → seconds spent computing in this call
     data_hash: str
     origin: str = ""  # where the solutions came from: "" (trained by the recipe) or the solutions folder
+    reused: dict = field(default_factory=dict)  # what → (entries found in the cache, entries needed)
     curve_subset: Optional[int] = None  # BP curves for the first this many solutions per setting (None: all)
 
 
@@ -196,6 +197,7 @@ def _energies(spec, sols, ds, cache, device, progress, wall):
     from localentropy.committee.train import restart_seed
 
     todo = [s for s in sols if not cache.has("energy", _energy_key(spec, s))]
+    cache.tally("local energies", len(sols) - len(todo), len(sols))
     t0 = time.perf_counter()
     for i, s in enumerate(todo):
         prof = local_energy_profiles(s.weights[None], ds.X_train, ds.y_train, np.asarray(spec.sigmas),
@@ -264,6 +266,7 @@ def _method_curves(spec, sols, ds, dropped, cache, jobs, progress, wall, treatme
     for treatment, (X, y, beta) in treatments.items():
         key_of = {id(s): _curve_key(spec, s, treatment, dropped, method) for s in sols}
         todo = [s for s in sols if not cache.has("curve", key_of[id(s)])]
+        cache.tally(f"{name} curves ({treatment})", len(sols) - len(todo), len(sols))
         if not todo:
             continue
         computed = True
@@ -300,7 +303,7 @@ def _method_curves(spec, sols, ds, dropped, cache, jobs, progress, wall, treatme
 
 
 def compute_figure(spec: FigureSpec, cache_dir, *, restart_ids=None, settings=None, device="cpu", jobs=None,
-                   progress: Progress = None, data=None) -> FigureData:
+                   progress: Progress = None, data=None, notify: Optional[Callable[[str], None]] = None) -> FigureData:
     """Every stage of the figure's solutions, from the cache or computed (module docstring).
 
     ``jobs`` (default: the CPU count): processes for the BP curves, and, for a whole figure on the CPU,
@@ -311,7 +314,8 @@ def compute_figure(spec: FigureSpec, cache_dir, *, restart_ids=None, settings=No
     (``dropped_patterns`` empty, no hard-treatment curves: the patterns the hard treatment drops
     depend on every solution of the figure, so those curves are computed when the figure is
     assembled). ``settings`` (labels; shards only) restricts the shard to those settings, e.g. to
-    compute a slow setting on another machine.
+    compute a slow setting on another machine. ``notify(text)`` hears, as each stage starts, how many of
+    its entries the cache already holds, and any unreadable entry moved aside (``StageCache``).
     """
     from localentropy.data import load_dresscoat, patterns_hash
 
@@ -325,9 +329,12 @@ def compute_figure(spec: FigureSpec, cache_dir, *, restart_ids=None, settings=No
                               f"known: {', '.join(setting_of)}")
     ds = data if data is not None else load_dresscoat()
     data_hash = patterns_hash(ds.X_train, ds.y_train)
-    cache = StageCache(cache_dir)
+    cache = StageCache(cache_dir, notify)
     chosen = [s for s in spec.settings if settings is None or s.label in settings]
     wall: dict = {}
+    first = list(restart_ids) if restart_ids is not None else list(range(spec.restarts))
+    cache.tally("trainings", sum(cache.has("train", _train_key(spec, s, data_hash, r)) for s in chosen for r in first),
+                len(chosen) * len(first))
     workers = max(1, int(jobs or os.cpu_count() or 1))
     if restart_ids is None and workers > 1 and str(device) == "cpu":  # the first restarts of every setting in
         # parallel processes (independent restarts; the same numbers as one process up to rounding)
@@ -366,7 +373,7 @@ def compute_figure(spec: FigureSpec, cache_dir, *, restart_ids=None, settings=No
     all_sols = [s for lab in solutions for s in solutions[lab]]
     if not all_sols:
         if restart_ids is not None:  # a shard whose restarts all failed to stop: nothing more to compute
-            return FigureData(spec, solutions, excluded, tried, [], wall, data_hash)
+            return FigureData(spec, solutions, excluded, tried, [], wall, data_hash, reused=cache.reused)
         raise FigureError("no restart met its stop rule; nothing to draw (see the excluded restarts)")
     _energies(spec, all_sols, ds, cache, device, progress, wall)
     if restart_ids is not None:
@@ -375,7 +382,7 @@ def compute_figure(spec: FigureSpec, cache_dir, *, restart_ids=None, settings=No
     else:
         dropped = sorted({int(i) for s in all_sols for i in s.misclassified})
         _curves(spec, all_sols, ds, dropped, cache, jobs, progress, wall)
-    return FigureData(spec, solutions, excluded, tried, dropped, wall, data_hash)
+    return FigureData(spec, solutions, excluded, tried, dropped, wall, data_hash, reused=cache.reused)
 
 
 def solution_files(folder, figure: str) -> list:
@@ -397,7 +404,8 @@ def weights_source(weights: np.ndarray) -> str:
 
 
 def figure_from_solutions(spec: FigureSpec, folder, cache_dir, *, curve_subset: Optional[int] = None, device="cpu",
-                          jobs=None, progress: Progress = None, data=None) -> FigureData:
+                          jobs=None, progress: Progress = None, data=None,
+                          notify: Optional[Callable[[str], None]] = None) -> FigureData:
     """Figure ``spec.name`` redrawn from solutions trained elsewhere: every stage after training (test
     and training errors, misclassified patterns, local energies, BP curves) computed afresh from the
     weights in ``folder``'s ``figN-solutions-<setting>.npz`` files (a figure's own output folder, or
@@ -478,10 +486,10 @@ def figure_from_solutions(spec: FigureSpec, folder, cache_dir, *, curve_subset: 
     all_sols = [s for lab in solutions for s in solutions[lab]]
     if not all_sols:
         raise FigureError(f"{folder}: no converged solution to draw")
-    cache = StageCache(cache_dir)
+    cache = StageCache(cache_dir, notify)
     _energies(spec, all_sols, ds, cache, device, progress, wall)
     dropped = sorted({int(i) for s in all_sols for i in s.misclassified})
     chosen = [s for lab in solutions for s in solutions[lab][:curve_subset]]
     _curves(spec, chosen, ds, dropped, cache, jobs, progress, wall)
     return FigureData(spec, solutions, excluded, tried, dropped, wall, data_hash, origin=str(folder),
-                      curve_subset=curve_subset)
+                      curve_subset=curve_subset, reused=cache.reused)

@@ -450,8 +450,11 @@ def summary(fd: FigureData, command: str, stage_wall: dict) -> str:
         xs, ys = _pairs(fd, getter)
         c = pearson(xs, ys)
         lines.append(f"- {xlab}: Pearson r = {c.r:.3f}, p = {c.p:.3g}, n = {c.n}")
-    lines += ["", "## Wall time of this run", ""]
+    lines += ["", "## Wall time of this run", "", "Computed in this run (stages read from the cache cost nothing here):", ""]
     lines += [f"- {k}: {v:.1f} s" for k, v in stage_wall.items()]
+    if fd.reused:
+        lines += ["", "Read from the cache (found / needed): "
+                  + "; ".join(f"{what} {found}/{needed}" for what, (found, needed) in fd.reused.items())]
     lines.append("")
     return "\n".join(lines)
 

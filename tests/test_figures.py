@@ -42,6 +42,11 @@ def test_cache_round_trip_and_refuses_a_corrupt_or_misplaced_entry(tmp_path):
     cache.path("curve", other).write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(FigureError, match="unreadable cache entry"):
         cache.load("curve", other)
+    # has() sets an unreadable entry aside (named in .moved) and answers False: the stage recomputes it
+    assert not cache.has("curve", other) and not cache.path("curve", other).exists()
+    (entry, aside, why), = cache.moved
+    assert entry == cache.path("curve", other) and aside.is_file() and aside.parent.name == "corrupt"
+    assert "unreadable" in why and aside.read_bytes() == b"PK\x03\x04 truncated"
 
 
 def test_mann_whitney_and_pearson_against_hand_computations():
@@ -400,3 +405,24 @@ def test_a_figure_with_the_importance_sampler_draws_bp_beside_it_and_reports_bot
     # BP's curves are cached under the keys a BP-only figure uses: a BP-only run computes nothing new
     bp_only = compute_figure(dataclasses.replace(spec, curve_methods=("auto",)), tmp_path / "cache", jobs=1, data=ds)
     assert "curve" not in bp_only.wall
+
+
+def test_a_rerun_says_what_it_reused_and_recomputes_a_corrupt_entry_set_aside(tmp_path):
+    from localentropy.figures import compute_figure, write_outputs
+
+    ds, spec = _planted_data(), _tiny_spec(K=3)
+    fd = compute_figure(spec, tmp_path / "cache", jobs=1, data=ds)
+    assert fd.reused["trainings"] == (0, 4) and fd.reused["local energies"][0] == 0
+    write_outputs(fd, tmp_path / "a", "test", fd.wall)
+    victim = next((tmp_path / "cache" / "energy").rglob("*.npz"))
+    victim.write_bytes(victim.read_bytes()[:100])  # a truncated copy
+    heard = []
+    fd2 = compute_figure(spec, tmp_path / "cache", jobs=1, data=ds, notify=heard.append)
+    n = sum(len(s) for s in fd2.solutions.values())
+    assert "cache: 4/4 trainings reused" in heard and f"cache: {n - 1}/{n} local energies reused" in heard
+    assert any(t.startswith(f"unreadable cache entry {victim}") for t in heard)
+    assert (tmp_path / "cache" / "corrupt" / f"energy-{victim.name}").is_file() and victim.is_file()
+    assert set(fd2.wall) == {"energy"}
+    write_outputs(fd2, tmp_path / "b", "test", fd2.wall)
+    assert (tmp_path / "b" / "fig6.csv").read_text() == (tmp_path / "a" / "fig6.csv").read_text()
+    assert "Read from the cache (found / needed): trainings 4/4" in (tmp_path / "b" / "fig6-summary.md").read_text()
