@@ -65,6 +65,7 @@ def train(ctx, setting, restarts, seed, out, device, max_epochs, overrides, drop
     check_device(device)
     check_output(out)
     check_output(checkpoint, "--checkpoint")
+    obj["kept"] = "the last complete epoch is in the checkpoint; rerun the same command to resume from it"
     changes = parse_overrides(overrides)
     if max_epochs is not None:
         changes["max_epochs"] = max_epochs

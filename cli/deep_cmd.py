@@ -109,6 +109,7 @@ def presets(pattern, long_):
 @click.pass_obj
 def train_cmd(obj, preset, overrides, data_dir, out, no_resume, distributed, threads, no_tensorboard, device):
     """Train a deep net with a preset of paper 000 (Table 1) or paper 002; checkpoints every epoch, resumes."""
+    obj["kept"] = "the last complete epoch is in the run's checkpoint; rerun the same command to resume from it"
     from pathlib import Path
 
     from localentropy.deep.presets import get_preset, with_overrides
@@ -198,6 +199,7 @@ def _train(obj, config, data_dir, out, no_resume, distributed, no_tensorboard, d
 @click.pass_obj
 def evidence(obj, data_dir, seeds, overrides, out, runs_dir, models, methods, threads, device):
     """CPU-scale evidence: SmallConvNet and the MLP on Fashion-MNIST, SGD, eSGD, rSGD, PLA, SAM, same budget."""
+    obj["kept"] = "finished runs and each run's last epoch are kept; rerun the same command to go on"
     from localentropy.cli.options import check_output
     from localentropy.data.atomic import atomic_open
     from localentropy.deep.datasets import load_images
@@ -256,6 +258,7 @@ def evidence(obj, data_dir, seeds, overrides, out, runs_dir, models, methods, th
 def local_entropy_cmd(obj, run_dir, layers, deltas, scale, samples, chains, groups, moves, stop_below, data_dir, out,
                       seed, device):
     """Local entropy φ_G(Δ), δ(Δ), Φ_LE(d) of a trained network (a `deep train` output folder), by sampling."""
+    obj["kept"] = "the curve's checkpoint beside the run holds every finished Δ; rerun the same command to resume"
     from pathlib import Path
 
     from localentropy.cli.options import check_output
@@ -325,6 +328,7 @@ def local_entropy_cmd(obj, run_dir, layers, deltas, scale, samples, chains, grou
 def evidence_local_entropy_cmd(obj, runs_dir, out_dir, model, methods, seeds, selections, deltas, stop_below, samples,
                                chains, groups, moves, data_dir, threads, jobs, seed, device):
     """Φ_LE(d) per method of the evidence networks, for all weights and per layer, beside δE_train(σ)."""
+    obj["kept"] = "finished curves are kept beside their runs; rerun the same command to go on"
     import json
     import time
     from pathlib import Path

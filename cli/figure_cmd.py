@@ -90,6 +90,8 @@ def figure(ctx, number, quick, restarts, restart_ids, shard, setting_labels, dro
         if folder.exists() and not folder.is_dir():
             raise FigureError(f"{folder}: exists and is not a folder")
     command = command_line(click.get_current_context())
+    ctx.obj["kept"] = (f"every finished training, local energy and curve is in the cache {cache}; rerun the same "
+                       f"command to go on from there")
     bars = {"stage": None, "bar": None}
 
     def progress(stage, done, total, detail):

@@ -54,8 +54,9 @@ class _Group(click.Group):
             raise
         except click.ClickException as exc:  # parsing a sub-command's options, click.BadParameter from a check
             raise _as_user_error(exc) from None
-        except KeyboardInterrupt:
-            click.echo("localentropy: interrupted; rerun the same command to resume from the last checkpoint", err=True)
+        except KeyboardInterrupt:  # a command that keeps its work says where (ctx.obj["kept"]); the others keep nothing
+            kept = (ctx.obj or {}).get("kept") or "nothing was kept (this command has no checkpoint)"
+            click.echo(f"localentropy: interrupted; {kept}", err=True)
             sys.exit(130)
         except user_error_types() as exc:
             message = _one_line(exc) if str(exc).strip() else type(exc).__name__

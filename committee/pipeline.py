@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import os
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -34,6 +33,7 @@ from localentropy.committee.errors import CommitteeError
 from localentropy.committee.solutions import Solutions, load_solutions
 from localentropy.committee_sign import check_odd_K
 from localentropy.data.dresscoat import patterns_hash
+from localentropy.workers import WorkerPool
 
 #: the BP form `restart_curves` uses unless told otherwise (the `localentropy phi` default too):
 #: AMP (node-level BP), falling back to per-edge BP at a prior width where AMP does not converge.
@@ -427,13 +427,11 @@ _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "N
 
 
 def _curves_in_processes(w, X, y, grid, selected, options, jobs, progress, on_curve=None) -> dict:
-    """One task per restart in `jobs` spawned processes (numba's and BLAS's thread pools are not
-    fork-safe). A worker runs `committee_curve` itself; its progress goes through one managed queue per
-    restart."""
-    import multiprocessing as mp
+    """One task per restart in `jobs` spawned processes (`localentropy.workers.WorkerPool`: Ctrl-C stops
+    them at once). A worker runs `committee_curve` itself; its progress goes through one managed queue
+    per restart."""
     import queue as queue_mod
 
-    ctx = mp.get_context("spawn")
     old = {k: os.environ.get(k) for k in _THREAD_VARS}
     for k in _THREAD_VARS:  # the workers inherit this environment: jobs × threads ≤ cores
         os.environ[k] = str(max(1, (os.cpu_count() or 1) // jobs))
@@ -449,23 +447,24 @@ def _curves_in_processes(w, X, y, grid, selected, options, jobs, progress, on_cu
                 _emit(progress, {"event": "point", "restart": r, **info})
 
     try:
-        with ctx.Manager() as manager:
-            queues = {r: manager.Queue() for r in selected} if progress is not None else {}
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-                futures = {pool.submit(committee_curve, w[r], X, y, grid,
-                                       progress=queues[r].put if queues else None, **options): r for r in selected}
-                pending = set(futures)
-                while pending:
-                    finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-                    drain(queues)
-                    for f in finished:
-                        try:
-                            done[futures[f]] = f.result()
-                        except BPError as exc:
-                            done[futures[f]] = _first_line(exc)
-                        if on_curve is not None:
-                            on_curve(futures[f], done[futures[f]])
+        with WorkerPool(jobs) as pool:
+            queues = {r: pool.queue() for r in selected} if progress is not None else {}
+            task = {pool.submit(committee_curve, w[r], X, y, grid, progress=queues[r].put if queues else None,
+                                **options): r for r in selected}
+            pending = list(task)
+            while pending:
+                finished = pool.wait_any(pending)
                 drain(queues)
+                for f in finished:
+                    pending.remove(f)
+                    r = task[f]
+                    try:
+                        done[r] = f.get()
+                    except BPError as exc:
+                        done[r] = _first_line(exc)
+                    if on_curve is not None:
+                        on_curve(r, done[r])
+            drain(queues)
     finally:
         for k, v in old.items():
             if v is None:

@@ -138,10 +138,11 @@ def _train_slice(spec, labels, ids, ds, data_hash, cache_dir, queue, index) -> N
 def _train_parallel(spec, chosen, ds, data_hash, cache, workers, progress, wall) -> None:
     """Restart ids 0 … restarts − 1 of every chosen setting trained in ``workers`` processes, each a
     consecutive slice of the ids (as ``--shard i/n`` would), into the cache; progress relayed from the
-    workers: the first worker's stage, with where the others are."""
-    import multiprocessing as mp
+    workers: the first worker's stage, with where the others are. Ctrl-C stops the workers at once
+    (``localentropy.workers.WorkerPool``); each keeps its training checkpoint."""
     import queue as queue_mod
-    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+
+    from localentropy.workers import WorkerPool
 
     ids = list(range(spec.restarts))
     labels = [s.label for s in chosen
@@ -150,34 +151,30 @@ def _train_parallel(spec, chosen, ds, data_hash, cache, workers, progress, wall)
         return
     n = min(workers, len(ids))
     slices = [shard_ids(f"{i}/{n}", len(ids)) for i in range(1, n + 1)]
-    ctx = mp.get_context("spawn")  # fork-safe: torch's and numba's thread pools
     t0 = time.perf_counter()
-    with ctx.Manager() as manager, ProcessPoolExecutor(len(slices), mp_context=ctx) as pool:
-        q = manager.Queue()
-        futures = [pool.submit(_train_slice, spec, labels, s, ds, data_hash, str(cache.root), q, i)
+    with WorkerPool(len(slices)) as pool:
+        q = pool.queue()
+        pending = [pool.submit(_train_slice, spec, labels, s, ds, data_hash, str(cache.root), q, i)
                    for i, s in enumerate(slices)]
         last: dict = {}
 
-        def relay(timeout):
+        def relay():
             try:
                 while True:
-                    i, stage, done, total, detail = q.get(timeout=timeout)
+                    i, stage, done, total, detail = q.get_nowait()
                     last[i] = (stage, done, total, detail)
-                    timeout = 0
-            except queue_mod.Empty:
+            except (queue_mod.Empty, EOFError, OSError):
                 pass
             if progress is not None and 0 in last:
                 stage, done, total, detail = last[0]
                 others = "; ".join(f"{last[i][0]} {last[i][1]}/{last[i][2]}" for i in sorted(last) if i)
                 progress(stage, done, total, f"{detail}" + (f" | other processes: {others}" if others else ""))
 
-        while True:
-            finished, pending = wait(futures, timeout=0.5, return_when=FIRST_EXCEPTION)
-            relay(0.0)
-            if not pending or any(f.exception() is not None for f in finished):
-                break
-        for f in futures:
-            f.result()  # a worker's error, raised here
+        while pending:
+            for f in pool.wait_any(pending, 0.5):
+                pending.remove(f)
+                f.get()  # a worker's error, raised here (the others are then stopped)
+            relay()
     wall["train"] = wall.get("train", 0.0) + time.perf_counter() - t0
 
 
