@@ -32,8 +32,9 @@ from localentropy.cli.progress import LazyBar, note
 @click.option("--methods", "methods", default=None,
               help="Panel (a)'s local-entropy estimators, a comma list, the figure's own first: is (importance "
                    "sampling), auto/amp/edge (BP) [default: is,auto].")
-@click.option("--curves-per-setting", type=click.IntRange(min=2), default=None,
-              help="With --from-solutions: BP curves (panel a) for the first N solutions of each setting only [default: all].")
+@click.option("--curves-per-setting", default=None,
+              help="With --from-solutions: panel (a)'s curves for the first N solutions of each setting only; one N, "
+                   "or one per method of --methods (e.g. 3,12) [default: all].")
 @seed_option
 @device_option
 @click.pass_context
@@ -73,6 +74,16 @@ def figure(ctx, number, quick, restarts, restart_ids, shard, setting_labels, dro
     chosen = None if methods is None else [t.strip() for t in methods.split(",") if t.strip()]
     spec = figure_spec(number, quick=quick, restarts=restarts, seed=seed, dropouts=drops, draws=draws,
                        curve_methods=chosen)
+    subset = None
+    if curves_per_setting is not None:
+        try:
+            counts = [int(t) for t in curves_per_setting.split(",")]
+        except ValueError:
+            raise FigureError(f"--curves-per-setting {curves_per_setting!r}: expected N or a comma list N,M") from None
+        if len(counts) not in (1, len(spec.curve_methods)) or min(counts) < 2:
+            raise FigureError(f"--curves-per-setting {curves_per_setting!r}: need one number ≥ 2, or one per method "
+                              f"({', '.join(spec.curve_methods)})")
+        subset = dict(zip(spec.curve_methods, counts * len(spec.curve_methods) if len(counts) == 1 else counts))
     ids = parse_restart_ids(restart_ids) if restart_ids is not None else (
         shard_ids(shard, spec.restarts) if shard is not None else None)
     labels = None
@@ -117,7 +128,7 @@ def figure(ctx, number, quick, restarts, restart_ids, shard, setting_labels, dro
     t0 = time.perf_counter()
     try:
         if from_dir is not None:
-            fd = figure_from_solutions(spec, from_dir, cache, curve_subset=curves_per_setting, device=device,
+            fd = figure_from_solutions(spec, from_dir, cache, curve_subset=subset, device=device,
                                        jobs=jobs, progress=progress, notify=tell)
         else:
             fd = compute_figure(spec, cache, restart_ids=ids, settings=labels, device=device, jobs=jobs,
@@ -134,4 +145,9 @@ def figure(ctx, number, quick, restarts, restart_ids, shard, setting_labels, dro
     files = write_outputs(fd, out, command, wall)
     click.echo(f"figure {number}: solutions {counts}; {wall['total']:.0f} s")
     click.echo(f"files in {out}/: " + ", ".join(f.name for f in files))
-    click.echo(f"verdict: {verdict_line(claim_verdicts(fd))} (table in {out / f'fig{number}-summary.md'})")
+    by = {"is": "importance sampling", "auto": "BP"}
+    line = f"verdict: {verdict_line(claim_verdicts(fd))} (Φ_LE by {by.get(spec.curve_methods[0], spec.curve_methods[0])})"
+    for method in spec.curve_methods[1:]:
+        line += f"; with {by.get(method, method)}'s Φ_LE: {verdict_line(claim_verdicts(fd, method=method))}"
+    click.echo(line)
+    click.echo(f"claims table: {out / f'fig{number}-summary.md'}")

@@ -43,12 +43,12 @@ def parse_restarts(text: str | None):
                    "lo:hi:n (log grid) or a comma list, increasing [default: Δ_j = (j/30)², j = 1..30].")
 @click.option("--restarts", default=None,
               help="Comma list of restart indices [default: every restart that converged in training].")
-@click.option("--method", type=click.Choice(METHOD_CHOICES), default="auto", show_default=True,
+@click.option("--method", type=click.Choice(METHOD_CHOICES), default="is", show_default=True,
               help="is: EP-guided importance sampling (unbiased, error bars); BP: auto (amp, per-edge where amp "
                    "fails), amp (node level), edge (per-edge); ep: expectation propagation (hard constraint "
                    "only); hmc: sequential Monte Carlo with reflecting HMC (hard constraint only, minutes per curve).")
 @click.option("--samples", type=click.IntRange(min=2), default=None,
-              help="Importance draws per prior width for --method is [default: 1024].")
+              help="Importance draws per prior width and round for --method is (rounds are added while the effective sample size is low) [default: 256].")
 @click.option("--beta", default="inf", show_default=True,
               help="Inverse temperature of the constraint (inf: every pattern must stay classified).")
 @click.option("--drop-misclassified", is_flag=True,

@@ -31,7 +31,7 @@ from localentropy.committee_sign import misclassified
 SAMPLED_METHODS = ("is", "hmc")
 #: every method of ``committee_curve``, the default first
 METHODS = ("is",) + tuple(BP_METHODS) + ("hmc",)
-DEFAULT_SAMPLES = 1024  # importance draws per Δ of the "is" estimator
+DEFAULT_SAMPLES = 256  # importance draws per Δ and round of the "is" estimator (rounds added while the ESS is low)
 HMC_CHAINS = 256
 
 

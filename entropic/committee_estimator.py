@@ -721,7 +721,7 @@ def _summary(lw, sq, lzg=None):
 
 
 def committee_local_entropy_is(weights, X, y, deltas, *, samples=256, beta=math.inf, normalize=True, seed=0,
-                               max_samples=4096, ess_target=64.0, khat_max=0.7, rel_se=0.01, ep_sweeps=1,
+                               max_samples=2048, ess_target=64.0, khat_max=0.7, rel_se=0.02, ep_sweeps=1,
                                ep_first_sweeps=4,
                                ep_tol=1e-4, temper=1.0, inactive=1e-9, block=32, groups=8, resample=0.5,
                                backend="numba", progress=None) -> CommitteeEstimate:

@@ -67,7 +67,7 @@ class FigureData:
     data_hash: str
     origin: str = ""  # where the solutions came from: "" (trained by the recipe) or the solutions folder
     reused: dict = field(default_factory=dict)  # what → (entries found in the cache, entries needed)
-    curve_subset: Optional[int] = None  # BP curves for the first this many solutions per setting (None: all)
+    curve_subset: Optional[dict] = None  # method → curves for the first this many solutions per setting (None: all)
 
 
 def _train_key(spec, setting, data_hash, r):
@@ -410,9 +410,10 @@ def figure_from_solutions(spec: FigureSpec, folder, cache_dir, *, curve_subset: 
 
     The settings are those of the files, in ``spec``'s order where their labels are the spec's; the
     grids (σ, draws, Δ, soft β) are ``spec``'s. The local energies use each solution's own seed and
-    restart id, so solutions drawn by a figure run give that run's numbers again. ``curve_subset``: BP
-    curves for the first that many solutions of each setting only (the cost of panel (a)); the patterns
-    the hard treatment drops are still those misclassified by any solution of the figure.
+    restart id, so solutions drawn by a figure run give that run's numbers again. ``curve_subset``: the
+    curves for the first that many solutions of each setting only (the cost of panel (a)), one number for
+    every estimator or a dict method → number; the patterns the hard treatment drops are still those
+    misclassified by any solution of the figure.
     """
     from localentropy.committee.errors import CommitteeError
     from localentropy.committee.evaluate import solution_errors
@@ -420,8 +421,15 @@ def figure_from_solutions(spec: FigureSpec, folder, cache_dir, *, curve_subset: 
     from localentropy.committee.solutions import load_solutions
     from localentropy.data import load_dresscoat, patterns_hash
 
-    if curve_subset is not None and (int(curve_subset) != curve_subset or curve_subset < 2):
-        raise FigureError(f"curves per setting must be an integer ≥ 2, got {curve_subset}")
+    if curve_subset is not None:
+        if not isinstance(curve_subset, dict):
+            curve_subset = {m: curve_subset for m in spec.curve_methods}
+        if set(curve_subset) != set(spec.curve_methods):
+            raise FigureError(f"curves per setting given for {sorted(curve_subset)}, the methods are "
+                              f"{list(spec.curve_methods)}")
+        for n in curve_subset.values():
+            if n is not None and (isinstance(n, bool) or int(n) != n or n < 2):
+                raise FigureError(f"curves per setting must be integers ≥ 2, got {n}")
     files = solution_files(folder, spec.name)
     ds = data if data is not None else load_dresscoat()
     data_hash = patterns_hash(ds.X_train, ds.y_train)
@@ -486,7 +494,9 @@ def figure_from_solutions(spec: FigureSpec, folder, cache_dir, *, curve_subset: 
     cache = StageCache(cache_dir, notify)
     _energies(spec, all_sols, ds, cache, device, progress, wall)
     dropped = sorted({int(i) for s in all_sols for i in s.misclassified})
-    chosen = [s for lab in solutions for s in solutions[lab][:curve_subset]]
-    _curves(spec, chosen, ds, dropped, cache, jobs, progress, wall)
+    for method in spec.curve_methods:
+        n = None if curve_subset is None else curve_subset[method]
+        chosen = [s for lab in solutions for s in solutions[lab][:n]]
+        _method_curves(spec, chosen, ds, dropped, cache, jobs, progress, wall, ("hard", "soft"), method)
     return FigureData(spec, solutions, excluded, tried, dropped, wall, data_hash, origin=str(folder),
                       curve_subset=curve_subset, reused=cache.reused)

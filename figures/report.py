@@ -234,7 +234,7 @@ def draw(fd: FigureData, out_dir: Path) -> list[Path]:
                        + (f"; dashed: {others})" if others else ")"))
     title = [f"{own}" + (f" (solid) and {others} (dashed)" if others else "")]
     if fd.curve_subset is not None:
-        title.append(f"first {fd.curve_subset} solutions per setting")
+        title.append(_subset_text(fd) + " per setting")
     axes[0].set_title(", ".join(title), fontsize="small")
     axes[0].legend(fontsize="small")
     axes[1].set_xlabel("σ (relative weight noise, Eq. 4)")
@@ -402,8 +402,8 @@ def summary(fd: FigureData, command: str, stage_wall: dict) -> str:
                   f"(test and training errors, local energies, local-entropy curves) computed afresh from their "
                   f"weights.", ""]
     if fd.curve_subset is not None:
-        lines += [f"Panel (a) and every Φ_LE row below use the local-entropy curves of the first {fd.curve_subset} "
-                  f"solutions of each setting (by restart id), not all of them: the rows' n says how many.", ""]
+        lines += [f"Panel (a) and every Φ_LE row below use the local-entropy curves of the first solutions of each "
+                  f"setting (by restart id), not all of them ({_subset_text(fd)}): the rows' n says how many.", ""]
     if spec.quick:
         lines += ["Quick preview: time rescaled by a factor f per setting — schedules x(t) = x0(1+x1)^t run as "
                   "x(f·t), and the learning rate η (SGD, eSGD) or the coupling γ0 (rSGD) multiplied by f:", ""]
@@ -457,6 +457,16 @@ def summary(fd: FigureData, command: str, stage_wall: dict) -> str:
                   + "; ".join(f"{what} {found}/{needed}" for what, (found, needed) in fd.reused.items())]
     lines.append("")
     return "\n".join(lines)
+
+
+def _subset_text(fd: FigureData) -> str:
+    """'importance sampling: first 3, BP: first 12' (or 'first 20' when every estimator has the same)."""
+    sub = fd.curve_subset or {}
+    if len(set(sub.values())) == 1:
+        n = next(iter(sub.values()))
+        return f"first {n}" if n is not None else "all"
+    return ", ".join(f"{METHOD_LABELS.get(m, m)}: " + (f"first {n}" if n is not None else "all")
+                     for m, n in sub.items())
 
 
 def _panel_a_reading(fd: FigureData) -> list[str]:

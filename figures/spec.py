@@ -68,7 +68,7 @@ class FigureSpec:
     soft_beta: float = SOFT_BETA
     #: panel (a)'s estimators (committee.curves.METHODS): the first is the figure's Φ_LE (the claims, the
     #: correlation); the others are drawn dashed beside it and their claims and bias reported
-    curve_methods: tuple = ("auto",)
+    curve_methods: tuple = ("is", "auto")
     sampled_deltas: tuple = tuple(default_deltas(SAMPLED_POINTS))  # the samplers' grid (cost ∝ points)
     max_tries_factor: int = 4  # at most this many restarts tried per wanted solution
 

@@ -109,7 +109,7 @@ def _tiny_spec(K=9, **kw):
 
     settings = (Setting("fast", get_preset("sgd-fast", K=K)), Setting("fast p=0.2", get_preset("sgd-fast", dropout=0.2, K=K)))
     base = FigureSpec(name="6", settings=settings, restarts=2, seed=0, sigmas=(0.0, 0.25, 0.5), draws=8,
-                      deltas=tuple(np.logspace(-3, -1, 4)), quick=True)
+                      deltas=tuple(np.logspace(-3, -1, 4)), quick=True, curve_methods=("auto",))
     return dataclasses.replace(base, **kw)
 
 
@@ -302,7 +302,7 @@ def test_a_figure_redrawn_from_its_solutions_recomputes_every_stage_to_the_same_
         assert [bool(s.curves) for s in sols] == [True] * min(2, len(sols)) + [False] * (len(sols) - 2)
     write_outputs(sub, tmp_path / "sub", "test", sub.wall)
     text = (tmp_path / "sub" / "fig6-summary.md").read_text()
-    assert "first 2 solutions" in text and f"read from `{tmp_path / 'run'}`" in text
+    assert "(first 2)" in text and f"read from `{tmp_path / 'run'}`" in text
     with open(tmp_path / "sub" / "fig6.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     third = [(lab, str(s.restart)) for lab, sols in sub.solutions.items() for s in sols[2:]]
