@@ -37,7 +37,7 @@ from localentropy.workers import WorkerPool
 
 #: the BP form `restart_curves` uses unless told otherwise (the `localentropy phi` default too):
 #: AMP (node-level BP), falling back to per-edge BP at a prior width where AMP does not converge.
-DEFAULT_METHOD = "auto"
+DEFAULT_METHOD = "is"  # committee.curves.METHODS[0], as `localentropy phi`
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -222,10 +222,12 @@ def check_classified(weights, X, y, restarts: Sequence[int]) -> None:
     from localentropy.bp.curve import misclassified
 
     for r in restarts:
-        n_bad = int(misclassified(weights[r], X, y).sum())
-        if n_bad:
-            raise BPError(f"restart {r} misclassifies {n_bad} of {len(y)} patterns; use a finite beta (soft "
-                          f"constraint) or drop the misclassified patterns (a lower bound on the local entropy)")
+        bad = np.flatnonzero(misclassified(weights[r], X, y))
+        if len(bad):
+            first = ", ".join(map(str, bad[:5])) + (", …" if len(bad) > 5 else "")
+            raise BPError(f"restart {r} misclassifies {len(bad)} of {len(y)} training patterns ({first}); the hard "
+                          f"constraint needs them classified: use a finite beta (--beta, the soft constraint) or "
+                          f"drop them (--drop-misclassified, a lower bound on the local entropy)")
 
 
 # ---------------------------------------------------------------------------------------------------

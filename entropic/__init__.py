@@ -1,11 +1,13 @@
 """Model-agnostic entropic optimizers, focusing schedules, partial local entropy, local energy, and the
-sampling estimator of local entropy (``entropic.sampling``: committee machines and any nn.Module)."""
+sampling estimators of local entropy (``entropic.sampling``: committee machines and any nn.Module;
+``entropic.committee_estimator``: the committee's EP-guided importance sampler)."""
 
 from localentropy.entropic.errors import EntropicError
 from localentropy.entropic.schedules import Constant, Cosine, Exponential, Schedule
 from localentropy.entropic.local_energy import LocalEnergy, classification_error, local_energy
 from localentropy.entropic.sampling import (DirectEstimate, SampledLocalEntropy, committee_direct_monte_carlo,
                                           committee_local_entropy, local_entropy)
+from localentropy.entropic.committee_estimator import CommitteeEstimate, committee_local_entropy_is
 from localentropy.entropic.params import select_parameters
 from localentropy.entropic.partial import PLA, PLEA
 from localentropy.entropic.signal import LayerSignal, LayerStats
@@ -19,4 +21,5 @@ __all__ += ["PLA", "PLEA", "local_energy", "LocalEnergy", "classification_error"
             "select_parameters"]
 __all__ += ["EntropySGD", "SAM", "Replicated", "barycenter", "coupling_grad", "replica_distances", "auto_gamma0",
             "make_replicas", "replica_seed", "replica_batch_indices"]
-__all__ += ["local_entropy", "committee_local_entropy", "committee_direct_monte_carlo", "SampledLocalEntropy", "DirectEstimate"]
+__all__ += ["local_entropy", "committee_local_entropy", "committee_direct_monte_carlo", "SampledLocalEntropy", "DirectEstimate",
+            "committee_local_entropy_is", "CommitteeEstimate"]

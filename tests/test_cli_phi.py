@@ -162,7 +162,7 @@ def test_restarts_that_did_not_converge_are_skipped_unless_named(problem):
     assert sorted({row["restart"] for row in read_csv(out)}) == ["0", "2"]
     named = run("phi", sols, "--data", tmp / "pats.npz", "--deltas", "1e-3", "--restarts", "1", "--out", tmp / "d.csv")
     assert named.exit_code == 2
-    assert f"restart 1 misclassifies {P} of {P} patterns" in named.output and not (tmp / "d.csv").exists()
+    assert f"restart 1 misclassifies {P} of {P} training patterns (0, 1, 2, 3, 4, …)" in named.output and not (tmp / "d.csv").exists()
 
 
 def test_quiet_phi_still_prints_the_report_and_the_table_of_phi(problem):

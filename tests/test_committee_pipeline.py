@@ -74,11 +74,12 @@ def test_log_grid_hits_the_decades_exactly_and_matches_logspace_elsewhere():
 # curves
 
 
-def test_the_default_method_is_auto_as_in_the_command_line():
+def test_the_default_method_is_importance_sampling_as_in_the_command_line():
     from localentropy.cli.phi_cmd import phi
+    from localentropy.committee.curves import METHODS
 
-    assert inspect.signature(restart_curves).parameters["method"].default == "auto" == pipeline.DEFAULT_METHOD
-    assert {p.name: p.default for p in phi.params}["method"] == "auto"
+    assert inspect.signature(restart_curves).parameters["method"].default == "is" == pipeline.DEFAULT_METHOD
+    assert {p.name: p.default for p in phi.params}["method"] == "is" == METHODS[0]
 
 
 def test_curves_of_each_restart_equal_bp_run_on_that_restart_alone(problem):
@@ -134,7 +135,7 @@ def test_every_check_fails_before_any_progress_is_reported(problem, case):
     if case == "misclassifies":
         Wc = W.copy()
         Wc[2] = -W[0]  # restart 2 misclassifies every pattern; restarts 0 and 1 would run first
-        error, match = BPError, f"restart 2 misclassifies {P} of {P} patterns"
+        error, match = BPError, f"restart 2 misclassifies {P} of {P} training patterns"
     elif case == "hash":
         kwargs["patterns_hash"] = "0" * 64
         error, match = CommitteeError, "other patterns"
