@@ -27,7 +27,12 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", **open_kwargs):
     ``path`` is left as it was. The file gets the usual permissions (0666 less the umask).
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:  # name what the user controls, not the hidden temporary name
+        folder = path.parent if str(path.parent) else Path(".")
+        raise OSError(exc.errno, f"cannot write {path.name} in folder {folder} ({exc.strerror.lower()})",
+                      str(folder)) from None
     try:
         with os.fdopen(fd, mode, **open_kwargs) as fh:
             yield fh

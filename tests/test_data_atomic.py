@@ -29,3 +29,23 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
             raise RuntimeError("interrupted")
     assert path.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]
+
+
+def test_a_folder_that_cannot_be_written_is_named_not_the_hidden_temporary_file(tmp_path, monkeypatch):
+    import errno
+    import tempfile
+
+    import pytest
+
+    from localentropy.data.atomic import atomic_open
+
+    def refused(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / ".x.csv.abc.tmp"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    with pytest.raises(OSError) as info:
+        with atomic_open(tmp_path / "x.csv", "w") as fh:
+            fh.write("never")
+    text = str(info.value)
+    assert f"cannot write x.csv in folder {tmp_path} (permission denied)" in text and ".tmp" not in text
+    assert info.value.errno == errno.EACCES and not (tmp_path / "x.csv").exists()
