@@ -252,12 +252,16 @@ def evidence(obj, data_dir, seeds, overrides, out, runs_dir, models, methods, th
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Where the run's data set is.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="CSV [default: RUN_DIR/local_entropy[-LAYERS].csv]; a checkpoint beside it resumes an interrupted run.")
+@click.option("--no-resume", is_flag=True, help="Start afresh: delete the checkpoint beside --out first.")
 @seed_option
 @device_option
 @click.pass_obj
 def local_entropy_cmd(obj, run_dir, layers, deltas, scale, samples, chains, groups, moves, stop_below, data_dir, out,
-                      seed, device):
-    """Local entropy φ_G(Δ), δ(Δ), Φ_LE(d) of a trained network (a `deep train` output folder), by sampling."""
+                      no_resume, seed, device):
+    """Local entropy φ_G(Δ), δ(Δ), Φ_LE(d) of a trained network (a `deep train` output folder), by sampling.
+
+    The CSV's d is ½‖θ′ − θ̃‖² over the n selected weights (n·delta; delta per weight), both in the units of
+    --scale, as in the committee tables."""
     obj["kept"] = "the curve's checkpoint beside the run holds every finished Δ; rerun the same command to resume"
     from pathlib import Path
 
@@ -281,9 +285,25 @@ def local_entropy_cmd(obj, run_dir, layers, deltas, scale, samples, chains, grou
             click.echo(f"Δ {info['prior_delta']:.3g} ({info['index'] + 1}/{info['total']}): φ_G = {info['phi_G']:.4g}",
                        err=True)
 
-    res = run_local_entropy(run, grid, layers=picked, scale=scale, samples=samples, chains=chains, groups=groups,
-                            moves=moves, stop_below=stop_below, seed=seed, device=device, data_dir=data_dir,
-                            checkpoint=out.with_suffix(".ckpt.npz"), progress=progress)
+    from localentropy.entropic.errors import EntropicError
+
+    ckpt = out.with_suffix(".ckpt.npz")
+    if ckpt.exists() and no_resume:
+        ckpt.unlink()
+    resumed = ckpt.exists()
+    if resumed:
+        note(obj, f"resuming from {ckpt} (its finished prior widths are not recomputed; --no-resume starts afresh)")
+    try:
+        res = run_local_entropy(run, grid, layers=picked, scale=scale, samples=samples, chains=chains, groups=groups,
+                                moves=moves, stop_below=stop_below, seed=seed, device=device, data_dir=data_dir,
+                                checkpoint=ckpt, progress=progress)
+    except EntropicError as exc:
+        if resumed and "different" in str(exc):  # a checkpoint of other settings: say how to start afresh
+            raise EntropicError(f"{ckpt}: checkpoint of another reference, Δ grid or sampler setting; rerun with "
+                                f"--no-resume to start afresh") from None
+        if ckpt.exists():  # a failed curve leaves nothing that would block a rerun with other settings
+            ckpt.unlink()
+        raise
     cols = ("prior_delta", "phi_G", "phi_G_se", "delta", "delta_se", "d", "phi", "phi_se", "phi_ball")
     with atomic_open(out, "w") as fh:
         fh.write(",".join(cols) + "\n")

@@ -39,7 +39,12 @@ def trained_model(run_dir, config: TrainConfig, data, device="cpu"):
     model_path = Path(run_dir) / "model.pt"
     try:
         state = torch.load(model_path, map_location=device, weights_only=True)
-    except Exception as exc:  # truncated or foreign file: the first line of torch's reason
+    except Exception as exc:  # a foreign object, a truncated or foreign file
+        import pickle
+
+        if isinstance(exc, pickle.UnpicklingError) or "weights only load failed" in str(exc).lower():
+            raise DeepError(f"{model_path}: holds objects other than tensors and numbers; refused, since loading "
+                            f"them would run code from the file (a `deep train` run saves tensors only)") from None
         why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise DeepError(f"{model_path}: cannot read the model ({why[:200]})") from None
     model = model_factory(config, data, device)()

@@ -155,6 +155,25 @@ def test_local_entropy_of_a_trained_run_over_one_layer(fmnist, tmp_path):
     first = out.read_text()
     again = CliRunner().invoke(cli, args)
     assert again.exit_code == 0 and out.read_text() == first
+    # the checkpoint of other settings is not silently reused: one line saying how to start afresh
+    other = [a if a != "8" else "12" for a in args]
+    refused = CliRunner().invoke(cli, other)
+    one_line_error(refused, "--no-resume")
+    fresh = CliRunner().invoke(cli, other + ["--no-resume"])
+    assert fresh.exit_code == 0, fresh.output
+    said = CliRunner().invoke(cli, other[1:])  # without -q: it says it resumes
+    assert said.exit_code == 0 and "resuming from" in said.output
+    # a model file holding a foreign object is refused, in our words
+    import torch
+
+    torch.save({"w": torch.zeros(2), "bad": _Foreign()}, run / "model.pt")
+    res = CliRunner().invoke(cli, args)
+    one_line_error(res, "holds objects other than tensors")
+    assert "weights_only" not in res.output
+
+
+class _Foreign:
+    """An object a `deep train` run never saves: loading it back would need unpickling code."""
 
 
 def test_local_entropy_refuses_a_folder_that_is_not_a_finished_run(tmp_path):
