@@ -11,6 +11,7 @@ $(BIN)/localentropy: setup.cfg pyproject.toml
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet "$(TORCH)"
 	$(BIN)/pip install --quiet -e ".[test]"
 	$(BIN)/python -c "from localentropy import bp; bp.compile_kernels()"  # BP kernels compiled once, cached
+	$(BIN)/python -c "from localentropy.entropic.committee_estimator import compile_kernels; compile_kernels()"
 	touch $@
 
 setup: $(BIN)/localentropy

@@ -863,3 +863,14 @@ def committee_local_entropy_is(weights, X, y, deltas, *, samples=256, beta=math.
 
 
 committee_local_entropy_ghk = committee_local_entropy_is  # the first name (kept as an alias)
+
+
+def compile_kernels() -> None:
+    """Compile (or load from Numba's cache) the sampler's kernels by running a tiny instance, hard and
+    soft, so that a user's first curve does not wait for the compiler (``make setup`` calls it)."""
+    rng = np.random.default_rng(0)
+    X = np.sign(rng.standard_normal((6, 12)))
+    W = rng.standard_normal((3, 12))
+    y = np.asarray(committee_sign.committee_output(X @ W.T), dtype=np.float64)  # labels the reference classifies
+    for beta in (math.inf, 5.0):
+        committee_local_entropy_is(W, X, y, [0.01], samples=16, max_samples=16, beta=beta)

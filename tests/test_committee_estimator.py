@@ -219,3 +219,8 @@ def test_pareto_khat_recovers_the_tail_index():
         lw = k * np.log(1 / rng.random(4000))    # P(w > t) = t^{-1/k}
         assert abs(ce.pareto_khat(lw) - k) < 0.15
     assert ce.pareto_khat(np.zeros(3)) != ce.pareto_khat(np.zeros(3))   # nan: too few
+
+
+def test_compile_kernels_runs_the_tiny_instance_hard_and_soft():
+    """`make setup` compiles the sampler's kernels ahead of a user's first curve."""
+    ce.compile_kernels()  # raises if any path of the tiny instance fails
