@@ -405,9 +405,12 @@ def summary(fd: FigureData, command: str, stage_wall: dict) -> str:
         lines += [f"Panel (a) and every Φ_LE row below use the local-entropy curves of the first solutions of each "
                   f"setting (by restart id), not all of them ({_subset_text(fd)}): the rows' n says how many.", ""]
     if spec.quick:
+        from localentropy.figures.spec import QUICK_RATE
+
         lines += ["Quick preview: time rescaled by a factor f per setting — schedules x(t) = x0(1+x1)^t run as "
-                  "x(f·t), and the learning rate η (SGD, eSGD) or the coupling γ0 (rSGD) multiplied by f:", ""]
-        lines += [f"- {s.label}: f = {s.time_scale:g}" for s in spec.settings] + [""]
+                  "x(f·t), and one rate (η, or the coupling γ0) multiplied by f:", ""]
+        lines += [f"- {s.label}: f = {s.time_scale:g}" + (f", {QUICK_RATE.get(s.preset.name, 'eta')} × f"
+                                                           if s.time_scale != 1 else "") for s in spec.settings] + [""]
     dstar = correlation_delta(fd)
     lines += _claims(fd, dstar)
     lines += ["## Solutions", "", "| setting | solutions used | restarts tried | excluded | train error (mean, max) | "
@@ -475,7 +478,8 @@ def _panel_a_reading(fd: FigureData) -> list[str]:
     if own == "is":
         text = ("Φ_LE by EP-guided sequential importance sampling (`committee.curves`, method `is`; "
                 "docs/committee_estimator.md): an unbiased estimate of φ_G(Δ) with a standard error on every point "
-                f"(the CSV's y_se), on {len(fd.spec.sampled_deltas)} prior widths Δ_j = (j/{len(fd.spec.sampled_deltas)})².")
+                f"(the CSV's y_se), on {len(fd.spec.sampled_deltas)} prior widths Δ from {min(fd.spec.sampled_deltas):.3g} "
+                f"to {max(fd.spec.sampled_deltas):.3g}.")
     elif own in ("auto", "amp", "edge"):
         text = ("Φ_LE is BP's (Bethe) estimate. On this subset plain Monte Carlo and the samplers find BP's φ_G(Δ) "
                 "too negative by tens of percent (docs/bp.md §8.3); read the values as BP's.")
