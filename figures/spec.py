@@ -136,6 +136,8 @@ def figure_spec(name: str, *, quick: bool = False, restarts: int | None = None, 
     n = restarts if restarts is not None else (QUICK_RESTARTS if quick else 50)
     if draws is not None and (int(draws) != draws or draws < 2):
         raise FigureError(f"--draws must be an integer ≥ 2, got {draws}")
+    if curve_methods is None and quick:  # the preview: the default estimator only, to stay within minutes
+        curve_methods = ("is",)
     extra = {} if curve_methods is None else {"curve_methods": curve_methods}
     return FigureSpec(name=name, settings=tuple(settings), restarts=int(n), seed=int(seed), sigmas=SIGMAS,
                       draws=int(draws or (100 if quick else DRAWS)), deltas=tuple(default_deltas()), quick=quick,
