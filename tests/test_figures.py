@@ -87,8 +87,13 @@ def test_specs_and_restart_selection():
     s6 = figure_spec("6", dropouts=[0, 0.3])
     assert [s.preset.dropout for s in s6.settings] == [0.0, 0.3]
     assert figure_spec("1", quick=True).quick
+    # panel (a): importance sampling with BP beside it; the preview by the sampler only
+    assert s1.curve_methods == ("is", "auto") and figure_spec("1", quick=True).curve_methods == ("is",)
+    assert figure_spec("1", quick=True, curve_methods=["auto"]).curve_methods == ("auto",)
     for bad in (dict(name="2"), dict(name="1", restarts=0), dict(name="6", dropouts=[1.0]),
-                dict(name="1", dropouts=[0.1]), dict(name="6", dropouts=[0.1, 0.1])):
+                dict(name="1", dropouts=[0.1]), dict(name="6", dropouts=[0.1, 0.1]),
+                dict(name="1", curve_methods=["mc"]), dict(name="1", curve_methods=["is", "is"]),
+                dict(name="1", curve_methods=["ep"])):
         with pytest.raises(FigureError):
             figure_spec(**bad)
     assert parse_restart_ids("0-3,7") == [0, 1, 2, 3, 7]
