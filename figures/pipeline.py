@@ -189,21 +189,58 @@ def _energy_key(spec, s: Solution):
     return stage_key("energy", {"train": s.source, "sigmas": list(spec.sigmas), "draws": spec.draws})
 
 
-def _energies(spec, sols, ds, cache, device, progress, wall):
+def _energy_profiles(weights, X, y, sigmas, draws, seeds, device="cpu", threads=None):
+    """Local-energy profiles of several solutions, one at a time (a worker's task in ``_energies``)."""
+    import torch
+
     from localentropy.committee.evaluate import local_energy_profiles
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    out = []
+    for w, seed in zip(weights, seeds):
+        prof = local_energy_profiles(w[None], X, y, sigmas, draws=draws, seed=seed, device=device)
+        out.append((prof.sigmas, prof.delta_error[0], prof.delta_error_se[0], float(prof.error0[0])))
+    return out
+
+
+def _energies(spec, sols, ds, cache, device, progress, wall, jobs=None):
+    """δE_train(σ) of every solution the cache lacks, each stored as it is done: on the CPU in ``jobs``
+    processes of one torch thread each (one thread is also the faster per process at this size), a few
+    solutions per task."""
     from localentropy.committee.train import restart_seed
+    from localentropy.workers import WorkerPool
 
     todo = [s for s in sols if not cache.has("energy", _energy_key(spec, s))]
     cache.tally("local energies", len(sols) - len(todo), len(sols))
     t0 = time.perf_counter()
-    for i, s in enumerate(todo):
-        prof = local_energy_profiles(s.weights[None], ds.X_train, ds.y_train, np.asarray(spec.sigmas),
-                                     draws=spec.draws, seed=restart_seed(spec.seed, s.restart), device=device)
-        cache.save("energy", _energy_key(spec, s),
-                   {"sigmas": prof.sigmas, "delta_error": prof.delta_error[0], "delta_error_se": prof.delta_error_se[0]},
-                   {"setting": s.setting, "restart": s.restart, "error0": float(prof.error0[0])})
+    sigmas = np.asarray(spec.sigmas)
+    seeds = [restart_seed(spec.seed, s.restart) for s in todo]
+
+    def keep(batch, results, done):
+        for s, (sig, de, se, e0) in zip(batch, results):
+            cache.save("energy", _energy_key(spec, s), {"sigmas": sig, "delta_error": de, "delta_error_se": se},
+                       {"setting": s.setting, "restart": s.restart, "error0": e0})
         if progress is not None:
-            progress("local energy", i + 1, len(todo), s.setting)
+            progress("local energy", done, len(todo), batch[-1].setting)
+
+    workers = max(1, min(int(jobs or os.cpu_count() or 1), len(todo)))
+    if str(device) != "cpu" or workers == 1:
+        for i, s in enumerate(todo):
+            keep([s], _energy_profiles([s.weights], ds.X_train, ds.y_train, sigmas, spec.draws, [seeds[i]], device),
+                 i + 1)
+    else:
+        step = 8
+        batches = [list(range(i, min(i + step, len(todo)))) for i in range(0, len(todo), step)]
+        with WorkerPool(workers) as pool:
+            task = {pool.submit(_energy_profiles, [todo[i].weights for i in b], ds.X_train, ds.y_train, sigmas,
+                                spec.draws, [seeds[i] for i in b], "cpu", 1): b for b in batches}
+            pending, done = list(task), 0
+            while pending:
+                for f in pool.wait_any(pending):
+                    pending.remove(f)
+                    done += len(task[f])
+                    keep([todo[i] for i in task[f]], f.get(), done)
     if todo:
         wall["energy"] = wall.get("energy", 0.0) + time.perf_counter() - t0
     for s in sols:
@@ -372,7 +409,7 @@ def compute_figure(spec: FigureSpec, cache_dir, *, restart_ids=None, settings=No
         if restart_ids is not None:  # a shard whose restarts all failed to stop: nothing more to compute
             return FigureData(spec, solutions, excluded, tried, [], wall, data_hash, reused=cache.reused)
         raise FigureError("no restart met its stop rule; nothing to draw (see the excluded restarts)")
-    _energies(spec, all_sols, ds, cache, device, progress, wall)
+    _energies(spec, all_sols, ds, cache, device, progress, wall, jobs)
     if restart_ids is not None:
         dropped = []
         _curves(spec, all_sols, ds, dropped, cache, jobs, progress, wall, treatments=("soft",))
@@ -492,7 +529,7 @@ def figure_from_solutions(spec: FigureSpec, folder, cache_dir, *, curve_subset: 
     if not all_sols:
         raise FigureError(f"{folder}: no converged solution to draw")
     cache = StageCache(cache_dir, notify)
-    _energies(spec, all_sols, ds, cache, device, progress, wall)
+    _energies(spec, all_sols, ds, cache, device, progress, wall, jobs)
     dropped = sorted({int(i) for s in all_sols for i in s.misclassified})
     for method in spec.curve_methods:
         n = None if curve_subset is None else curve_subset[method]
