@@ -44,6 +44,7 @@ from scipy.special import log_ndtr, ndtri_exp
 
 from localentropy import committee_sign
 from localentropy.entropic.errors import EntropicError
+from localentropy.entropic.sampling import check_committee_inputs
 from localentropy.legendre import ball_entropy, shell_entropy
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
@@ -672,33 +673,6 @@ def pareto_khat(lw):
 # ------------------------------------------------------------------------------------------ driver
 
 
-def _check_inputs(weights, X, y, deltas):
-    W = np.asarray(weights, dtype=np.float64)
-    X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y)
-    if W.ndim == 1:
-        W = W[None]
-    if W.ndim != 2:
-        raise EntropicError(f"weights must have shape (K, N), got {W.shape}")
-    K, N = W.shape
-    committee_sign.check_odd_K(K, EntropicError)
-    if X.ndim != 2 or X.shape[1] != N:
-        raise EntropicError(f"X must have shape (P, {N}) to match weights {W.shape}, got {X.shape}")
-    if y.shape != (X.shape[0],) or not np.all(np.abs(y) == 1):
-        raise EntropicError(f"y must be {X.shape[0]} labels ±1, got shape {y.shape}")
-    if not (np.all(np.isfinite(W)) and np.all(np.isfinite(X))):
-        raise EntropicError("weights or X contain NaN or inf")
-    norms = np.linalg.norm(W, axis=1)
-    if np.any(norms == 0):
-        raise EntropicError(f"hidden unit(s) {np.flatnonzero(norms == 0).tolist()} of the reference are all zero")
-    deltas = np.asarray(deltas, dtype=np.float64).reshape(-1)
-    if deltas.size == 0 or not np.all(np.isfinite(deltas)) or np.any(deltas <= 0):
-        raise EntropicError(f"deltas must be a non-empty list of finite prior widths Δ > 0, got {deltas.tolist()}")
-    if np.any(np.diff(deltas) <= 0):
-        raise EntropicError(f"deltas must be strictly increasing, got {deltas.tolist()}")
-    return W, X, y.astype(np.float64), deltas
-
-
 def _summary(lw, sq, lzg=None):
     """ln of the mean weight, its s.e. (nats), the self-normalised mean of sq and its s.e., ESS. The s.e. of
     ln Ẑ is the delta method over i.i.d. weights, or, given the independent particle systems' ln Ẑ_g (equal
@@ -747,7 +721,7 @@ def committee_local_entropy_is(weights, X, y, deltas, *, samples=256, beta=math.
     Raises EntropicError for bad inputs, singular X Xᵀ, or (hard constraint) a reference that
     misclassifies a training pattern.
     """
-    W, X, y, deltas = _check_inputs(weights, X, y, deltas)
+    W, X, y, deltas = check_committee_inputs(weights, X, y, deltas)
     samples, max_samples = int(samples), int(max_samples)
     ep_sweeps, ep_first_sweeps = int(ep_sweeps), int(ep_first_sweeps)
     if samples < 2:

@@ -289,7 +289,9 @@ class _CommitteeWalls:
         return a, reflections / max(1, M * trajectories)
 
 
-def _check_inputs(weights, X, y, deltas):
+def check_committee_inputs(weights, X, y, deltas):
+    """A committee reference (K, N), its patterns X (P, N), labels ±1 and increasing Δ > 0, as float64
+    arrays; EntropicError naming what is wrong (shared by every committee estimator of entropic)."""
     W = np.asarray(weights, dtype=np.float64)
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y)
@@ -339,7 +341,7 @@ def committee_local_entropy(weights, X, y, deltas, *, chains=512, groups=8, keep
     constraint then has measure zero around it), or a level where a group loses all its particles
     (use more chains or a larger `keep`).
     """
-    W, X, y, deltas = _check_inputs(weights, X, y, deltas)
+    W, X, y, deltas = check_committee_inputs(weights, X, y, deltas)
     chains, groups, moves = int(chains), int(groups), int(moves)
     if groups < 2 or chains < 2 * groups or chains % groups:
         raise EntropicError(f"need groups ≥ 2 and chains a multiple of groups with ≥ 2 chains each, "
@@ -606,7 +608,7 @@ def committee_direct_monte_carlo(weights, X, y, deltas, *, samples=20000, batch=
     is not tiny (ln Z ≳ −ln samples + a few): the ground truth against which the sampler and BP are
     checked at small Δ. Same conventions and arguments as `committee_local_entropy`.
     """
-    W, X, y, deltas = _check_inputs(weights, X, y, deltas)
+    W, X, y, deltas = check_committee_inputs(weights, X, y, deltas)
     samples, batch = int(samples), int(batch)
     if samples < 1 or batch < 1:
         raise EntropicError(f"samples and batch must be ≥ 1, got {samples}, {batch}")
