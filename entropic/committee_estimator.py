@@ -836,7 +836,6 @@ def committee_local_entropy_is(weights, X, y, deltas, *, samples=256, beta=math.
                                        "method": "EP-guided sequential importance sampling (GHK)"})
 
 
-committee_local_entropy_ghk = committee_local_entropy_is  # the first name (kept as an alias)
 
 
 def compile_kernels() -> None:
