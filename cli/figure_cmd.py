@@ -18,7 +18,8 @@ from localentropy.cli.progress import LazyBar, note
 @click.option("--restart-ids", default=None, help="Compute only these restart ids (e.g. 0-24): a shard; no drawing.")
 @click.option("--shard", default=None, help="Compute shard i of n of the restart ids (e.g. 1/2); no drawing.")
 @click.option("--settings", "setting_labels", default=None,
-              help="With --restart-ids/--shard: compute only these settings (comma list of labels, e.g. rsgd-slow).")
+              help="Only these settings (comma list of labels, e.g. sgd-fast,esgd): of a shard, or a figure "
+                   "of them alone.")
 @click.option("--dropout", default=None, help="Figure 6: comma list of dropout probabilities [default: 0,0.1,0.2,0.3,0.5].")
 @click.option("--draws", type=int, default=None, help="Noise draws per σ for the local energy [default: 200; 100 with --quick].")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
@@ -88,8 +89,6 @@ def figure(ctx, number, quick, restarts, restart_ids, shard, setting_labels, dro
         shard_ids(shard, spec.restarts) if shard is not None else None)
     labels = None
     if setting_labels is not None:
-        if ids is None:
-            raise FigureError("--settings computes a shard: give --restart-ids or --shard too")
         labels = [t.strip() for t in setting_labels.split(",") if t.strip()]  # compute_figure checks them
     out = Path(out_dir) if out_dir else Path("out") / (f"fig{number}" + ("-quick" if quick else ""))
     if from_dir is not None:

@@ -87,11 +87,23 @@ def _register() -> None:
         cli.add_command(command)
 
 
-_register()
+def _interrupted_at_start() -> None:
+    """Ctrl-C while the commands load: nothing has started, so nothing was kept; no traceback."""
+    click.echo("localentropy: interrupted; nothing was kept (no command had started)", err=True)
+    sys.exit(130)
+
+
+try:
+    _register()
+except KeyboardInterrupt:
+    _interrupted_at_start()
 
 
 def main() -> None:
-    cli(prog_name="localentropy")
+    try:
+        cli(prog_name="localentropy")
+    except KeyboardInterrupt:  # while click parses the command line, before a command runs
+        _interrupted_at_start()
 
 
 if __name__ == "__main__":

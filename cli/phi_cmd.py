@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 
 import click
 
@@ -82,6 +84,9 @@ def phi(ctx, solutions, data_path, deltas, restarts, method, samples, beta, drop
     X, y = (None, None) if data_path is None else load_patterns(data_path)
     jobs = jobs or max(1, min(len(named) if named else refs.weights.shape[0], os.cpu_count() or 1))
     bar = LazyBar(obj, desc="phi", unit="Δ", leave=False, dynamic_ncols=True)
+    parts = Path(out).parent / f".{Path(out).name}.curves"  # each finished curve, until the table is written
+    obj["kept"] = "no curve had finished; nothing was kept"
+    kept_line = f"the finished curves are in {parts}; rerun the same command to go on from them"
 
     def progress(info):
         if info["event"] == "compiling":
@@ -90,14 +95,22 @@ def phi(ctx, solutions, data_path, deltas, restarts, method, samples, beta, drop
             if info["skipped"]:
                 note(obj, f"skipping restart(s) {', '.join(map(str, info['skipped']))}: not converged "
                           f"(name them with --restarts to include them)")
-            bar.start(total=info["total"])
+            if info["reused"]:
+                per_curve = info["total"] // len(info["restarts"])
+                note(obj, f"resuming: {info['reused'] // per_curve} of {len(info['restarts'])} curves read from "
+                          f"{parts}")
+                obj["kept"] = kept_line
+            bar.start(info["reused"], total=info["total"])
         else:
             bar.advance()
+
+    def kept(r, result):
+        obj["kept"] = kept_line
 
     try:
         res = solution_curves(refs, X, y, grid, restarts=named, method=method, beta=beta_v,
                               drop_misclassified=drop_misclassified, jobs=jobs, seed=seed, samples=samples,
-                              progress=progress)
+                              progress=progress, on_curve=kept, checkpoint=parts)
     finally:
         bar.close()
     if not res.curves:
@@ -105,6 +118,8 @@ def phi(ctx, solutions, data_path, deltas, restarts, method, samples, beta, drop
     write_curves_table(out, res)
     if plot:
         plot_curves(res, plot)
+    shutil.rmtree(parts, ignore_errors=True)  # the table holds every curve now
+    obj["kept"] = f"{out} is written"
     for rep in res.report():
         click.echo(rep.line())
     click.echo(f"{'prior_delta':>11}  {'d (mean)':>11}  {'Φ_LE (mean)':>12}  converged")

@@ -28,6 +28,7 @@ import numpy as np
 
 from localentropy import bp
 from localentropy.bp.errors import BPError
+from localentropy.committee.curve_store import CurveStore, curve_key
 from localentropy.committee.curves import METHODS, committee_curve
 from localentropy.committee.errors import CommitteeError
 from localentropy.committee.solutions import Solutions, load_solutions
@@ -270,6 +271,7 @@ class RestartCurves:
     method: str
     beta: float
     settings: dict = field(default_factory=dict)
+    reused: tuple = ()  # restarts whose curve was read from the checkpoint, not computed
 
     def report(self) -> list[RestartReport]:
         out = []
@@ -316,7 +318,7 @@ def restart_curves(weights, X, y, deltas=None, *, restarts: Optional[Sequence[in
                    method: str = DEFAULT_METHOD, beta: float = math.inf, drop_misclassified: bool = False,
                    jobs: int = 1, seed: int = 0, samples: Optional[int] = None,
                    progress: Optional[Callable[[dict], None]] = None,
-                   on_curve: Optional[Callable[[int, object], None]] = None) -> RestartCurves:
+                   on_curve: Optional[Callable[[int, object], None]] = None, checkpoint=None) -> RestartCurves:
     """Local-entropy curves Φ_LE(d) (paper 000, Sec. 4, Fig. 1) of several restarts, by `committee.curves.committee_curve`.
 
     weights: (R, K, N) or (K, N) references; X (P, N) ±1, y (P,) ±1: the training patterns.
@@ -337,6 +339,9 @@ def restart_curves(weights, X, y, deltas=None, *, restarts: Optional[Sequence[in
     is reported in ``.errors`` and ``.report()``; the others are still computed. on_curve(r, result) is
     called as soon as restart r's curve is done (result: the curve, or the one-line error message), so a
     caller can keep each curve before the batch ends (an interrupted batch then loses only those in flight).
+    checkpoint: a folder where each finished curve is stored as it is done (``committee.curve_store``); a
+    rerun with the same inputs reads them back and computes the others only (``.reused`` lists them; the
+    "start" event carries ``reused``, the points already done).
     """
     w = np.asarray(weights, dtype=np.float64)
     if w.ndim == 2:
@@ -368,20 +373,38 @@ def restart_curves(weights, X, y, deltas=None, *, restarts: Optional[Sequence[in
         check_classified(w, Xf, yf, selected)  # before any curve, not after hours of them
     if method not in ("is", "hmc"):
         _prepare_kernels(progress)
-    _emit(progress, {"event": "start", "total": len(selected) * len(grid), "restarts": list(selected),
-                     "skipped": list(skipped)})
     options = dict(beta=beta, method=method, seed=seed, drop_misclassified=drop_misclassified)
     if method == "is":
         options["samples"] = None if samples is None else int(samples)
-    if int(jobs) == 1 or len(selected) == 1:
-        done = _curves_here(w, Xf, yf, grid, selected, options, progress, on_curve)
+    done, keep = {}, on_curve
+    if checkpoint is not None:
+        store = CurveStore(checkpoint)
+        key = {r: curve_key(w[r], Xf, yf, grid, options) for r in selected}
+        for r in selected:
+            found = store.get(key[r])
+            if found is not None:
+                done[r] = found
+
+        def keep(r, result):
+            store.put(key[r], result)
+            if on_curve is not None:
+                on_curve(r, result)
+
+    todo = [r for r in selected if r not in done]
+    _emit(progress, {"event": "start", "total": len(selected) * len(grid), "restarts": list(selected),
+                     "skipped": list(skipped), "reused": len(done) * len(grid)})
+    if not todo:
+        pass
+    elif int(jobs) == 1 or len(todo) == 1:
+        done.update(_curves_here(w, Xf, yf, grid, todo, options, progress, keep))
     else:
-        done = _curves_in_processes(w, Xf, yf, grid, selected, options, int(jobs), progress, on_curve)
+        done.update(_curves_in_processes(w, Xf, yf, grid, todo, options, int(jobs), progress, keep))
     curves = {r: c for r, c in done.items() if not isinstance(c, str)}
     errors = {r: c for r, c in done.items() if isinstance(c, str)}
     return RestartCurves(restarts=tuple(selected), curves=curves, errors=errors, skipped=tuple(skipped),
                          prior_delta=grid.copy(), method=method, beta=beta,
-                         settings={"seed": seed, "drop_misclassified": bool(drop_misclassified), "jobs": int(jobs)})
+                         settings={"seed": seed, "drop_misclassified": bool(drop_misclassified), "jobs": int(jobs)},
+                         reused=tuple(r for r in selected if r not in todo))
 
 
 def solution_curves(solutions, X=None, y=None, deltas=None, **options) -> RestartCurves:

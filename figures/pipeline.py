@@ -347,16 +347,15 @@ def compute_figure(spec: FigureSpec, cache_dir, *, restart_ids=None, settings=No
     energies and soft-treatment BP curves of the ones that stop, and returns what the shard holds
     (``dropped_patterns`` empty, no hard-treatment curves: the patterns the hard treatment drops
     depend on every solution of the figure, so those curves are computed when the figure is
-    assembled). ``settings`` (labels; shards only) restricts the shard to those settings, e.g. to
-    compute a slow setting on another machine. ``notify(text)`` hears, as each stage starts, how many of
+    assembled). ``settings`` (labels) restricts the work to those settings: in a shard, e.g. to compute
+    a slow setting on another machine; without one, a figure of those settings only (the comparisons
+    with the others are not drawn). ``notify(text)`` hears, as each stage starts, how many of
     its entries the cache already holds, and any unreadable entry moved aside (``StageCache``).
     """
     from localentropy.data import load_dresscoat, patterns_hash
 
     setting_of = {s.label: s for s in spec.settings}
     if settings is not None:  # checked before any work
-        if restart_ids is None:
-            raise FigureError("choosing settings computes a shard: give restart ids too")
         unknown = [lab for lab in settings if lab not in setting_of]
         if unknown or not settings:
             raise FigureError(f"unknown setting(s) {', '.join(unknown) or '(none given)'} for figure {spec.name}; "
@@ -365,6 +364,8 @@ def compute_figure(spec: FigureSpec, cache_dir, *, restart_ids=None, settings=No
     data_hash = patterns_hash(ds.X_train, ds.y_train)
     cache = StageCache(cache_dir, notify)
     chosen = [s for s in spec.settings if settings is None or s.label in settings]
+    if settings is not None and restart_ids is None:  # a figure of those settings only
+        spec = dataclasses.replace(spec, settings=tuple(chosen))
     wall: dict = {}
     first = list(restart_ids) if restart_ids is not None else list(range(spec.restarts))
     cache.tally("trainings", sum(cache.has("train", _train_key(spec, s, data_hash, r)) for s in chosen for r in first),

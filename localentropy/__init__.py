@@ -6,12 +6,20 @@ trainers), ``localentropy.entropic`` (optimizers, local energy), ``localentropy.
 ``localentropy.deep``, ``localentropy.figures``, ``localentropy.cli``.
 """
 import os as _os
-from importlib import metadata as _metadata
 
-try:
-    __version__ = _metadata.version("localentropy")
-except _metadata.PackageNotFoundError:  # run from a source tree that was never installed
-    __version__ = "0+unknown"
+
+def __getattr__(name):
+    """``__version__``, read from the installed metadata when first asked for (keeps the command's start short)."""
+    if name != "__version__":
+        raise AttributeError(f"module 'localentropy' has no attribute {name!r}")
+    from importlib import metadata
+
+    try:
+        version = metadata.version("localentropy")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        version = "0+unknown"
+    globals()["__version__"] = version
+    return version
 
 # In a source checkout the sub-package folders are this folder's siblings (setup.cfg maps them);
 # let `import localentropy.bp` find them there too, after this folder, so a checkout on sys.path

@@ -50,7 +50,7 @@ def _interrupt_after(args, seconds, cwd, ready=None):
 
 
 def _workers_busy(proc) -> bool:
-    """The command's worker processes (a pool of 2 and the progress queues' manager) are up, and a moment
+    """The command's worker processes (a pool of 2 and multiprocessing's resource tracker) are up, and a moment
     has passed for them to start computing."""
     kids = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
     if len(kids) < 3:
@@ -59,16 +59,44 @@ def _workers_busy(proc) -> bool:
     return True
 
 
-def test_ctrl_c_stops_phi_and_its_worker_processes_at_once_saying_nothing_was_kept(tmp_path):
+def test_ctrl_c_stops_phi_and_its_worker_processes_at_once_and_a_rerun_resumes_from_the_finished_curves(tmp_path):
     out = tmp_path / "c.csv"
-    rc, took, err = _interrupt_after(["-q", "phi", str(ROOT / "results/fig1/fig1-solutions-sgd-fast.npz"),
-                                      "--restarts", "0,1,2", "--method", "is", "--jobs", "2", "--out", str(out)],
-                                     1.0, tmp_path, ready=_workers_busy)
+    parts = tmp_path / ".c.csv.curves"
+    args = ["-q", "phi", str(ROOT / "results/fig1/fig1-solutions-sgd-fast.npz"), "--restarts", "0,1,2,3",
+            "--method", "is", "--jobs", "2", "--out", str(out)]
+    rc, took, err = _interrupt_after(args, 1.0, tmp_path, ready=lambda proc: parts.is_dir() and any(parts.iterdir()))
     assert rc == 130, err
     assert took < 2.0, f"took {took:.1f} s to stop"
     lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert lines == ["localentropy: interrupted; nothing was kept (this command has no checkpoint)"], err
+    assert lines == [f"localentropy: interrupted; the finished curves are in {parts}; rerun the same command to go "
+                     f"on from them"], err
     assert not out.exists()
+    kept = len(list(parts.iterdir()))
+    assert 1 <= kept < 4
+    again = subprocess.run(EXE + args[1:], cwd=tmp_path, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert f"resuming: {kept} of 4 curves read from {parts}" in again.stderr
+    assert not parts.exists()  # removed once the table holds every curve
+    fresh = subprocess.run(EXE + args[:-1] + [str(tmp_path / "fresh.csv")], cwd=tmp_path, capture_output=True,
+                           text=True)
+    assert fresh.returncode == 0, fresh.stderr
+    assert out.read_bytes() == (tmp_path / "fresh.csv").read_bytes()  # resumed = uninterrupted, bit for bit
+
+
+def test_ctrl_c_before_phi_finished_a_curve_says_nothing_was_kept(tmp_path):
+    out = tmp_path / "c.csv"
+    rc, took, err = _interrupt_after(["-q", "phi", str(ROOT / "results/fig1/fig1-solutions-sgd-fast.npz"),
+                                      "--restarts", "0,1", "--method", "is", "--jobs", "2", "--out", str(out)],
+                                     0.0, tmp_path, ready=_workers_busy_briefly)
+    assert rc == 130 and took < 2.0, (rc, took, err)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert lines == ["localentropy: interrupted; no curve had finished; nothing was kept"], err
+    assert not out.exists()
+
+
+def _workers_busy_briefly(proc) -> bool:
+    kids = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    return len(kids) >= 3
 
 
 def _small_solutions_folder(folder: Path, per_setting: int = 3) -> Path:
