@@ -9,16 +9,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("bp", "committee", "entropic", "deep", "data", "figures", "cli")
+PACKAGES = ("bp", "committee", "entropic", "flatness", "deep", "data", "figures", "cli")
 # What each package may import from the others (besides itself and localentropy.committee_sign).
 ALLOWED = {
     "bp": set(),
     "data": set(),
     "entropic": set(),
+    "flatness": {"entropic"},
     "committee": {"entropic", "data", "bp"},
     "deep": {"entropic", "data"},
-    "figures": {"bp", "committee", "entropic", "data", "deep"},
-    "cli": {"bp", "committee", "entropic", "data", "deep", "figures"},
+    "figures": {"bp", "committee", "entropic", "flatness", "data", "deep"},
+    "cli": {"bp", "committee", "entropic", "flatness", "data", "deep", "figures"},
 }
 NO_TORCH = ("bp", "data")  # a user with saved weights needs only numpy and numba for BP
 
