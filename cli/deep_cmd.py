@@ -1,6 +1,9 @@
-"""`localentropy deep models | download | presets | train`: architectures, data sets, training presets, training."""
+"""`localentropy deep models | download | presets | train | eval`: architectures, data sets, training presets,
+training, evaluating a trained run."""
 
 from __future__ import annotations
+
+import sys
 
 import click
 
@@ -93,9 +96,13 @@ def presets(pattern, long_):
 
 
 @deep.command("train")
-@click.option("--preset", required=True, help="A preset name (`localentropy deep presets` lists them).")
+@click.option("--preset", default=None, help="A preset name (`localentropy deep presets` lists them).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              help="A JSON or TOML file of fields (a run's config.json, or your own; it may name a preset); "
+                   "--set applies on top. Default --out for a run's config.json: that run's folder.")
 @click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE",
-              help="Override a preset field, e.g. --set lr=0.05 --set milestones=30,45 (repeatable).")
+              help="Override a preset field, e.g. --set lr=0.05 --set milestones=30,45 --set val_split=5000 "
+                   "(repeatable).")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Where the data set's files are [default: $LOCALENTROPY_DATA, data/raw/, system folders].")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
@@ -104,18 +111,42 @@ def presets(pattern, long_):
 @click.option("--distributed", is_flag=True,
               help="One process per replica (rSGD) or data-parallel (SGD, eSGD, SAM); launch with torchrun.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads of torch [default: torch's].")
+@click.option("--tensorboard", "tensorboard", is_flag=True,
+              help="Require TensorBoard events in OUT/tensorboard (pip install localentropy[tensorboard]); by "
+                   "default they are written when TensorBoard is installed.")
 @click.option("--no-tensorboard", is_flag=True, help="Do not write TensorBoard events even if it is installed.")
 @device_option
 @click.pass_obj
-def train_cmd(obj, preset, overrides, data_dir, out, no_resume, distributed, threads, no_tensorboard, device):
-    """Train a deep net with a preset of paper 000 (Table 1) or paper 002; checkpoints every epoch, resumes."""
+def train_cmd(obj, preset, config_file, overrides, data_dir, out, no_resume, distributed, threads, tensorboard,
+              no_tensorboard, device):
+    """Train a deep net with a preset of paper 000 (Table 1) or paper 002, or a configuration file;
+    checkpoints every epoch, resumes; a larger epoch budget extends a finished run."""
     obj["kept"] = "the last complete epoch is in the run's checkpoint; rerun the same command to resume from it"
     from pathlib import Path
 
     from localentropy.deep.presets import get_preset, with_overrides
 
-    config = with_overrides(get_preset(preset), overrides)
+    if tensorboard and no_tensorboard:
+        raise click.UsageError("--tensorboard and --no-tensorboard exclude each other")
+    if config_file is not None:
+        from localentropy.deep.config import config_from_file
+
+        config = config_from_file(config_file, preset, overrides)
+    elif preset is None:
+        raise click.UsageError("Missing option '--preset' (or give --config FILE).")
+    else:
+        config = with_overrides(get_preset(preset), overrides)
     check_device(device)
+    if tensorboard:
+        from localentropy.deep.metrics import TENSORBOARD_MISSING, tensorboard_available
+
+        if not tensorboard_available():
+            from localentropy.deep.errors import DeepError
+
+            raise DeepError(TENSORBOARD_MISSING)
+    if out is None and config_file is not None and Path(config_file).name == "config.json" \
+            and (Path(config_file).parent / "checkpoint.pt").is_file():
+        out = Path(config_file).parent  # a run's own configuration: go on in that run's folder
     if out is None:  # the default folder is created (with its parents) once the data are read
         out = Path("out") / "deep" / config.name
     else:
@@ -133,8 +164,9 @@ def train_cmd(obj, preset, overrides, data_dir, out, no_resume, distributed, thr
         from localentropy.entropic.distributed import init_from_env
 
         rank = init_from_env("nccl" if device.startswith("cuda") else "gloo")
+    board = True if tensorboard else False if no_tensorboard else None
     try:
-        _train(obj, config, data_dir, out, no_resume, distributed, no_tensorboard, device, rank)
+        _train(obj, config, data_dir, out, no_resume, distributed, board, device, rank)
     finally:
         if distributed:
             import torch.distributed as dist
@@ -143,43 +175,131 @@ def train_cmd(obj, preset, overrides, data_dir, out, no_resume, distributed, thr
                 dist.destroy_process_group()
 
 
-def _train(obj, config, data_dir, out, no_resume, distributed, no_tensorboard, device, rank):
+def line_per_epoch() -> bool:
+    """One line per epoch instead of a progress bar: when the output is not a terminal (a log file, a pipe)."""
+    return not (sys.stdout.isatty() and sys.stderr.isatty())
+
+
+def epoch_line(row: dict, epochs: int) -> str:
+    """An epoch's line: epoch, training loss and error, validation error (if any), test error, seconds."""
+    nan = float("nan")
+    text = (f"epoch {row['epoch']}/{epochs}: train loss {row.get('train_loss', nan):.4f} "
+            f"error {row.get('train_error', nan):.4f}")
+    if "val_error" in row:
+        text += f", val error {row['val_error']:.4f}"
+    return text + f", test error {row.get('test_error', nan):.4f}, {row.get('epoch_seconds', nan):.1f} s"
+
+
+def _train(obj, config, data_dir, out, no_resume, distributed, tensorboard, device, rank):
     from localentropy.deep.datasets import load_images
+    from localentropy.deep.metrics import BEST_TEST_LABEL
     from localentropy.deep.pipeline import stack_policy
+    from localentropy.deep.presets import reports_best_test
     from localentropy.deep.train import train
 
     stack_policy(config.augment, data_dir)  # a downloaded augmentation policy, checked before the data load
     data = load_images(config.dataset, data_dir, device)  # missing or corrupt files: one line, exit 2
     quiet = bool(obj and obj.get("quiet")) or rank != 0
-    bar = LazyBar({"quiet": quiet}, unit="step", desc=config.name, dynamic_ncols=True)
+    lines = not quiet and line_per_epoch()
+    bar = LazyBar({"quiet": quiet or lines}, unit="step", desc=config.name, dynamic_ncols=True)
 
     def progress(event, **info):
         if event == "start":
             bar.start(info["done"], total=info["total"])
-            if info["epoch"] and not quiet:
+            if quiet:
+                return
+            if info.get("extended_from") is not None:
+                note(obj, f"extending run from {info['extended_from']:g} to {config.epochs:g} epochs "
+                          f"(from epoch {info['epoch']}, {out})")
+            elif info["epoch"]:
                 note(obj, f"resuming {config.name} from epoch {info['epoch']} of {info['epochs']} ({out})")
         elif event == "step":
             bar.update_to(info["done"])
         elif event == "epoch":
             r = info["row"]
-            bar.update_to(r["steps"], postfix=f"ep {r['epoch']} test err {r.get('test_error', float('nan')):.4f}")
+            if lines:
+                note(obj, epoch_line(r, info["epochs"]))
+                return
+            val = f" val err {r['val_error']:.4f}" if "val_error" in r else ""
+            bar.update_to(r["steps"], postfix=f"ep {r['epoch']}{val} test err {r.get('test_error', float('nan')):.4f}")
 
     try:
         result = train(config, data, out_dir=out, device=device, progress=progress, resume=not no_resume,
-                       distributed=distributed, tensorboard=not no_tensorboard)
+                       distributed=distributed, tensorboard=tensorboard)
     finally:
         bar.close()
     if rank != 0:
         return
     f = result.final
     if f:
+        val = f", val error {f['val_error']:.4f}" if "val_error" in f else ""
         click.echo(f"{config.name}: epoch {f['epoch']}/{result.epochs}, budget {f['budget_epochs']:.4g} epochs, "
-                   f"train error {f['train_error']:.4f}, test error {f['test_error']:.4f} (paper: {config.reported or '-'})")
-    note(obj, f"wrote {out}/metrics.csv, metrics.jsonl, model.pt" + (", tensorboard/" if result.tensorboard else ""))
+                   f"train error {f['train_error']:.4f}{val}, test error {f['test_error']:.4f} "
+                   f"(paper: {config.reported or '-'})")
+        b = result.best
+        if b is not None:
+            click.echo(f"{config.name}: best by validation: epoch {b['epoch']}, val error {b['val_error']:.4f}, "
+                       f"test error {b['test_error']:.4f} (model-best.pt); last: epoch {f['epoch']}, "
+                       f"test error {f['test_error']:.4f} (model.pt)")
+        t = result.summary.get("best_test_during_training")
+        if t:
+            click.echo(f"{config.name}: {BEST_TEST_LABEL}: {100 * t['test_accuracy']:.2f} % at epoch {t['epoch']}; "
+                       f"final test accuracy {100 * t['final_test_accuracy']:.2f} %"
+                       + ("" if b is not None else "; --set val_split=N selects on held-out images instead"))
+    wrote = ["metrics.csv", "metrics.jsonl", "model.pt"] + (["model-best.pt"] if result.best is not None else [])
+    wrote += ["summary.json"] if "best_by_validation" in result.summary or reports_best_test(config) else []
+    note(obj, f"wrote {out}/" + ", ".join(wrote) + (", tensorboard/" if result.tensorboard else ""))
     if result.diverged:
         click.echo(f"{config.name}: the mini-batch loss became non-finite at epoch {f['epoch']}; training stopped "
                    "(a smaller lr, or for rSGD lr*K*gamma < 2)", err=True)
         raise SystemExit(1)
+
+
+@deep.command("eval")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--best", is_flag=True, help="Evaluate model-best.pt (lowest validation error; runs with val_split) "
+                                           "instead of model.pt (the last epoch's).")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Where the run's data set is; another folder evaluates on that copy [default: as for train].")
+@click.option("--sigma", "sigmas", default=None, metavar="S1,S2,...",
+              help="Also the local energy δE_train(σ) at these σ (e.g. 0.1,0.2) on the run's first energy_samples "
+                   "training images, energy_draws draws each.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of one line.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the δE_train(σ) noise draws.")
+@device_option
+def eval_cmd(run_dir, best, data_dir, sigmas, as_json, seed, device):
+    """Evaluate a trained run's network (a `deep train` folder): test error and loss, validation error and
+    loss when the run held out a val_split, and optionally δE_train(σ)."""
+    import json
+    import math
+
+    from localentropy.deep.evaluate import evaluate_run, one_line, read_run_config
+
+    values = []
+    if sigmas is not None:
+        try:
+            values = [float(t) for t in sigmas.replace(";", ",").split(",") if t.strip()]
+        except ValueError:
+            raise click.BadParameter(f"{sigmas!r}: expected numbers separated by commas, e.g. 0.1,0.2",
+                                     param_hint="--sigma") from None
+        if not values or any(not (math.isfinite(v) and v >= 0) for v in values):
+            raise click.BadParameter(f"{sigmas!r}: expected numbers >= 0 separated by commas", param_hint="--sigma")
+    check_device(device)
+    read_run_config(run_dir)  # a folder that is not a run: one line before any data are read
+    result = evaluate_run(run_dir, best=best, data_dir=data_dir, sigmas=values, device=device, seed=seed)
+    if as_json:
+        def clean(v):
+            if isinstance(v, float) and not math.isfinite(v):
+                return None
+            if isinstance(v, dict):
+                return {k: clean(x) for k, x in v.items()}
+            if isinstance(v, list):
+                return [clean(x) for x in v]
+            return v
+
+        click.echo(json.dumps(clean(result)))
+    else:
+        click.echo(one_line(result))
 
 
 @deep.command("evidence")

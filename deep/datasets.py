@@ -123,6 +123,29 @@ def synthetic_images(name: str, n_train: int | None = None, n_test: int = 1000, 
                         source="synthetic")
 
 
+def validation_indices(n: int, val_split: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(training, validation) indices of ``n`` images, each increasing: ``val_split`` of them held out, chosen
+    by a CPU generator seeded with ``seed`` (the same subset on every device, run and resume)."""
+    val_split = int(val_split)
+    if not 0 <= val_split < n:
+        raise DeepError(f"val_split {val_split} must lie in [0, {n}): the run has {n} training images")
+    g = torch.Generator(device="cpu").manual_seed(int(seed))
+    val = torch.randperm(n, generator=g)[:val_split].sort().values
+    keep = torch.ones(n, dtype=torch.bool)
+    keep[val] = False
+    return torch.arange(n)[keep], val
+
+
+def hold_out(images: torch.Tensor, labels: torch.Tensor, val_split: int, seed: int):
+    """(train images, train labels, validation images, validation labels): ``val_split`` images held out
+    (:func:`validation_indices`); with ``val_split`` 0 the inputs themselves and empty validation tensors."""
+    if not val_split:
+        return images, labels, images[:0], labels[:0]
+    train, val = validation_indices(images.shape[0], val_split, seed)
+    return (images[train.to(images.device)], labels[train.to(labels.device)], images[val.to(images.device)],
+            labels[val.to(labels.device)])
+
+
 def load_or_synthetic(name: str, data_dir=None, device="cpu", n_train: int | None = None) -> TensorImages:
     """The real data set when its files are found, else synthetic data of its shape (``.synthetic`` says which)."""
     try:

@@ -63,6 +63,7 @@ class TrainConfig:
     augment: str = "standard"
     train_subset: int = 0  # the first n training images (0: all)
     test_subset: int = 0
+    val_split: int = 0  # training images held out for validation (a fixed subset chosen by the seed; 0: none)
     seed: int = 0
     # eSGD (Algorithm 1)
     L: int = 5
@@ -160,6 +161,14 @@ def _parse(field: str, text: str):
         raise DeepError(f"--set {field}={text}: not a valid {kind}") from None
 
 
+FIELD_TYPES = _HINTS  # each field's type: what --set and configuration files are checked against
+
+
+def parse_field(field: str, text: str):
+    """``text`` parsed as field ``field``'s type, as ``--set`` parses it (DeepError if it is not one)."""
+    return _parse(field, text)
+
+
 def with_overrides(config: TrainConfig, assignments) -> TrainConfig:
     """``config`` with ``NAME=VALUE`` assignments applied (strings parsed by the field's type), validated."""
     changes = {}
@@ -205,7 +214,7 @@ def validate(config: TrainConfig) -> TrainConfig:
     _positive(config, "epochs", "batch_size", "lr", "L", "inner_lr", "replicas", "K", "pla_y", "eval_batch",
               "energy_draws", "energy_samples", "gamma_growth", "lr_every", "rmsprop_eps")
     _nonneg(config, "momentum", "weight_decay", "rmsprop_alpha", "lr_decay", "warmup_epochs", "warmup_lr",
-            "train_subset", "test_subset", "noise", "alpha", "k_late", "k_switch", "R", "rho", "gamma_max",
+            "train_subset", "test_subset", "val_split", "noise", "alpha", "k_late", "k_switch", "R", "rho", "gamma_max",
             "bn_batches")
     for n in ("esgd_gamma0", "esgd_gamma1", "rsgd_gamma0"):
         v = getattr(config, n)
@@ -363,6 +372,16 @@ for _model, _short in (("small-convnet", "smallconvnet"), ("mlp2", "mlp2")):
                                              f"{METHOD_NAMES[_m]}, 10 budget epochs"))
 
 
+# paper 002 reports the best test accuracy during training beside the final one (selected on the test set)
+PAPER_002 = frozenset(n for n, c in PRESETS.items() if c.reported.startswith("002 "))
+
+
+def reports_best_test(config: TrainConfig) -> bool:
+    """Whether ``config`` is a paper-002 experiment, whose paper reports the best *test* accuracy during
+    training (a figure selected on the test set) as well as the final one."""
+    return config.name in PAPER_002 or config.reported.startswith("002 ")
+
+
 def preset_names() -> list[str]:
     return list(PRESETS)
 
@@ -404,8 +423,10 @@ def summary(config: TrainConfig) -> str:
     if c.method == "sam":
         parts.append(f"rho {c.rho:g}")
     parts.append(f"aug {c.augment}")
+    if c.val_split:
+        parts.append(f"val {c.val_split}")
     return ", ".join(parts)
 
 
-__all__ = ["TrainConfig", "PRESETS", "METHODS", "METHOD_NAMES", "budget_factor", "get_preset", "preset_names",
-           "with_overrides", "validate", "summary"]
+__all__ = ["TrainConfig", "PRESETS", "PAPER_002", "METHODS", "METHOD_NAMES", "budget_factor", "get_preset",
+           "preset_names", "reports_best_test", "with_overrides", "validate", "summary", "FIELD_TYPES", "parse_field"]

@@ -11,7 +11,16 @@ the chosen epochs, and the evaluated network (for rSGD, the centre w̄).
 - **Checkpoints.** With ``out_dir`` a checkpoint is written atomically after every epoch (model and
   optimizer states, every generator's state, the metrics so far); calling ``train`` again with the
   same config resumes from it and gives the same result as an uninterrupted run (bitwise on one
-  machine and device). ``stop_after`` ends the call after that many epochs (an interruption).
+  machine and device). ``stop_after`` ends the call after that many epochs (an interruption). A
+  checkpoint written with a smaller ``epochs`` and otherwise the same configuration is extended to the
+  new budget (from the step it stopped at; schedules that depend on the budget, cosine lr and eSGD/rSGD's γ, are
+  recomputed over the new one); any other difference is refused.
+- **Validation.** ``val_split=N`` holds out N of the run's training images (a fixed subset chosen by the
+  seed, :func:`deep.datasets.hold_out`), never trained on; every epoch reports their loss and error,
+  and ``model-best.pt`` (written atomically before the epoch's checkpoint) holds the network of the
+  lowest validation error so far (the earliest of ties). ``summary.json`` says which epoch that was and
+  its test error beside the last network's (and, for paper-002 presets, the best test accuracy during
+  training, the paper's figure, selected on the test set).
 - **Randomness.** Initialisation from ``seed`` (replica a of rSGD from ``replica_seed(seed, a)``), each
   mini-batch stream (shuffling and augmentation) from its own generator, eSGD's SGLD noise and PLA's
   displacements from theirs; dropout and ShakeDrop from torch's global generator, seeded here and
@@ -39,19 +48,21 @@ from torch import nn
 from localentropy.data.atomic import atomic_open
 from localentropy.deep import syncbn
 from localentropy.deep.augment import Resize
-from localentropy.deep.datasets import TensorImages, load_images
+from localentropy.deep.datasets import TensorImages, hold_out, load_images
 from localentropy.deep.errors import DeepError
 from localentropy.deep.methods import ESGD, RSGD, Single
-from localentropy.deep.metrics import TensorBoard, write_json, write_tables
+from localentropy.deep.metrics import (TENSORBOARD_MISSING, TensorBoard, best_by_validation, run_summary,
+                                       tensorboard_available, write_json, write_tables)
 from localentropy.deep.models import architecture, build
 from localentropy.deep.models.small import MLP, ConvNet002, SmallConvNet
 from localentropy.deep.pipeline import Batches, Stack, make_stack, stack_policy
-from localentropy.deep.presets import TrainConfig, budget_factor, validate
+from localentropy.deep.presets import TrainConfig, budget_factor, reports_best_test, validate
 from localentropy.deep.schedules import gamma_schedule, lr_schedule
 from localentropy.entropic import LayerSignal, local_energy
 from localentropy.entropic.replicated import replica_seed
 
 CHECKPOINT_VERSION = 1
+VAL_SEED = 50_000  # the validation split's generator: replica_seed(seed, VAL_SEED)
 
 
 @dataclass
@@ -74,6 +85,17 @@ class TrainResult:
     @property
     def final(self) -> dict:
         return self.metrics[-1] if self.metrics else {}
+
+    @property
+    def best(self) -> Optional[dict]:
+        """The metrics row of the lowest validation error (the epoch of ``model-best.pt``); None without val_split."""
+        return best_by_validation(self.metrics) if self.config.val_split else None
+
+    @property
+    def summary(self) -> dict:
+        """What ``summary.json`` holds (:func:`deep.metrics.run_summary`)."""
+        return run_summary(self.metrics, epochs=self.epochs, validation=bool(self.config.val_split),
+                           best_test=reports_best_test(self.config))
 
 
 # ----- data --------------------------------------------------------------------------------------
@@ -145,6 +167,16 @@ def _subset(images, labels, n):
     return (images, labels) if not n or n >= images.shape[0] else (images[:n], labels[:n])
 
 
+def run_images(config: TrainConfig, data: TensorImages):
+    """The images a run uses: (train x, train t, validation x, validation t, test x, test t): the first
+    ``train_subset`` training images less the ``val_split`` held out for validation, the first ``test_subset``
+    test images."""
+    train_x, train_t = _subset(data.train_images, data.train_labels, config.train_subset)
+    train_x, train_t, val_x, val_t = hold_out(train_x, train_t, config.val_split, replica_seed(config.seed, VAL_SEED))
+    test_x, test_t = _subset(data.test_images, data.test_labels, config.test_subset)
+    return train_x, train_t, val_x, val_t, test_x, test_t
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, images, labels, stack, batch: int, device) -> tuple[float, float]:
     """(mean cross-entropy, error fraction) of ``model`` in eval mode on uint8 ``images``."""
@@ -196,11 +228,16 @@ def _load_checkpoint(path: Path) -> dict:
 
 def train(config: TrainConfig, data: Optional[TensorImages] = None, *, out_dir=None, data_dir=None, device="cpu",
           progress: Optional[Callable] = None, resume: bool = True, stop_after: Optional[int] = None,
-          distributed: bool = False, tensorboard: bool = True) -> TrainResult:
+          distributed: bool = False, tensorboard: Optional[bool] = None) -> TrainResult:
     """Train ``config`` (see the module docstring); ``progress(event, **info)`` gets "start" (done, total
-    steps), "step" (done) and "epoch" (row) events. Raises DeepError on a bad config or checkpoint."""
+    steps, epoch, epochs, and extended_from: the budget of the checkpoint a larger budget extends, else
+    None), "step" (done) and "epoch" (row, epochs, best: whether model-best.pt was written) events.
+    ``tensorboard``: None writes TensorBoard events when it is installed, True requires it (DeepError
+    saying how to install it), False writes none. Raises DeepError on a bad config or checkpoint."""
     validate(config)
     c = config
+    if tensorboard and out_dir is not None and not tensorboard_available():
+        raise DeepError(TENSORBOARD_MISSING)
     rank, world = 0, 1
     if distributed:
         dist = _dist()
@@ -223,28 +260,36 @@ def train(config: TrainConfig, data: Optional[TensorImages] = None, *, out_dir=N
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     ckpt_path = None if out is None else out / ("checkpoint.pt" if not distributed else f"checkpoint-rank{rank}.pt")
-    state = None
+    state, extended_from = None, None
     if ckpt_path is not None and resume and ckpt_path.exists():
         state = _load_checkpoint(ckpt_path)
         stored = TrainConfig.stored_dict(state.get("config"))
-        if stored != c.as_dict():
-            diff = sorted(k for k, v in c.as_dict().items() if (stored if isinstance(stored, dict) else {}).get(k) != v)
-            raise DeepError(f"{ckpt_path} was written by another configuration ({', '.join(diff[:5]) or 'unknown'} "
-                            "differ); use another output folder, or --no-resume to start afresh")
+        mine = c.as_dict()
+        if stored != mine:
+            known = stored if isinstance(stored, dict) else {}
+            diff = sorted(k for k, v in mine.items() if known.get(k) != v)
+            old = known.get("epochs")
+            if diff == ["epochs"] and set(known) == set(mine) and isinstance(old, (int, float)) and old < c.epochs:
+                extended_from = old  # only a larger budget: the run goes on to it
+            else:
+                hint = (f": a larger epoch budget extends a run, a smaller one ({c.epochs:g} < {old:g}) cannot"
+                        if diff == ["epochs"] and isinstance(old, (int, float)) else "")
+                raise DeepError(f"{ckpt_path} was written by another configuration ({', '.join(diff[:5]) or 'unknown'} "
+                                f"differ{hint}); use another output folder, or --no-resume to start afresh")
         if state.get("world") != world:
             raise DeepError(f"{ckpt_path} was written by {state.get('world')} processes, not {world}")
     devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         return _run(c, data, out, ckpt_path, state, device, progress, stop_after, distributed, rank, world,
-                    tensorboard, policy)
+                    tensorboard, policy, extended_from)
 
 
 def _run(c, data, out, ckpt_path, state, device, progress, stop_after, distributed, rank, world, tensorboard,
-         policy=None):
+         policy=None, extended_from=None):
     progress = progress or (lambda *a, **k: None)
     torch.manual_seed(replica_seed(c.seed, 10_000 + rank))  # dropout, ShakeDrop
-    train_x, train_t = _subset(data.train_images, data.train_labels, c.train_subset)
-    test_x, test_t = _subset(data.test_images, data.test_labels, c.test_subset)
+    train_x, train_t, val_x, val_t, test_x, test_t = run_images(c, data)
+    validation = c.val_split > 0
     n = train_x.shape[0]
     if c.batch_size > n:
         raise DeepError(f"batch_size {c.batch_size} exceeds the {n} training images")
@@ -254,7 +299,6 @@ def _run(c, data, out, ckpt_path, state, device, progress, stop_after, distribut
     factor = budget_factor(c)
     spe = n // c.batch_size
     total_steps = max(1, round(c.epochs * spe / factor))
-    epochs = math.ceil(total_steps / spe)
     lr_of = lr_schedule(c)
     gamma, auto = gamma_schedule(c, total_steps)
     factory = model_factory(c, data, device)
@@ -309,9 +353,17 @@ def _run(c, data, out, ckpt_path, state, device, progress, stop_after, distribut
             torch.cuda.set_rng_state(state["cuda_rng"], device)
         metrics, energy_rows, signal_rows = state["metrics"], state["energy"], state["signal"]
         start_epoch, wall0 = int(state["epoch"]), float(state["wall"])
-    tb = TensorBoard(out, start_epoch, enabled=tensorboard and master)
+    # steps taken so far (an extended run's last epoch may have been a short one), epochs to take in all
+    done = int(metrics[-1]["steps"]) if metrics else 0
+    epochs = start_epoch + max(0, math.ceil((total_steps - done) / spe))
+    tb = TensorBoard(out, start_epoch, enabled=tensorboard is not False and master, required=bool(tensorboard))
     if master and out is not None:
         write_json(out / "config.json", c.as_dict())
+        if state is None:  # a fresh start: no best network or summary of an earlier run is left behind
+            for stale in ("model-best.pt", "summary.json"):
+                (out / stale).unlink(missing_ok=True)
+    best = best_by_validation(metrics) if validation else None
+    write_summary = master and out is not None and (validation or reports_best_test(c))
 
     energy_x = ev(train_x[:c.energy_samples].to(device), None) if c.energy_epochs and master else None
     energy_t = train_t[:c.energy_samples].to(device) if energy_x is not None else None
@@ -336,8 +388,7 @@ def _run(c, data, out, ckpt_path, state, device, progress, stop_after, distribut
 
     # samples read per step by all processes together (a data-parallel process reads 1/world of each batch)
     per_step = c.batch_size * method.batches_per_step * (world if distributed and c.method.startswith("rsgd") else 1)
-    done = min(start_epoch * spe, total_steps)
-    progress("start", done=done, total=total_steps, epoch=start_epoch, epochs=epochs)
+    progress("start", done=done, total=total_steps, epoch=start_epoch, epochs=epochs, extended_from=extended_from)
     t_run = time.time()
     stop_epoch = epochs if stop_after is None else min(epochs, start_epoch + int(stop_after))
     diverged = False
@@ -375,6 +426,8 @@ def _run(c, data, out, ckpt_path, state, device, progress, stop_after, distribut
         if master:
             tr = _subset(train_x, train_t, min(n, 10_000))
             row["train_loss"], row["train_error"] = evaluate(model_eval, *tr, ev, c.eval_batch, device)
+            if validation:
+                row["val_loss"], row["val_error"] = evaluate(model_eval, val_x, val_t, ev, c.eval_batch, device)
             row["test_loss"], row["test_error"] = evaluate(model_eval, test_x, test_t, ev, c.eval_batch, device)
             if signal is not None and signal_on[0]:
                 for layer, st in signal.summary().items():
@@ -386,6 +439,12 @@ def _run(c, data, out, ckpt_path, state, device, progress, stop_after, distribut
         row["wall_seconds"] = wall0 + (time.time() - t_run)
         metrics.append(row)
         diverged = not math.isfinite(batch_loss)
+        improved = master and validation and (best is None or row["val_error"] < best["val_error"])
+        if improved:
+            best = row
+            if out is not None:  # before the checkpoint: a run killed in between redoes this epoch and writes it again
+                with atomic_open(out / "model-best.pt", "wb") as fh:
+                    torch.save(model_eval.state_dict(), fh)
         if ckpt_path is not None:
             ck = dict(version=CHECKPOINT_VERSION, config=c.as_dict(), world=world, epoch=epoch,
                       wall=row["wall_seconds"], method=method.state_dict(), streams=[s.state_dict() for s in streams],
@@ -395,9 +454,12 @@ def _run(c, data, out, ckpt_path, state, device, progress, stop_after, distribut
             with atomic_open(ckpt_path, "wb") as fh:
                 torch.save(ck, fh)
         if master and out is not None:
-            write_tables(out, metrics, energy_rows, signal_rows)
+            write_tables(out, metrics, energy_rows, signal_rows, validation=validation)
+            if write_summary:
+                write_json(out / "summary.json", run_summary(metrics, epochs=epochs, validation=validation,
+                                                             best_test=reports_best_test(c)))
             tb.add(row)
-        progress("epoch", row=row)
+        progress("epoch", row=row, epochs=epochs, best=improved)
         model_out = model_eval
         if diverged:
             break
@@ -406,12 +468,16 @@ def _run(c, data, out, ckpt_path, state, device, progress, stop_after, distribut
     if master and out is not None and (diverged or stop_epoch == epochs):
         with atomic_open(out / "model.pt", "wb") as fh:
             torch.save(model_out.state_dict(), fh)
-        if not metrics:
-            write_tables(out, metrics, energy_rows, signal_rows)
+        # always: a run killed between its last checkpoint and its tables finds them complete on the rerun
+        write_tables(out, metrics, energy_rows, signal_rows, validation=validation)
+        if write_summary and metrics:
+            write_json(out / "summary.json", run_summary(metrics, epochs=epochs, validation=validation,
+                                                         best_test=reports_best_test(c)))
     tb.close()
     return TrainResult(c, metrics, energy_rows, signal_rows, model_out,
                        epochs, spe, resumed_from=start_epoch, out_dir=out, tensorboard=tb.active, diverged=diverged,
-                       extra=dict(total_steps=total_steps, factor=factor, world=world, rank=rank))
+                       extra=dict(total_steps=total_steps, factor=factor, world=world, rank=rank,
+                                  extended_from=extended_from, validation_images=int(val_x.shape[0])))
 
 
-__all__ = ["train", "TrainResult", "Stream", "evaluate", "eval_stack", "model_factory"]
+__all__ = ["train", "TrainResult", "Stream", "evaluate", "eval_stack", "model_factory", "run_images"]
