@@ -7,6 +7,7 @@ and exit status 2; click's usage block is shown only by ``--help`` (and for a ba
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import click
@@ -99,7 +100,13 @@ except KeyboardInterrupt:
     _interrupted_at_start()
 
 
+def _terminated(signum, frame):
+    """SIGTERM (a scheduler's or `kill`'s stop) ends a command as Ctrl-C does: workers stopped, work kept."""
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         cli(prog_name="localentropy")
     except KeyboardInterrupt:  # while click parses the command line, before a command runs

@@ -71,6 +71,7 @@ def phi(ctx, solutions, data_path, deltas, restarts, method, samples, beta, drop
     width, the mean distance d and the mean Φ_LE over restarts.
     """
     from localentropy.committee.pipeline import load_patterns, load_references, parse_deltas, solution_curves
+    from localentropy.committee.curves import LONG_GRID, ROUGH_SECONDS_PER_POINT
     from localentropy.committee.plots import plot_curves
     from localentropy.committee.tables import write_curves_table
 
@@ -83,6 +84,11 @@ def phi(ctx, solutions, data_path, deltas, restarts, method, samples, beta, drop
     refs = load_references(solutions)
     X, y = (None, None) if data_path is None else load_patterns(data_path)
     jobs = jobs or max(1, min(len(named) if named else refs.weights.shape[0], os.cpu_count() or 1))
+    if grid is not None and len(grid) > LONG_GRID:
+        curves = len(named) if named else refs.weights.shape[0]
+        minutes = ROUGH_SECONDS_PER_POINT[method] * len(grid) * curves / jobs / 60
+        note(obj, f"warning: {len(grid)} prior widths per curve (the default has 30): roughly {minutes:.0f} min for "
+                  f"{curves} curve(s) with --method {method} on {jobs} process(es); a shorter --deltas is faster")
     bar = LazyBar(obj, desc="phi", unit="Δ", leave=False, dynamic_ncols=True)
     parts = Path(out).parent / f".{Path(out).name}.curves"  # each finished curve, until the table is written
     obj["kept"] = "no curve had finished; nothing was kept"
@@ -104,7 +110,7 @@ def phi(ctx, solutions, data_path, deltas, restarts, method, samples, beta, drop
         else:
             bar.advance()
 
-    def kept(r, result):
+    def kept(r, result, seconds):
         obj["kept"] = kept_line
 
     try:

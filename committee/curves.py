@@ -33,6 +33,11 @@ SAMPLED_METHODS = ("is", "hmc")
 METHODS = ("is",) + tuple(BP_METHODS) + ("hmc",)
 DEFAULT_SAMPLES = 256  # importance draws per Δ and round of the "is" estimator (rounds added while the ESS is low)
 HMC_CHAINS = 256
+#: rough seconds per Δ point on one core of a real Figure-1 solution (K = 7, N = 1008, P = 500), from the
+#: benchmarks (benchmarks/README.md): for the warning a very long grid gets, not a promise
+ROUGH_SECONDS_PER_POINT = {"is": 0.3, "auto": 0.1, "amp": 0.1, "edge": 1.0, "ep": 2.0, "hmc": 10.0}
+#: a grid longer than this is unusual (the default has 30 points, the figures' sampled grid 16): warned about
+LONG_GRID = 100
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -91,13 +92,18 @@ def parse_deltas(text: str) -> np.ndarray:
             if len(parts) != 3:
                 raise ValueError
             lo, hi, n = float(parts[0]), float(parts[1]), int(parts[2])
-            if not (lo > 0 and hi > lo and n >= 2 and math.isfinite(hi)):
-                raise BPError(f"--deltas {text!r}: need 0 < lo < hi (finite) and n ≥ 2 in lo:hi:n")
-            deltas = log_grid(lo, hi, n)
         else:
             deltas = np.array([float(t) for t in text.split(",")], dtype=np.float64)
     except ValueError:
         raise BPError(f"--deltas {text!r}: expected lo:hi:n (log grid) or a comma list of numbers") from None
+    if ":" in text:
+        if not (lo > 0 and math.isfinite(hi)):
+            raise BPError(f"--deltas {text!r}: need 0 < lo and a finite hi in lo:hi:n")
+        if not hi > lo:
+            raise BPError(f"--deltas {text!r}: lo ({lo:g}) must be below hi ({hi:g}) in lo:hi:n")
+        if n < 2:
+            raise BPError(f"--deltas {text!r}: need n ≥ 2 points in lo:hi:n")
+        deltas = log_grid(lo, hi, n)
     _check_deltas(deltas, f"--deltas {text!r}")
     return deltas
 
@@ -318,7 +324,7 @@ def restart_curves(weights, X, y, deltas=None, *, restarts: Optional[Sequence[in
                    method: str = DEFAULT_METHOD, beta: float = math.inf, drop_misclassified: bool = False,
                    jobs: int = 1, seed: int = 0, samples: Optional[int] = None,
                    progress: Optional[Callable[[dict], None]] = None,
-                   on_curve: Optional[Callable[[int, object], None]] = None, checkpoint=None) -> RestartCurves:
+                   on_curve: Optional[Callable[[int, object, float], None]] = None, checkpoint=None) -> RestartCurves:
     """Local-entropy curves Φ_LE(d) (paper 000, Sec. 4, Fig. 1) of several restarts, by `committee.curves.committee_curve`.
 
     weights: (R, K, N) or (K, N) references; X (P, N) ±1, y (P,) ±1: the training patterns.
@@ -338,7 +344,8 @@ def restart_curves(weights, X, y, deltas=None, *, restarts: Optional[Sequence[in
     restart, with the keys of `bp.local_entropy_curve`'s progress. A restart whose BP raises BPError
     is reported in ``.errors`` and ``.report()``; the others are still computed. on_curve(r, result) is
     called as soon as restart r's curve is done (result: the curve, or the one-line error message), so a
-    caller can keep each curve before the batch ends (an interrupted batch then loses only those in flight).
+    caller can keep each curve before the batch ends (an interrupted batch then loses only those in flight);
+    it gets a third argument, the seconds computing that curve took.
     checkpoint: a folder where each finished curve is stored as it is done (``committee.curve_store``); a
     rerun with the same inputs reads them back and computes the others only (``.reused`` lists them; the
     "start" event carries ``reused``, the points already done).
@@ -385,10 +392,10 @@ def restart_curves(weights, X, y, deltas=None, *, restarts: Optional[Sequence[in
             if found is not None:
                 done[r] = found
 
-        def keep(r, result):
+        def keep(r, result, seconds):
             store.put(key[r], result)
             if on_curve is not None:
-                on_curve(r, result)
+                on_curve(r, result, seconds)
 
     todo = [r for r in selected if r not in done]
     _emit(progress, {"event": "start", "total": len(selected) * len(grid), "restarts": list(selected),
@@ -435,16 +442,23 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def _timed_curve(weights, X, y, grid, **options):
+    """`committee_curve` (a worker's task): (the curve or its one-line error message, seconds it took)."""
+    t0 = time.perf_counter()
+    try:
+        result = committee_curve(weights, X, y, grid, **options)
+    except BPError as exc:
+        result = _first_line(exc)
+    return result, time.perf_counter() - t0
+
+
 def _curves_here(w, X, y, grid, selected, options, progress, on_curve=None) -> dict:
     done = {}
     for r in selected:
         report = None if progress is None else (lambda info, r=r: progress({"event": "point", "restart": r, **info}))
-        try:
-            done[r] = committee_curve(w[r], X, y, grid, progress=report, **options)
-        except BPError as exc:
-            done[r] = _first_line(exc)
+        done[r], seconds = _timed_curve(w[r], X, y, grid, progress=report, **options)
         if on_curve is not None:
-            on_curve(r, done[r])
+            on_curve(r, done[r], seconds)
     return done
 
 
@@ -474,7 +488,7 @@ def _curves_in_processes(w, X, y, grid, selected, options, jobs, progress, on_cu
     try:
         with WorkerPool(jobs) as pool:
             queues = {r: pool.queue() for r in selected} if progress is not None else {}
-            task = {pool.submit(committee_curve, w[r], X, y, grid, progress=queues[r].put if queues else None,
+            task = {pool.submit(_timed_curve, w[r], X, y, grid, progress=queues[r].put if queues else None,
                                 **options): r for r in selected}
             pending = list(task)
             while pending:
@@ -483,12 +497,9 @@ def _curves_in_processes(w, X, y, grid, selected, options, jobs, progress, on_cu
                 for f in finished:
                     pending.remove(f)
                     r = task[f]
-                    try:
-                        done[r] = f.get()
-                    except BPError as exc:
-                        done[r] = _first_line(exc)
+                    done[r], seconds = f.get()
                     if on_curve is not None:
-                        on_curve(r, done[r])
+                        on_curve(r, done[r], seconds)
             drain(queues)
     finally:
         for k, v in old.items():

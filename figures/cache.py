@@ -55,20 +55,31 @@ class StageCache:
     """Results by (stage, key) under ``root/stage/kk/key.npz``; ``load`` → (arrays, meta) or None.
 
     ``moved``: the (entry, where it was moved, why) of every unreadable entry ``has`` set aside;
-    ``reused``: what → (entries found, entries needed), as the stages ``tally`` them; ``notify(text)``, if
-    given, hears each tally and each entry moved aside as it happens (a CLI prints them)."""
+    ``reused``: what → (entries found, entries needed, seconds they took when computed, or None where an entry
+    does not record it), as the stages ``tally`` them; ``notify(text)``, if given, hears each tally and each
+    entry moved aside as it happens (a CLI prints them). An entry saved with ``meta["seconds"]`` (the time
+    computing it took) keeps it, so a rerun can say what its reused results cost."""
 
     def __init__(self, root, notify=None):
         self.root = Path(root)
         self.moved: list = []
         self.reused: dict = {}
         self.notify = notify
+        self._seconds: dict = {}
 
-    def tally(self, what: str, found: int, needed: int) -> None:
-        """Record (and announce) that ``found`` of the ``needed`` entries of ``what`` were in the cache."""
-        self.reused[what] = (int(found), int(needed))
+    def seconds(self, stage: str, key: str):
+        """The recorded compute time of an entry ``has`` found (None if it records none)."""
+        return self._seconds.get((stage, key))
+
+    def tally(self, what: str, found: int, needed: int, stage: str | None = None, keys=()) -> None:
+        """Record (and announce) that ``found`` of the ``needed`` entries of ``what`` were in the cache; with
+        ``stage`` and the found ``keys``, also the time they took when they were computed."""
+        times = [self.seconds(stage, k) for k in keys] if stage is not None else []
+        spent = None if not times or any(t is None for t in times) else float(sum(times))
+        self.reused[what] = (int(found), int(needed), spent)
         if self.notify is not None:
-            self.notify(f"cache: {found}/{needed} {what} reused")
+            self.notify(f"cache: {found}/{needed} {what} reused"
+                        + (f" (computed earlier in {spent:.0f} s)" if spent is not None and found else ""))
 
     def path(self, stage: str, key: str) -> Path:
         return self.root / stage / key[:2] / f"{key}.npz"
@@ -79,7 +90,7 @@ class StageCache:
         if not path.is_file():
             return False
         try:
-            self.load(stage, key)
+            _, meta = self.load(stage, key)
         except FigureError as exc:
             aside = self.root / "corrupt" / f"{stage}-{path.name}"
             aside.parent.mkdir(parents=True, exist_ok=True)
@@ -88,6 +99,8 @@ class StageCache:
             if self.notify is not None:
                 self.notify(f"unreadable cache entry {path} moved to {aside}; computing it again")
             return False
+        if isinstance(meta.get("seconds"), (int, float)):
+            self._seconds[(stage, key)] = float(meta["seconds"])
         return True
 
     def load(self, stage: str, key: str):

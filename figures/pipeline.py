@@ -108,6 +108,7 @@ def _train_missing(spec, setting, ids, ds, data_hash, cache, device, progress, w
                           device=device, checkpoint=ckpt, progress=on_epoch, on_resume=on_resume,
                           **train_options(setting.preset))
     test = solution_errors(res.weights, ds.X_test, ds.y_test)
+    share = (time.perf_counter() - t0) / len(missing)  # the restarts trained together share the time
     for i, r in enumerate(missing):
         lam = ds.X_train @ res.weights[i].T
         bad = np.flatnonzero(misclassified(lam, ds.y_train))
@@ -116,7 +117,7 @@ def _train_missing(spec, setting, ids, ds, data_hash, cache, device, progress, w
                    {"setting": setting.label, "restart": int(r), "converged": bool(res.converged[i]),
                     "epochs": int(res.epochs[i]), "train_error": float(res.train_error[i]),
                     "test_error": float(test[i]), "train_loss": float(res.train_loss[i]),
-                    "stop_value": float(res.stop_value[i])})
+                    "stop_value": float(res.stop_value[i]), "seconds": share})
     if ckpt.exists():
         ckpt.unlink()
     wall["train"] = wall.get("train", 0.0) + time.perf_counter() - t0
@@ -199,8 +200,10 @@ def _energy_profiles(weights, X, y, sigmas, draws, seeds, device="cpu", threads=
         torch.set_num_threads(threads)
     out = []
     for w, seed in zip(weights, seeds):
+        t0 = time.perf_counter()
         prof = local_energy_profiles(w[None], X, y, sigmas, draws=draws, seed=seed, device=device)
-        out.append((prof.sigmas, prof.delta_error[0], prof.delta_error_se[0], float(prof.error0[0])))
+        out.append((prof.sigmas, prof.delta_error[0], prof.delta_error_se[0], float(prof.error0[0]),
+                    time.perf_counter() - t0))
     return out
 
 
@@ -212,15 +215,16 @@ def _energies(spec, sols, ds, cache, device, progress, wall, jobs=None):
     from localentropy.workers import WorkerPool
 
     todo = [s for s in sols if not cache.has("energy", _energy_key(spec, s))]
-    cache.tally("local energies", len(sols) - len(todo), len(sols))
+    cache.tally("local energies", len(sols) - len(todo), len(sols), "energy",
+                [_energy_key(spec, s) for s in sols if s not in todo])
     t0 = time.perf_counter()
     sigmas = np.asarray(spec.sigmas)
     seeds = [restart_seed(spec.seed, s.restart) for s in todo]
 
     def keep(batch, results, done):
-        for s, (sig, de, se, e0) in zip(batch, results):
+        for s, (sig, de, se, e0, seconds) in zip(batch, results):
             cache.save("energy", _energy_key(spec, s), {"sigmas": sig, "delta_error": de, "delta_error_se": se},
-                       {"setting": s.setting, "restart": s.restart, "error0": e0})
+                       {"setting": s.setting, "restart": s.restart, "error0": e0, "seconds": seconds})
         if progress is not None:
             progress("local energy", done, len(todo), batch[-1].setting)
 
@@ -300,7 +304,8 @@ def _method_curves(spec, sols, ds, dropped, cache, jobs, progress, wall, treatme
     for treatment, (X, y, beta) in treatments.items():
         key_of = {id(s): _curve_key(spec, s, treatment, dropped, method) for s in sols}
         todo = [s for s in sols if not cache.has("curve", key_of[id(s)])]
-        cache.tally(f"{name} curves ({treatment})", len(sols) - len(todo), len(sols))
+        cache.tally(f"{name} curves ({treatment})", len(sols) - len(todo), len(sols), "curve",
+                    [key_of[id(s)] for s in sols if s not in todo])
         if not todo:
             continue
         computed = True
@@ -316,12 +321,13 @@ def _method_curves(spec, sols, ds, dropped, cache, jobs, progress, wall, treatme
                 s = todo[info["restart"]]
                 progress(f"{name} curves ({treatment})", state["done"], state["total"], f"{s.setting} restart {s.restart}")
 
-        def keep(i, result, todo=todo, key_of=key_of, treatment=treatment):
+        def keep(i, result, seconds, todo=todo, key_of=key_of, treatment=treatment):
             """Each curve into the cache as soon as it is done: an interrupted stage loses only those in flight."""
             s = todo[i]
             error = result if isinstance(result, str) else None
             cache.save("curve", key_of[id(s)], _curve_arrays(None if error else result),
-                       {"setting": s.setting, "restart": s.restart, "treatment": treatment, "error": error})
+                       {"setting": s.setting, "restart": s.restart, "treatment": treatment, "error": error,
+                        "seconds": seconds})
 
         restart_curves(np.stack([s.weights for s in todo]), X, y, grid, beta=beta, method=method,
                        jobs=max(1, min(int(jobs or os.cpu_count() or 1), len(todo))),
@@ -368,8 +374,8 @@ def compute_figure(spec: FigureSpec, cache_dir, *, restart_ids=None, settings=No
         spec = dataclasses.replace(spec, settings=tuple(chosen))
     wall: dict = {}
     first = list(restart_ids) if restart_ids is not None else list(range(spec.restarts))
-    cache.tally("trainings", sum(cache.has("train", _train_key(spec, s, data_hash, r)) for s in chosen for r in first),
-                len(chosen) * len(first))
+    found = [k for k in (_train_key(spec, s, data_hash, r) for s in chosen for r in first) if cache.has("train", k)]
+    cache.tally("trainings", len(found), len(chosen) * len(first), "train", found)
     workers = max(1, int(jobs or os.cpu_count() or 1))
     if restart_ids is None and workers > 1 and str(device) == "cpu":  # the first restarts of every setting in
         # parallel processes (independent restarts; the same numbers as one process up to rounding)

@@ -393,6 +393,10 @@ def code_version() -> str:
     return __version__
 
 
+def _reuse_note(what: str, found: int, needed: int, spent=None) -> str:
+    return f"{what} {found}/{needed}" + (f" (computed earlier in {spent:.1f} s)" if found and spent is not None else "")
+
+
 def summary(fd: FigureData, command: str, stage_wall: dict) -> str:
     spec = fd.spec
     lines = [f"# Figure {spec.name}" + (" — quick preview, NOT the paper's settings" if spec.quick else ""), ""]
@@ -456,8 +460,8 @@ def summary(fd: FigureData, command: str, stage_wall: dict) -> str:
     lines += ["", "## Wall time of this run", "", "Computed in this run (stages read from the cache cost nothing here):", ""]
     lines += [f"- {k}: {v:.1f} s" for k, v in stage_wall.items()]
     if fd.reused:
-        lines += ["", "Read from the cache (found / needed): "
-                  + "; ".join(f"{what} {found}/{needed}" for what, (found, needed) in fd.reused.items())]
+        lines += ["", "Read from the cache (found / needed, and what the found entries took when computed where "
+                      "they record it): " + "; ".join(_reuse_note(what, *t) for what, t in fd.reused.items())]
     lines.append("")
     return "\n".join(lines)
 

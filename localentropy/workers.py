@@ -13,6 +13,7 @@ Spawned, not forked: numba's, torch's and the BLAS's thread pools are not fork-s
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import signal
 import threading
 import time
@@ -22,11 +23,28 @@ from contextlib import contextmanager
 _INBOX = None  # in a worker: the pool's progress queue, inherited when the worker started
 
 
-def _start_worker(inbox) -> None:
-    """A worker's initializer: SIGINT is its parent's to handle; progress goes to ``inbox``."""
+def _start_worker(inbox, parent: int) -> None:
+    """A worker's initializer: SIGINT is its parent's to handle; the worker ends with its parent, however the
+    parent ends (a SIGKILL or SIGTERM included, where no parent code runs to stop it); progress goes to
+    ``inbox``."""
     global _INBOX
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(parent)
     _INBOX = inbox
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: the kernel sends this process SIGTERM when its parent exits (prctl PR_SET_PDEATHSIG); if the
+    parent is gone already, exit now. Elsewhere nothing (the parent's own exit path stops the workers)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 class Channel:
@@ -69,7 +87,7 @@ class WorkerPool:
     def __enter__(self) -> "WorkerPool":
         try:
             self._inbox = self._ctx.Queue()
-            self._pool = self._ctx.Pool(self.workers, initializer=_start_worker, initargs=(self._inbox,))
+            self._pool = self._ctx.Pool(self.workers, initializer=_start_worker, initargs=(self._inbox, os.getpid()))
         except BaseException:  # Ctrl-C as the workers start: none of them outlives this
             self._stop()
             raise

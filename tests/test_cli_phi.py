@@ -109,7 +109,7 @@ def test_bad_inputs_are_one_line_errors_with_exit_2(problem):
     out = ["--out", tmp / "c.csv"]
     one_line_error(run("phi", tmp / "missing.npy", *data, *out), "missing.npy")
     one_line_error(run("phi", tmp / "w.npy", "--data", tmp / "nope.npz", *out), "nope.npz")
-    one_line_error(run("phi", tmp / "w.npy", *data, "--deltas", "1:0.1:5", *out), "--deltas")
+    one_line_error(run("phi", tmp / "w.npy", *data, "--deltas", "1:0.1:5", *out), "lo (1) must be below hi (0.1)")
     one_line_error(run("phi", tmp / "w.npy", *data, "--deltas", "0.1,0.01", *out), "increasing")
     one_line_error(run("phi", tmp / "w.npy", *data, "--deltas", "a,b", *out), "--deltas")
     one_line_error(run("phi", tmp / "w.npy", *data, "--restarts", "0,5", *out), "out of range")
@@ -215,3 +215,35 @@ def test_a_restart_whose_bp_fails_is_reported_and_the_others_written_with_exit_1
               "--restarts", "1", "--out", tmp / "d.csv")
     one_line_error(res, "synthetic failure")
     assert not (tmp / "d.csv").exists()
+
+
+def test_a_long_grid_is_announced_with_its_rough_time_and_a_rerun_resumes_from_the_kept_curves(problem):
+    X, y, W, tmp = problem
+    args = ["phi", str(tmp / "w.npy"), "--data", str(tmp / "pats.npz"), "--deltas", "1e-4:1e-2:101",
+            "--restarts", "0", "--method", "amp", "--jobs", "1", "--out", str(tmp / "c.csv")]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    assert "warning: 101 prior widths per curve" in res.stderr and "min for 1 curve(s) with --method amp" in res.stderr
+    short = CliRunner().invoke(cli, args[:4] + ["1e-4,1e-3"] + args[5:])
+    assert "warning" not in short.stderr
+    # a kept curve is read back, not recomputed: one planted in the checkpoint is what the table shows
+    from localentropy.committee.pipeline import restart_curves
+
+    parts = tmp / ".d.csv.curves"
+    grid = np.array([1e-3, 1e-2])
+    first = restart_curves(W, X, y, grid, restarts=[0, 1], method="amp", checkpoint=parts)
+    assert first.reused == () and len(list(parts.iterdir())) == 2
+    again = restart_curves(W, X, y, grid, restarts=[0, 1], method="amp", checkpoint=parts,
+                           progress=lambda info: info.get("event") == "point" and pytest.fail("recomputed"))
+    assert again.reused == (0, 1)
+    for r in (0, 1):
+        for name in ("phi", "phi_G", "d", "delta", "converged"):
+            assert np.array_equal(getattr(again.curves[r], name), getattr(first.curves[r], name), equal_nan=True)
+        assert again.curves[r].methods == first.curves[r].methods
+    res = run("phi", tmp / "w.npy", "--data", tmp / "pats.npz", "--deltas", "1e-3,1e-2", "--restarts", "0,1",
+              "--method", "amp", "--jobs", 1, "--out", tmp / "d.csv")
+    assert res.exit_code == 0, res.output
+    assert not parts.exists()
+    rows = read_csv(tmp / "d.csv")
+    assert [float(r["phi_G"]) for r in rows] == pytest.approx(
+        [float(v) for r in (0, 1) for v in first.curves[r].phi_G], rel=1e-11)

@@ -93,7 +93,7 @@ def test_curves_of_each_restart_equal_bp_run_on_that_restart_alone(problem):
         np.testing.assert_array_equal(res.curves[r].d, ref.d)
     starts = [e for e in spy.events if e["event"] == "start"]
     points = [e for e in spy.events if e["event"] == "point"]
-    assert starts == [{"event": "start", "total": 6, "restarts": [2, 0], "skipped": []}]
+    assert starts == [{"event": "start", "total": 6, "restarts": [2, 0], "skipped": [], "reused": 0}]
     assert [e["restart"] for e in points] == [2, 2, 2, 0, 0, 0] and [e["index"] for e in points] == [0, 1, 2] * 2
     rep = res.report()
     assert [(x.restart, x.points, x.converged, x.methods, x.error) for x in rep] == \

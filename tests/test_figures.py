@@ -225,8 +225,10 @@ def test_a_shard_of_chosen_settings_computes_only_those_and_leaves_the_hard_curv
     assert counts == {"train": 2, "energy": n, "curve": n}  # one soft curve per solution, no hard ones
     with pytest.raises(FigureError, match="unknown setting"):
         compute_figure(spec, tmp_path, restart_ids=[0], settings=["slow"], data=ds)
-    with pytest.raises(FigureError, match="restart ids"):
-        compute_figure(spec, tmp_path, settings=["fast"], data=ds)
+    # without restart ids: a figure of that setting alone, from the cache the shard filled
+    alone = compute_figure(spec, tmp_path, settings=["fast p=0.2"], jobs=1, data=ds)
+    assert [s.label for s in alone.spec.settings] == ["fast p=0.2"] and list(alone.solutions) == ["fast p=0.2"]
+    assert alone.reused["trainings"][0] == 2 and {"hard", "soft"} <= set(alone.solutions["fast p=0.2"][0].curves)
 
 
 def test_the_figure_command_validates_before_any_progress_and_says_one_line(tmp_path):
@@ -240,7 +242,7 @@ def test_the_figure_command_validates_before_any_progress_and_says_one_line(tmp_
                          (["figure", "1", "--restarts", "0"], "--restarts"),
                          (["figure", "6", "--dropout", "0.1,x"], "--dropout"),
                          (["figure", "1", "--dropout", "0.1"], "figure 6"),
-                         (["figure", "1", "--settings", "esgd"], "--restart-ids"),
+                         (["figure", "1", "--settings", "esgd,nope"], "nope"),
                          (["figure", "1", "--restart-ids", "0-3", "--settings", "esgd,sgd-medium"], "sgd-medium")):
         res = runner.invoke(cli, args + ["--out", str(tmp_path / "o")])
         assert res.exit_code == 2, (args, res.output)
@@ -419,17 +421,21 @@ def test_a_rerun_says_what_it_reused_and_recomputes_a_corrupt_entry_set_aside(tm
 
     ds, spec = _planted_data(), _tiny_spec(K=3)
     fd = compute_figure(spec, tmp_path / "cache", jobs=1, data=ds)
-    assert fd.reused["trainings"] == (0, 4) and fd.reused["local energies"][0] == 0
+    assert fd.reused["trainings"] == (0, 4, None) and fd.reused["local energies"][0] == 0
     write_outputs(fd, tmp_path / "a", "test", fd.wall)
     victim = next((tmp_path / "cache" / "energy").rglob("*.npz"))
     victim.write_bytes(victim.read_bytes()[:100])  # a truncated copy
     heard = []
     fd2 = compute_figure(spec, tmp_path / "cache", jobs=1, data=ds, notify=heard.append)
     n = sum(len(s) for s in fd2.solutions.values())
-    assert "cache: 4/4 trainings reused" in heard and f"cache: {n - 1}/{n} local energies reused" in heard
+    said = {t.split(" reused")[0]: t for t in heard}
+    assert said["cache: 4/4 trainings"].startswith("cache: 4/4 trainings reused (computed earlier in ")
+    assert f"cache: {n - 1}/{n} local energies" in said
+    spent = fd2.reused["trainings"][2]  # each restart's share of its training time, recorded with it
+    assert 0 < spent <= fd.wall["train"]
     assert any(t.startswith(f"unreadable cache entry {victim}") for t in heard)
     assert (tmp_path / "cache" / "corrupt" / f"energy-{victim.name}").is_file() and victim.is_file()
     assert set(fd2.wall) == {"energy"}
     write_outputs(fd2, tmp_path / "b", "test", fd2.wall)
     assert (tmp_path / "b" / "fig6.csv").read_text() == (tmp_path / "a" / "fig6.csv").read_text()
-    assert "Read from the cache (found / needed): trainings 4/4" in (tmp_path / "b" / "fig6-summary.md").read_text()
+    assert f"trainings 4/4 (computed earlier in {spent:.1f} s)" in (tmp_path / "b" / "fig6-summary.md").read_text()

@@ -124,3 +124,30 @@ def test_ctrl_c_during_a_figures_curves_keeps_the_finished_ones_and_says_where(t
     assert not (tmp_path / "o" / "fig1-summary.md").exists()
     kept = len(list((cache / "curve").rglob("*.npz"))) if (cache / "curve").exists() else 0
     assert 0 < kept < 32  # some of the 16 solutions × 2 treatments finished, each kept as it did
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_no_worker_outlives_its_parent_killed_alone(tmp_path, sig):
+    """A `kill PID` (SIGTERM: handled as Ctrl-C) or `kill -9 PID` of the command alone, not its process group:
+    its worker processes end too, instead of computing on as orphans."""
+    proc = subprocess.Popen(EXE + ["-q", "phi", str(ROOT / "results/fig1/fig1-solutions-sgd-fast.npz"), "--restarts",
+                                   "0,1", "--jobs", "2", "--out", str(tmp_path / "c.csv")],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    end = time.monotonic() + 300
+    kids = []
+    while len(kids) < 3 and proc.poll() is None and time.monotonic() < end:
+        kids = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        time.sleep(0.1)
+    assert len(kids) >= 3, proc.communicate()
+    time.sleep(0.5)
+    os.kill(proc.pid, sig)
+    _, err = proc.communicate(timeout=60)
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 130 and "localentropy: interrupted;" in err, err
+    end = time.monotonic() + 5
+    alive = kids
+    while alive and time.monotonic() < end:
+        alive = [k for k in kids if Path(f"/proc/{k}").exists()
+                 and Path(f"/proc/{k}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
+        time.sleep(0.1)
+    assert not alive, f"worker processes {alive} outlived their parent"
