@@ -1,5 +1,5 @@
-"""`localentropy deep models | download | presets | train | eval`: architectures, data sets, training presets,
-training, evaluating a trained run."""
+"""`localentropy deep models | download | presets | train | sweep | eval`: architectures, data sets, training
+presets, training, sweeps over a grid of settings and seeds, evaluating a trained run."""
 
 from __future__ import annotations
 
@@ -253,6 +253,133 @@ def _train(obj, config, data_dir, out, no_resume, distributed, tensorboard, devi
         click.echo(f"{config.name}: the mini-batch loss became non-finite at epoch {f['epoch']}; training stopped "
                    "(a smaller lr, or for rSGD lr*K*gamma < 2)", err=True)
         raise SystemExit(1)
+
+
+@deep.command("sweep")
+@click.option("--preset", default=None, help="The preset every run starts from (`localentropy deep presets`).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              help="A JSON or TOML file of fields (as deep train --config); --set and the grid apply on top.")
+@click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE",
+              help="Override a field of every run, e.g. --set epochs=10 (repeatable).")
+@click.option("--grid", "grids", multiple=True, metavar="NAME=V1,V2,...",
+              help="A field's values, parsed as --set parses them (repeatable: the runs are every combination); "
+                   "in a list-valued field + joins one value's items: --grid layers=fc1,fc2,fc1+fc2.")
+@click.option("--seeds", default=None, metavar="A:B|S1,S2,...",
+              help="Seeds of every grid point: 0:3 is 0, 1, 2, or a comma list [default: the configuration's seed].")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Where the data set's files are [default: $LOCALENTROPY_DATA, data/raw/, system folders].")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Folder of the runs (one sub-folder each), sweep.md and sweep.csv [default: out/sweep/PRESET].")
+@click.option("--no-resume", is_flag=True,
+              help="Train every run afresh, even finished ones and folders of another configuration.")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Runs trained side by side, each in its own process.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads of torch per run [default: 1 with --jobs > 1, else torch's].")
+@click.option("--no-tensorboard", is_flag=True, help="Do not write TensorBoard events even if it is installed.")
+@device_option
+@click.pass_context
+def sweep_cmd(ctx, preset, config_file, overrides, grids, seeds, data_dir, out, no_resume, jobs, threads,
+              no_tensorboard, device):
+    """Train a grid of configurations x seeds, each a `deep train` run in its own folder; resumes, reuses
+    finished runs; one table of mean ± s.d. over seeds (sweep.md) and one CSV row per run (sweep.csv)."""
+    obj = ctx.obj
+    obj["kept"] = "finished runs and each run's last complete epoch are kept; rerun the same command to go on"
+    import time
+    from pathlib import Path
+
+    from localentropy.deep.errors import DeepError
+    from localentropy.deep.presets import get_preset, with_overrides
+    from localentropy.deep.sweep import parse_grid, parse_seeds, run_sweep
+
+    if config_file is not None:
+        from localentropy.deep.config import config_from_file
+
+        base = config_from_file(config_file, preset, overrides)
+    elif preset is None:
+        raise click.UsageError("Missing option '--preset' (or give --config FILE).")
+    else:
+        base = with_overrides(get_preset(preset), overrides)
+    grid = parse_grid(grids)
+    both = sorted({a.split("=", 1)[0].strip().replace("-", "_") for a in overrides} & set(grid))
+    if both:
+        raise DeepError(f"{', '.join(both)}: given by both --set and --grid; give each field in one of them")
+    seed_list = parse_seeds(seeds) if seeds is not None else [base.seed]
+    check_device(device)
+    out = Path("out") / "sweep" / base.name if out is None else Path(out)
+    if not out.parent.is_dir():
+        raise click.BadParameter(f"{out}: folder {out.parent} does not exist", param_hint="--out")
+    if out.exists() and not out.is_dir():
+        raise click.BadParameter(f"{out} is a file", param_hint="--out")
+    obj["kept"] = (f"finished runs and each run's last complete epoch are kept in {out}; rerun the same command"
+                   + (" without --no-resume" if no_resume else "") + " to go on")
+    quiet = bool(obj.get("quiet"))
+    lines = not quiet and line_per_epoch()
+    bar = LazyBar({"quiet": quiet or lines}, unit="run", desc="sweep", dynamic_ncols=True)
+    clock = {}
+
+    def say(message):
+        if quiet:
+            return
+        if bar.bar is not None:
+            bar.bar.write(message, file=sys.stderr)
+        else:
+            click.echo(message, err=True)
+
+    def progress(event, **info):
+        if event == "start":
+            runs = info["runs"]
+            clock.update(t0=time.time(), initial=info["done"], total=info["total"])
+            counts = {s: sum(r.status == s for r in runs) for s in ("finished", "resume", "extend", "new", "afresh")}
+            points = len(runs) // len(seed_list)
+            parts = [f"{counts['finished']} finished (reused; --no-resume retrains them)" if counts["finished"] else "",
+                     f"{counts['resume']} resumed from their checkpoints" if counts["resume"] else "",
+                     f"{counts['extend']} extended to a larger epochs" if counts["extend"] else "",
+                     f"{counts['afresh']} started afresh" if counts["afresh"] else "",
+                     f"{counts['new']} new" if counts["new"] else ""]
+            say(f"sweep: {len(runs)} runs ({points} grid point{'s' if points != 1 else ''} x {len(seed_list)} "
+                f"seed{'s' if len(seed_list) != 1 else ''}) in {out}: " + ", ".join(p for p in parts if p))
+            bar.start(info["done"], total=info["total"])
+        elif event == "run_start":
+            if info.get("extended_from") is not None:
+                say(f"{info['name']}: extending from {info['extended_from']:g} to {base.epochs:g} epochs "
+                    f"(from epoch {info['epoch']})")
+            elif info["epoch"]:
+                say(f"{info['name']}: resuming from epoch {info['epoch']} of {info['epochs']}")
+        elif event == "epoch":
+            if lines:
+                say(f"{info['name']}: {epoch_line(info['row'], info['epochs'])}")
+            else:
+                bar.update_to(bar.bar.n if bar.bar is not None else bar.initial,
+                              postfix=f"{info['name']} ep {info['row']['epoch']}/{info['epochs']}")
+        elif event == "run":
+            r = info["row"]
+            text = f"test error {r['final_test_error']:.4f}"
+            if r.get("best_val_test_error") is not None:
+                text += f", best-by-validation test error {r['best_val_test_error']:.4f}"
+            if lines:
+                k = info["done"] - clock["initial"]
+                spent = time.time() - clock["t0"]
+                left = (info["total"] - info["done"]) * spent / max(k, 1)
+                say(f"run {info['done']}/{info['total']} {info['name']}: {text}, {r['wall_seconds']:.1f} s; "
+                    f"{k} run{'s' if k != 1 else ''} in {spent:.0f} s here ({spent / max(k, 1):.1f} s/run), "
+                    f"about {left:.0f} s left")
+            else:
+                bar.update_to(info["done"], postfix=f"{info['name']} {text}")
+
+    try:
+        result = run_sweep(base, grid, seed_list, out, jobs=jobs, threads=threads, data_dir=data_dir, device=device,
+                           resume=not no_resume, tensorboard=False if no_tensorboard else None, progress=progress,
+                           command=command_line(ctx))
+    finally:
+        bar.close()
+    click.echo(result.markdown, nl=False)
+    note(obj, f"wrote {result.md_path}, {result.csv_path} ({len(result.runs)} runs, "
+              f"{sum(r.reused for r in result.runs)} reused)")
+    diverged = [r.name for r in result.runs if r.row.get("diverged")]
+    if diverged:
+        click.echo(f"{len(diverged)} run(s) diverged (the mini-batch loss became non-finite; training stopped): "
+                   + ", ".join(diverged[:5]) + (", ..." if len(diverged) > 5 else ""), err=True)
 
 
 @deep.command("eval")
