@@ -34,7 +34,7 @@ RESULTS = HERE / "results"
 
 from localentropy import bp  # noqa: E402
 from localentropy.data import load_dresscoat  # noqa: E402
-from localentropy.entropic import sampling as le  # noqa: E402
+from localentropy.entropic import committee_sampling as cs  # noqa: E402
 from localentropy.entropic.committee_estimator import committee_local_entropy_is  # noqa: E402
 
 FIG1_DROP = [4, 100, 187, 203, 221, 225, 310, 420]  # patterns some Figure-1 solution misclassifies
@@ -101,10 +101,10 @@ def main(argv=None):
         g, t_g = timed(lambda: committee_local_entropy_is(W, Xh, yh, deltas, seed=0, **options))
         b, t_b = timed(lambda: bp.local_entropy_curve(W, Xh, yh, deltas))
         e, t_e = (None, math.nan) if args.no_ep else timed(lambda: bp.local_entropy_curve(W, Xh, yh, deltas, method="ep"))
-        mc, t_mc = timed(lambda: le.committee_direct_monte_carlo(W, Xh, yh, deltas, samples=args.direct, batch=2000))
+        mc, t_mc = timed(lambda: cs.committee_direct_monte_carlo(W, Xh, yh, deltas, samples=args.direct, batch=2000))
         h, t_h = (None, math.nan)
         if spec in hmc:
-            h, t_h = timed(lambda: le.committee_local_entropy(W, Xh, yh, deltas, chains=256, groups=8, moves=2))
+            h, t_h = timed(lambda: cs.committee_local_entropy(W, Xh, yh, deltas, chains=256, groups=8, moves=2))
         Pk = int(keep.sum())
         K = W.shape[0]
         flops = (float(g.ep_sweeps.sum() + len(deltas)) * K * Pk ** 3

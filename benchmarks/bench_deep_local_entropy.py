@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from localentropy.deep.local_entropy import run_local_entropy
-from localentropy.entropic import sampling
+from localentropy.entropic import module_sampling
 from localentropy.entropic.first_layer import FirstLayer
 
 LAYERS = {"fc1": ["fc1"], "fc2": ["fc2"], "out": ["out"], "all": None}
@@ -60,7 +60,7 @@ def main():
     torch.set_num_threads(1)
     deltas = [float(d) for d in args.deltas.split(",")]
     count = {"evals": 0, "L": 0}
-    inner_errors, inner_L = sampling._ModelSpace._errors, FirstLayer.L
+    inner_errors, inner_L = module_sampling._ModelSpace._errors, FirstLayer.L
 
     def counting_errors(self, ps, pre=None):
         count["evals"] += pre.shape[0] if pre is not None else next(iter(ps.values())).shape[0]
@@ -70,14 +70,14 @@ def main():
         count["L"] += u.shape[0]
         return inner_L(self, u, scales)
 
-    sampling._ModelSpace._errors = counting_errors
+    module_sampling._ModelSpace._errors = counting_errors
     FirstLayer.L = counting_L
     if args.general:
-        init = sampling._ModelSpace.__init__
+        init = module_sampling._ModelSpace.__init__
 
         def general(self, *a, **k):
             init(self, *a, **{**k, "first_layer": False})
-        sampling._ModelSpace.__init__ = general
+        module_sampling._ModelSpace.__init__ = general
     per_mac = gemm_seconds_per_mac(args.samples)
     print(f"{args.run}: Δ = {deltas}, {args.samples} images, 48 chains, 1 thread; "
           f"GEMM {1e-9 / per_mac:.1f} GMAC/s")

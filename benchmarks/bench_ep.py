@@ -31,7 +31,7 @@ sys.path.insert(0, str(HERE))
 from bench_local_entropy_sampling import _json, load_solutions  # noqa: E402
 from localentropy import bp  # noqa: E402
 from localentropy.data import load_dresscoat  # noqa: E402
-from localentropy.entropic import sampling as le  # noqa: E402
+from localentropy.entropic import committee_sampling as cs  # noqa: E402
 
 
 def gemm_seconds(flops, n=1024):
@@ -123,7 +123,7 @@ def main(argv=None):
         yk = np.where(np.where(lam >= 0, 1, -1).sum(1) >= 0, 1, -1).astype(np.int8)
         c, sec, _ = ep_curve(Wk, X, yk, small)
         b = bp.local_entropy_curve(Wk, X, yk, small)
-        d = le.committee_direct_monte_carlo(Wk, X, yk, small, samples=args.direct, seed=3)
+        d = cs.committee_direct_monte_carlo(Wk, X, yk, small, samples=args.direct, seed=3)
         units_out[f"K={len(units)}"] = {"deltas": small, "ep": c.phi_G, "bp": b.phi_G, "direct": d.__dict__}
         print(f"\n== units {units} of SGD fast #0 (K = {len(units)}, labels: their own votes), EP {sec:.1f} s")
         for i, D in enumerate(small):

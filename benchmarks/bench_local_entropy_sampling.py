@@ -1,11 +1,11 @@
-"""The sampling estimator of local entropy (entropic.sampling) against BP and plain Monte Carlo on
+"""The sampling estimator of local entropy (entropic.committee_sampling) against BP and plain Monte Carlo on
 real committee solutions (P = 500, K = 9, N = 784, Dress/Coat; the trained Figure-1 solutions cached in
 results/cache/fig1: SGD fast, SGD slow, rSGD fast, all with training error 0).
 
 For each solution, on the same grid of prior widths (bp.default_deltas(--points), Δ up to 1, the range
 of Figure 1):
 1. BP: bp.local_entropy_curve (method "auto"), its wall time;
-2. the sampler: entropic.sampling.committee_local_entropy (SMC over Δ with exact reflecting HMC),
+2. the sampler: entropic.committee_sampling.committee_local_entropy (SMC over Δ with exact reflecting HMC),
    φ_G, δ and s with error bars from --groups independent populations, its wall time, against the
    goal of 10 minutes per curve (≥ 15 Δ points, 2 CPU cores), printed as the bound 600 s and the ratio;
 3. plain Monte Carlo (committee_direct_monte_carlo, --direct i.i.d. draws): an unbiased ground truth
@@ -41,7 +41,7 @@ import torch  # noqa: E402
 
 from localentropy import bp  # noqa: E402
 from localentropy.data import load_dresscoat  # noqa: E402
-from localentropy.entropic import sampling as le  # noqa: E402
+from localentropy.entropic import committee_sampling as cs  # noqa: E402
 from localentropy.figures.cache import StageCache  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,11 +107,11 @@ def main(argv=None):
         curve = bp.local_entropy_curve(W, X, y, deltas)
         t_bp = time.perf_counter() - t
         t, c = time.perf_counter(), time.process_time()
-        smc = le.committee_local_entropy(W, X, y, deltas, chains=args.chains, groups=args.groups, moves=args.moves,
+        smc = cs.committee_local_entropy(W, X, y, deltas, chains=args.chains, groups=args.groups, moves=args.moves,
                                          keep=args.keep, seed=key[1], device=args.device)
         t_smc, c_smc = time.perf_counter() - t, time.process_time() - c
         t = time.perf_counter()
-        direct = le.committee_direct_monte_carlo(W, X, y, deltas, samples=args.direct, seed=1000 + key[1],
+        direct = cs.committee_direct_monte_carlo(W, X, y, deltas, samples=args.direct, seed=1000 + key[1],
                                                  device=args.device)
         t_direct = time.perf_counter() - t
         results[name] = {"bp": curve.to_dict(), "sampler": smc.to_dict(), "direct": direct.__dict__,

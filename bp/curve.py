@@ -56,6 +56,19 @@ def default_deltas(points: int = DEFAULT_POINTS, delta_max: float = DEFAULT_DELT
 DEFAULT_DELTAS = default_deltas()
 
 
+def check_deltas(deltas, what: str = "deltas") -> np.ndarray:
+    """A grid of prior widths Δ as a 1-d float64 array, non-empty, finite, > 0 and strictly increasing (a scan
+    continues each fixed point to the next Δ), else BPError "{what}: prior widths must be …". The one check of
+    a Δ grid, shared by `local_entropy_curve` and ``committee.pipeline`` (``bp.edge.check_delta_beta`` checks
+    the single Δ of one fixed point)."""
+    deltas = np.asarray(deltas, dtype=np.float64).reshape(-1)
+    if deltas.size == 0 or not np.all(np.isfinite(deltas)) or np.any(deltas <= 0):
+        raise BPError(f"{what}: prior widths must be finite and > 0")
+    if np.any(np.diff(deltas) <= 0):
+        raise BPError(f"{what}: prior widths must be strictly increasing")
+    return deltas
+
+
 def extrapolate_state(state, previous, log_step: float):
     """Warm start at the next Δ from the fixed points at the last two (AMP messages only): linear in ln Δ,
     state + log_step·(state − previous), log_step = ln(Δ_next/Δ_last)/ln(Δ_last/Δ_before). It starts
@@ -273,11 +286,7 @@ def _scan_inputs(center, X, y, deltas):
     mask of the patterns the reference misclassifies: what every scan over Δ starts from."""
     Wt = normalize_reference(center)
     problem = make_problem(X, y, Wt)
-    deltas = DEFAULT_DELTAS if deltas is None else np.asarray(deltas, dtype=np.float64).reshape(-1)
-    if deltas.size == 0 or not np.all(np.isfinite(deltas)) or np.any(deltas <= 0):
-        raise BPError("deltas must be a non-empty list of finite prior widths > 0")
-    if np.any(np.diff(deltas) <= 0):
-        raise BPError("deltas must be strictly increasing (the scan continues each fixed point to the next Δ)")
+    deltas = check_deltas(DEFAULT_DELTAS if deltas is None else deltas)
     return Wt, problem, deltas, misclassified(Wt, problem.X, problem.y)
 
 

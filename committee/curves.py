@@ -108,7 +108,7 @@ def committee_curve(weights, X, y, deltas, *, method: str = "is", beta: float = 
         else:
             if math.isfinite(beta):
                 raise CurveError("method 'hmc' samples the hard constraint only (beta = inf)")
-            from localentropy.entropic.sampling import committee_local_entropy
+            from localentropy.entropic.committee_sampling import committee_local_entropy
 
             r = committee_local_entropy(W, Xf, yf, deltas, chains=HMC_CHAINS, seed=seed, progress=progress)
             ess = np.full(len(r.prior_delta), np.nan)

@@ -104,15 +104,7 @@ def parse_deltas(text: str) -> np.ndarray:
         if n < 2:
             raise BPError(f"--deltas {text!r}: need n ≥ 2 points in lo:hi:n")
         deltas = log_grid(lo, hi, n)
-    _check_deltas(deltas, f"--deltas {text!r}")
-    return deltas
-
-
-def _check_deltas(deltas: np.ndarray, what: str = "deltas") -> None:
-    if deltas.size == 0 or not np.all(np.isfinite(deltas)) or np.any(deltas <= 0):
-        raise BPError(f"{what}: prior widths must be finite and > 0")
-    if np.any(np.diff(deltas) <= 0):
-        raise BPError(f"{what}: prior widths must be strictly increasing")
+    return bp.check_deltas(deltas, f"--deltas {text!r}")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -361,8 +353,7 @@ def restart_curves(weights, X, y, deltas=None, *, restarts: Optional[Sequence[in
     if Xn.shape[1] != w.shape[2]:
         raise CommitteeError(f"weights have N={w.shape[2]} inputs but the patterns have N={Xn.shape[1]}")
     check_patterns(patterns_hash, Xn, yn, "weights")
-    grid = bp.default_deltas() if deltas is None else np.asarray(deltas, dtype=np.float64).reshape(-1)
-    _check_deltas(grid)
+    grid = bp.check_deltas(bp.default_deltas() if deltas is None else deltas)
     if method not in METHODS:
         raise BPError(f"unknown method {method!r}; available: {', '.join(METHODS)}")
     beta = float(beta)

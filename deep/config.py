@@ -61,7 +61,7 @@ def read_file(path) -> dict:
     return {str(k).replace("-", "_"): v for k, v in table.items()}
 
 
-def _value(field: str, v, where: str):
+def field_value(field: str, v, where: str):
     """``v`` as field ``field`` holds it: numbers checked against the field's type, lists as tuples, strings parsed."""
     hint = FIELD_TYPES[field]
     origin, args = typing.get_origin(hint), typing.get_args(hint)
@@ -120,7 +120,7 @@ def config_from_file(path, preset: str | None = None, overrides=()) -> TrainConf
     unknown = sorted(set(table) - set(FIELD_TYPES))
     if unknown:
         raise DeepError(f"{path}: unknown configuration field(s) {', '.join(unknown)}; known: preset, {', '.join(FIELD_TYPES)}")
-    changes = {k: _value(k, v, str(path)) for k, v in table.items()}
+    changes = {k: field_value(k, v, str(path)) for k, v in table.items()}
     config = dataclasses.replace(base, **changes)
     validate(config)
     return with_overrides(config, overrides)

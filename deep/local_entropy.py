@@ -64,7 +64,7 @@ def run_local_entropy(run_dir, deltas, *, layers=None, scale: str = "relative", 
     layers and methods are compared at the same relative perturbation (as δE_train's σ)."""
     from localentropy.deep.datasets import load_images
     from localentropy.deep.train import eval_stack
-    from localentropy.entropic import local_entropy  # the function (module: entropic.sampling)
+    from localentropy.entropic import local_entropy  # the function (module: entropic.module_sampling)
 
     if int(samples) != samples or samples < 1:
         raise DeepError(f"samples must be a positive integer, got {samples}")

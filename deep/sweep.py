@@ -61,10 +61,10 @@ def _is_list_field(name: str) -> bool:
 
 def _normalise(name: str, value, where: str):
     """``value`` (a Python value or a string as ``--set`` takes it) as field ``name`` holds it; DeepError if not one."""
-    from localentropy.deep.config import _value
+    from localentropy.deep.config import field_value
 
     try:
-        return _value(name, value, where)
+        return field_value(name, value, where)
     except DeepError:
         kind = getattr(FIELD_TYPES[name], "__name__", None) or str(FIELD_TYPES[name])
         raise DeepError(f"{where}: {value!r} is not a valid {kind} for {name}") from None

@@ -1,12 +1,15 @@
 """Model-agnostic entropic optimizers, focusing schedules, partial local entropy, local energy, and the
-sampling estimators of local entropy (``entropic.sampling``: committee machines and any nn.Module;
-``entropic.committee_estimator``: the committee's EP-guided importance sampler)."""
+sampling estimators of local entropy (``entropic.smc``: their SMC over Δ; ``entropic.committee_sampling``:
+committee machines; ``entropic.module_sampling``: any nn.Module; ``entropic.committee_estimator``: the
+committee's EP-guided importance sampler)."""
 
 from localentropy.entropic.errors import EntropicError
 from localentropy.entropic.schedules import Constant, Cosine, Exponential, Schedule
 from localentropy.entropic.local_energy import LocalEnergy, classification_error, local_energy
-from localentropy.entropic.sampling import (DirectEstimate, SampledLocalEntropy, committee_direct_monte_carlo,
-                                          committee_local_entropy, local_entropy)
+from localentropy.entropic.smc import SampledLocalEntropy
+from localentropy.entropic.committee_sampling import (DirectEstimate, committee_direct_monte_carlo,
+                                                      committee_local_entropy)
+from localentropy.entropic.module_sampling import local_entropy
 from localentropy.entropic.committee_estimator import CommitteeEstimate, committee_local_entropy_is
 from localentropy.entropic.params import select_parameters
 from localentropy.entropic.partial import PLA, PLEA

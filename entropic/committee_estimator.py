@@ -44,7 +44,7 @@ from scipy.special import log_ndtr, ndtri_exp
 
 from localentropy import committee_sign
 from localentropy.entropic.errors import EntropicError
-from localentropy.entropic.sampling import check_committee_inputs
+from localentropy.entropic.committee_sampling import check_committee_inputs
 from localentropy.legendre import ball_entropy, shell_entropy
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)

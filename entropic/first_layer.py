@@ -9,7 +9,7 @@ selected parameters is linear in them (nn.Linear, nn.Conv1d/2d/3d) and sees the 
 so its products L(s ⊙ z), L(s ⊙ ν) are computed once per move, and every shrink of the slice bracket, and
 every feasibility test of the same particles at another Δ, costs an elementwise combination instead of a
 product. `FirstLayer.order_first` finds the layer by tracing one forward pass; the sampler
-(`entropic.sampling._ModelSpace`) then checks the identity numerically on random perturbations (a model
+(`entropic.module_sampling._ModelSpace`) then checks the identity numerically on random perturbations (a model
 that uses the parameters elsewhere, or is not deterministic, fails the check and keeps the general path).
 """
 

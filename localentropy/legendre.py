@@ -1,6 +1,6 @@
 """The Legendre transform from a Gaussian-prior free entropy to the local entropy (pure numpy).
 
-Shared by BP (``bp.curve``) and the sampling estimator (``entropic.sampling``), which must not
+Shared by BP (``bp.curve``) and the sampling estimator (``entropic.smc``), which must not
 import each other (bp stays free of torch, entropic of bp): one copy of the formulas, in one place,
 like ``committee_sign``. Conventions of docs/bp.md §5 (paper 000, Eq. 3 and App. B.1): φ_G(Δ) =
 (1/n) ln Prob_{w ~ N(w̃, ΔI)}[constraint], δ(Δ) = ⟨½‖w − w̃‖²⟩/n under that constrained Gaussian.

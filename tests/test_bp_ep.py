@@ -11,7 +11,7 @@ from scipy.stats import norm
 
 from localentropy import bp
 from localentropy.bp.ep import EPProblem, _vote, ep_free_entropy, tilted_moments
-from localentropy.entropic import sampling as le
+from localentropy.entropic import committee_sampling as cs
 from tests.test_local_entropy_sampling import _brute_force, _committee_instance
 
 
@@ -109,7 +109,7 @@ def test_ep_follows_plain_monte_carlo_on_real_units_where_bp_does_not(units, rel
     deltas = [0.0039, 0.0156, 0.0625]
     e = bp.local_entropy_curve(W, X, y, deltas, method="ep")
     b = bp.local_entropy_curve(W, X, y, deltas)
-    d = le.committee_direct_monte_carlo(W, X, y, deltas, samples=200_000, seed=3)
+    d = cs.committee_direct_monte_carlo(W, X, y, deltas, samples=200_000, seed=3)
     checked = 0
     for i in range(len(deltas)):
         if d.hits[i] < 1000:

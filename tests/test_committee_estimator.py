@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from localentropy.entropic import EntropicError
-from localentropy.entropic import sampling as le
+from localentropy.entropic import committee_sampling as cs
 from localentropy.entropic import committee_estimator as ce
 from localentropy.entropic.committee_estimator import committee_local_entropy_is as ghk
 
@@ -161,7 +161,7 @@ def test_matches_plain_monte_carlo_on_a_real_solution():
     W = np.load(path, allow_pickle=False)["weights"][0]
     deltas = [0.0156, 0.0625]
     r = ghk(W, ds.X_train, ds.y_train, deltas, samples=512, seed=0)
-    mc = le.committee_direct_monte_carlo(W, ds.X_train, ds.y_train, deltas, samples=20000, batch=2000, seed=0)
+    mc = cs.committee_direct_monte_carlo(W, ds.X_train, ds.y_train, deltas, samples=20000, batch=2000, seed=0)
     for i in range(len(deltas)):
         assert mc.hits[i] >= 100
         diff = abs(r.phi_G[i] - mc.phi_G[i])

@@ -20,7 +20,8 @@ from localentropy.committee.evaluate import local_energy_profiles, solution_erro
 from localentropy.committee.presets import get_preset
 from localentropy.committee.train import train_committee
 from localentropy.entropic import EntropySGD, Replicated, local_energy
-from localentropy.entropic import sampling as le
+from localentropy.entropic import committee_sampling as cs
+from localentropy.entropic import module_sampling as ms
 from localentropy.entropic.gauss import CounterNormal
 from tests.test_cli_deep_train import fmnist  # noqa: F401  (fixture)
 from tests.test_committee_train import SMALL
@@ -151,7 +152,7 @@ def test_committee_sampler_on_cuda_matches_brute_force():
     brute-force sampling in the full weight space, as its CPU test."""
     W, X, y = _committee_instance(3, 4, 6, 0)
     deltas = [0.05, 0.5, 2.0]
-    r = le.committee_local_entropy(W, X, y, deltas, chains=2048, groups=8, moves=2, seed=1, device=CUDA)
+    r = cs.committee_local_entropy(W, X, y, deltas, chains=2048, groups=8, moves=2, seed=1, device=CUDA)
     assert_matches_brute_force(r, W, X, y, deltas)
 
 
@@ -159,7 +160,7 @@ def test_general_sampler_on_cuda_matches_brute_force():
     W, X, y = _committee_instance(3, 4, 6, 0)
     model = _Committee(W).double().to(CUDA)
     deltas = [0.05, 0.5]
-    r = le.local_entropy(model, torch.tensor(X, device=CUDA), torch.tensor(y, device=CUDA), deltas, chains=128,
+    r = ms.local_entropy(model, torch.tensor(X, device=CUDA), torch.tensor(y, device=CUDA), deltas, chains=128,
                          groups=8, moves=3, seed=4)
     assert r.n == 12
     assert_matches_brute_force(r, W, X, y, deltas)

@@ -1,6 +1,7 @@
-"""The sampling estimator of φ_G(Δ), δ(Δ) and s(d) (entropic.sampling) against ground truths from
-outside it: exact formulas (one pattern), brute-force Monte Carlo in weight space (tiny committees), and,
-in the slow tests, plain Monte Carlo and BP on real Figure-1 solutions of the Dress/Coat subset."""
+"""The sampling estimators of φ_G(Δ), δ(Δ) and s(d) (entropic.smc, entropic.committee_sampling,
+entropic.module_sampling) against ground truths from outside them: exact formulas (one pattern),
+brute-force Monte Carlo in weight space (tiny committees), and, in the slow tests, plain Monte Carlo and
+BP on real Figure-1 solutions of the Dress/Coat subset."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import torch
 
 from localentropy import legendre
 from localentropy.entropic import EntropicError
-from localentropy.entropic import sampling as le
+from localentropy.entropic import committee_sampling as cs
+from localentropy.entropic import module_sampling as ms
+from localentropy.entropic import smc
 
 
 def _committee_instance(K, N, P, seed):
@@ -47,7 +50,7 @@ def test_sampler_matches_brute_force_monte_carlo_on_tiny_networks(K, N, P):
     torch.set_num_threads(1)
     W, X, y = _committee_instance(K, N, P, 0)
     deltas = [0.05, 0.5, 2.0]
-    r = le.committee_local_entropy(W, X, y, deltas, chains=2048, groups=8, moves=2, seed=1)
+    r = cs.committee_local_entropy(W, X, y, deltas, chains=2048, groups=8, moves=2, seed=1)
     assert_matches_brute_force(r, W, X, y, deltas, rel=0.05)
     assert np.all(r.phi_G_se > 0) and np.all(np.diff(r.phi_G) < 0)
 
@@ -73,7 +76,7 @@ def test_single_pattern_perceptron_is_exact():
     lam = float(X[0] @ W[0]) / math.sqrt(N)
     y = np.array([1.0 if lam >= 0 else -1.0])
     deltas = np.array([0.1, 1.0, 4.0])
-    r = le.committee_local_entropy(W, X, y, deltas, chains=4096, groups=8, moves=2, seed=3)
+    r = cs.committee_local_entropy(W, X, y, deltas, chains=4096, groups=8, moves=2, seed=3)
     for i, D in enumerate(deltas):
         c = abs(lam) / math.sqrt(D)
         Phi = 0.5 * math.erfc(-c / math.sqrt(2))
@@ -87,7 +90,7 @@ def test_single_pattern_perceptron_is_exact():
 def test_direct_monte_carlo_matches_brute_force_in_weight_space():
     """The whitened field coordinates (z projected on the span of the inputs) give the law of w′."""
     W, X, y = _committee_instance(3, 4, 6, 0)
-    d = le.committee_direct_monte_carlo(W, X, y, [0.5], samples=100_000, dtype=torch.float64, seed=5)
+    d = cs.committee_direct_monte_carlo(W, X, y, [0.5], samples=100_000, dtype=torch.float64, seed=5)
     phi, phi_se, delta, delta_se = _brute_force(W, X, y, 0.5, 100_000, 6)
     assert abs(d.phi_G[0] - phi) < 4 * math.hypot(d.phi_G_se[0], phi_se)
     assert abs(d.delta[0] - delta) < 4 * math.hypot(d.delta_se[0], delta_se)
@@ -98,9 +101,9 @@ def test_legendre_transform_is_the_one_bp_uses():
     from localentropy import bp
 
     assert bp.shell_entropy is legendre.shell_entropy and bp.ball_entropy is legendre.ball_entropy
-    assert le.shell_entropy is legendre.shell_entropy and le.ball_entropy is legendre.ball_entropy
+    assert smc.shell_entropy is legendre.shell_entropy and smc.ball_entropy is legendre.ball_entropy
     W, X, y = _committee_instance(3, 4, 6, 0)
-    r = le.committee_local_entropy(W, X, y, [0.1, 0.4], chains=64, groups=4, seed=0)
+    r = cs.committee_local_entropy(W, X, y, [0.1, 0.4], chains=64, groups=4, seed=0)
     np.testing.assert_allclose(r.phi, legendre.shell_entropy(r.phi_G, r.delta, r.prior_delta), rtol=1e-12)
     np.testing.assert_allclose(r.phi_ball, legendre.ball_entropy(r.delta, r.phi))
     np.testing.assert_allclose(r.d, r.delta * r.n)
@@ -109,7 +112,7 @@ def test_legendre_transform_is_the_one_bp_uses():
 def test_hmc_keeps_every_chain_feasible_and_reflects():
     torch.set_num_threads(1)
     W, X, y = _committee_instance(3, 20, 30, 4)
-    walls = le._CommitteeWalls(W, X, y, torch.float64, torch.device("cpu"))
+    walls = cs._CommitteeWalls(W, X, y, torch.float64, torch.device("cpu"))
     gen = torch.Generator().manual_seed(0)
     a = torch.zeros((64, 3, walls.r), dtype=torch.float64)  # z = 0: w̃ itself, feasible
     a, refl = walls.hmc(a, 1.0, 5, gen)
@@ -129,19 +132,19 @@ def test_bad_arguments_raise_entropic_error_naming_them(kwargs, match):
     W, X, y = _committee_instance(3, 4, 6, 0)
     args = {"deltas": [0.1], "chains": 64, "groups": 4} | kwargs
     with pytest.raises(EntropicError, match=match):
-        le.committee_local_entropy(W, X, y, **args)
+        cs.committee_local_entropy(W, X, y, **args)
 
 
 def test_bad_inputs_raise_entropic_error():
     W, X, y = _committee_instance(3, 4, 6, 0)
     with pytest.raises(EntropicError, match="NaN"):
-        le.committee_local_entropy(np.where(W > 0, np.nan, W), X, y, [0.1])
+        cs.committee_local_entropy(np.where(W > 0, np.nan, W), X, y, [0.1])
     with pytest.raises(EntropicError, match="shape"):
-        le.committee_local_entropy(W, X[:, :3], y, [0.1])
+        cs.committee_local_entropy(W, X[:, :3], y, [0.1])
     with pytest.raises(EntropicError, match="odd"):
-        le.committee_local_entropy(W[:2], X, y, [0.1])
+        cs.committee_local_entropy(W[:2], X, y, [0.1])
     with pytest.raises(EntropicError, match="misclassifies 1"):
-        le.committee_local_entropy(W, X, np.concatenate([-y[:1], y[1:]]), [0.1])
+        cs.committee_local_entropy(W, X, np.concatenate([-y[:1], y[1:]]), [0.1])
 
 
 # --- real Figure-1 solutions (P = 500, K = 9, N = 784): slow -----------------------------------------
@@ -185,8 +188,8 @@ def test_sampler_matches_plain_monte_carlo_on_real_solutions(setting, dresscoat)
     X, y = dresscoat
     W = _fig1_solution(setting)
     deltas = MC_DELTAS[setting]
-    r = le.committee_local_entropy(W, X, y, deltas, chains=256, groups=8, moves=2, seed=11)
-    d = le.committee_direct_monte_carlo(W, X, y, deltas, samples=20000, seed=12)
+    r = cs.committee_local_entropy(W, X, y, deltas, chains=256, groups=8, moves=2, seed=11)
+    d = cs.committee_direct_monte_carlo(W, X, y, deltas, samples=20000, seed=12)
     for i in range(len(deltas)):
         assert d.hits[i] >= 100
         assert abs(r.phi_G[i] - d.phi_G[i]) < 4 * math.hypot(r.phi_G_se[i], d.phi_G_se[i]), (i, r.phi_G, d.phi_G)
@@ -205,7 +208,7 @@ def test_sampler_orders_the_solutions_as_bp(dresscoat):
     phi_s, phi_b = {}, {}
     for setting in ("sgd-fast", "sgd-slow", "rsgd-fast"):
         W = _fig1_solution(setting)
-        phi_s[setting] = le.committee_local_entropy(W, X, y, deltas, chains=256, groups=8, seed=13).phi_G
+        phi_s[setting] = cs.committee_local_entropy(W, X, y, deltas, chains=256, groups=8, seed=13).phi_G
         phi_b[setting] = bp.local_entropy_curve(W, X, y, deltas).phi_G
     for i in range(len(deltas)):
         assert phi_s["sgd-fast"][i] < phi_s["sgd-slow"][i] < phi_s["rsgd-fast"][i]
@@ -222,7 +225,7 @@ def test_bp_agrees_with_plain_monte_carlo_within_5_percent(dresscoat):
 
     X, y = dresscoat
     W = _fig1_solution("sgd-slow")
-    d = le.committee_direct_monte_carlo(W, X, y, REAL_DELTAS, samples=20000, seed=14)
+    d = cs.committee_direct_monte_carlo(W, X, y, REAL_DELTAS, samples=20000, seed=14)
     b = bp.local_entropy_curve(W, X, y, REAL_DELTAS)
     np.testing.assert_allclose(b.phi_G, d.phi_G, rtol=0.05)
 
@@ -230,22 +233,22 @@ def test_bp_agrees_with_plain_monte_carlo_within_5_percent(dresscoat):
 def test_checkpoint_resumes_to_the_same_result(tmp_path):
     W, X, y = _committee_instance(3, 4, 6, 0)
     kw = dict(chains=64, groups=4, seed=2)
-    full = le.committee_local_entropy(W, X, y, [0.1, 0.5, 1.0], **kw)
+    full = cs.committee_local_entropy(W, X, y, [0.1, 0.5, 1.0], **kw)
     ck = tmp_path / "le.npz"
 
     def stop(d):  # interrupt after the second Δ (its checkpoint is written before progress is called)
         if d["index"] == 1:
             raise KeyboardInterrupt
     with pytest.raises(KeyboardInterrupt):
-        le.committee_local_entropy(W, X, y, [0.1, 0.5, 1.0], checkpoint=ck, progress=stop, **kw)
+        cs.committee_local_entropy(W, X, y, [0.1, 0.5, 1.0], checkpoint=ck, progress=stop, **kw)
     assert ck.exists()
     seen = []
-    resumed = le.committee_local_entropy(W, X, y, [0.1, 0.5, 1.0], checkpoint=ck, progress=seen.append, **kw)
+    resumed = cs.committee_local_entropy(W, X, y, [0.1, 0.5, 1.0], checkpoint=ck, progress=seen.append, **kw)
     assert [d["index"] for d in seen] == [2]
     np.testing.assert_allclose(resumed.phi_G, full.phi_G, rtol=1e-12)
     np.testing.assert_allclose(resumed.delta, full.delta, rtol=1e-12)
     with pytest.raises(EntropicError, match="different"):
-        le.committee_local_entropy(W, X, y, [0.1, 0.5, 1.0], checkpoint=ck, chains=128, groups=4, seed=2)
+        cs.committee_local_entropy(W, X, y, [0.1, 0.5, 1.0], checkpoint=ck, chains=128, groups=4, seed=2)
 
 
 class _Committee(torch.nn.Module):
@@ -267,7 +270,7 @@ def test_any_module_estimator_matches_brute_force_on_a_tiny_committee():
     W, X, y = _committee_instance(3, 4, 6, 0)
     model = _Committee(W).double()
     deltas = [0.05, 0.5]
-    r = le.local_entropy(model, torch.tensor(X), torch.tensor(y), deltas, chains=128, groups=8, moves=3, seed=4)
+    r = ms.local_entropy(model, torch.tensor(X), torch.tensor(y), deltas, chains=128, groups=8, moves=3, seed=4)
     assert r.n == 12 and r.settings["errors_reference"] == 0
     assert_matches_brute_force(r, W, X, y, deltas)
 
@@ -276,20 +279,20 @@ def test_any_module_estimator_rejects_bad_arguments():
     W, X, y = _committee_instance(3, 4, 6, 0)
     model = _Committee(W).double()
     with pytest.raises(EntropicError, match="Δ > 0"):
-        le.local_entropy(model, torch.tensor(X), torch.tensor(y), [-1.0])
+        ms.local_entropy(model, torch.tensor(X), torch.tensor(y), [-1.0])
     with pytest.raises(EntropicError, match="same number"):
-        le.local_entropy(model, torch.tensor(X), torch.tensor(y[:3]), [0.1])
+        ms.local_entropy(model, torch.tensor(X), torch.tensor(y[:3]), [0.1])
     with pytest.raises(EntropicError, match="matches nothing|no parameter|match"):
-        le.local_entropy(model, torch.tensor(X), torch.tensor(y), [0.1], params="nonexistent")
+        ms.local_entropy(model, torch.tensor(X), torch.tensor(y), [0.1], params="nonexistent")
     with pytest.raises(EntropicError, match="model is on cpu: move it"):
-        le.local_entropy(model, torch.tensor(X), torch.tensor(y), [0.1], device="meta")
+        ms.local_entropy(model, torch.tensor(X), torch.tensor(y), [0.1], device="meta")
 
 
 def test_error_bar_is_not_zero_when_no_particle_is_lost():
     """A tiny Δ around a solution with margins: every particle survives; the error bar is then the
     binomial one of M particles (≈ 1/M per level in ln Z), not the groups' spread (0)."""
     W, X, y = _committee_instance(3, 4, 6, 0)
-    r = le.committee_local_entropy(W, X, y, [1e-6], chains=64, groups=4, seed=0)
+    r = cs.committee_local_entropy(W, X, y, [1e-6], chains=64, groups=4, seed=0)
     assert r.phi_G[0] == 0.0
     assert r.phi_G_se[0] * r.n == pytest.approx(1 / 64, rel=0.05)
 
@@ -323,7 +326,7 @@ def test_chains_evaluated_together_count_the_same_errors_as_one_by_one():
     """The vmapped evaluation (a layer before the selection computed once) equals the per-chain loop."""
     model, X, y = _two_layer_task()
     names = ["fc2.weight"]
-    space = le._ModelSpace(model, X, y, names, 17, torch.float64, torch.device("cpu"), chain_batch=5)
+    space = ms._ModelSpace(model, X, y, names, 17, torch.float64, torch.device("cpu"), chain_batch=5)
     z = torch.randn(12, space.n, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     thetas = space.theta(z, 0.5)
     batched = space.errors_many(thetas)
@@ -341,15 +344,15 @@ def test_relative_scale_makes_the_curve_invariant_to_a_layer_scale():
     with torch.no_grad():
         big.fc2.weight.mul_(10.0)
     kw = dict(params=["fc2"], chains=32, groups=4, seed=5, deltas=[0.05, 0.3])
-    a = le.local_entropy(model, X, y, scale="relative", **kw)
-    b = le.local_entropy(big, X, y, scale="relative", **kw)
+    a = ms.local_entropy(model, X, y, scale="relative", **kw)
+    b = ms.local_entropy(big, X, y, scale="relative", **kw)
     np.testing.assert_allclose(a.phi_G, b.phi_G, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(a.delta, b.delta, rtol=1e-9)
     assert a.phi_G[-1] < 0 and a.settings["scale"] == "relative"
-    c = le.local_entropy(big, X, y, scale="absolute", **kw)
+    c = ms.local_entropy(big, X, y, scale="absolute", **kw)
     assert c.phi_G[-1] > a.phi_G[-1]  # 10× larger weights: the same absolute noise is relatively small
     with pytest.raises(EntropicError, match="scale"):
-        le.local_entropy(model, X, y, scale="per-weight", **kw)
+        ms.local_entropy(model, X, y, scale="per-weight", **kw)
 
 
 def test_stop_below_ends_the_curve_at_the_first_delta_past_the_budget():
@@ -358,21 +361,21 @@ def test_stop_below_ends_the_curve_at_the_first_delta_past_the_budget():
     model, X, y = _two_layer_task()
     kw = dict(params=["fc2"], chains=64, groups=4, seed=5, scale="relative")
     deltas = [0.003, 0.01, 0.1, 0.5]
-    full = le.local_entropy(model, X, y, deltas, **kw)
+    full = ms.local_entropy(model, X, y, deltas, **kw)
     lnP = full.phi_G * full.n
     budget = float(lnP[2]) * 0.5  # between the 2nd and the 3rd Δ
     assert lnP[1] > budget > lnP[2]
-    short = le.local_entropy(model, X, y, deltas, stop_below=budget, **kw)
+    short = ms.local_entropy(model, X, y, deltas, stop_below=budget, **kw)
     assert short.prior_delta.tolist() == deltas[:3]
     np.testing.assert_allclose(short.phi_G, full.phi_G[:3], rtol=1e-12)
     # a Δ whose levels fall below 2·budget is abandoned: the curve ends at the Δ before it
     far = [0.01, 0.1, 8.0]  # ln P ≈ −3, −6, then far below −12
-    cut = le.local_entropy(model, X, y, far, stop_below=-7.0, **kw)
+    cut = ms.local_entropy(model, X, y, far, stop_below=-7.0, **kw)
     assert cut.prior_delta.tolist() == far[:2]
     assert cut.phi_G[1] * cut.n > -7.0
     assert cut.levels[-1] < 8.0  # the levels towards Δ = 8 stopped at ln P < −14
     with pytest.raises(EntropicError, match="stop_below"):
-        le.local_entropy(model, X, y, deltas, stop_below=1.0, **kw)
+        ms.local_entropy(model, X, y, deltas, stop_below=1.0, **kw)
 
 
 class _BoundarySpace:
@@ -406,12 +409,12 @@ class _BoundarySpace:
 
 def test_a_stalled_level_sequence_ends_the_curve_and_says_where():
     edge = 0.05
-    out = le._smc(_BoundarySpace(edge), np.array([0.01, 0.2]), 16, 4, 0.5, 1, 0, 10, None, "x", None)
+    out = smc.run_smc(_BoundarySpace(edge), np.array([0.01, 0.2]), 16, 4, 0.5, 1, 0, 10, None, "x", None)
     assert list(out["prior_delta"]) == [0.01]  # the Δ past the stall is not reported
     assert edge * (1 - 1e-2) <= out["stalled_at"] <= edge
     assert out["phi_G"][0] == 0.0  # every particle stayed feasible up to there
     with pytest.raises(EntropicError, match="stalled"):
-        le._smc(_BoundarySpace(edge), np.array([0.2]), 16, 4, 0.5, 1, 0, 10, None, "x", None)
+        smc.run_smc(_BoundarySpace(edge), np.array([0.2]), 16, 4, 0.5, 1, 0, 10, None, "x", None)
 
 
 class _Biased(torch.nn.Module):
@@ -458,8 +461,8 @@ def _labelled(model, X):
 
 def _both_spaces(model, X, y, names, scale):
     kw = dict(scale=scale, chain_batch=5)
-    fast = le._ModelSpace(model, X, y, names, 17, torch.float64, torch.device("cpu"), **kw)
-    slow = le._ModelSpace(model, X, y, names, 17, torch.float64, torch.device("cpu"), first_layer=False, **kw)
+    fast = ms._ModelSpace(model, X, y, names, 17, torch.float64, torch.device("cpu"), **kw)
+    slow = ms._ModelSpace(model, X, y, names, 17, torch.float64, torch.device("cpu"), first_layer=False, **kw)
     return fast, slow
 
 
@@ -517,7 +520,7 @@ def test_first_layer_shortcut_refuses_a_layer_used_elsewhere_and_large_outputs()
     y = _labelled(model, X)
     fast, _ = _both_spaces(model, X, y, ["fc1.weight"], "absolute")
     assert fast.first is None
-    r = le.local_entropy(model, X, y, [0.01], params=["fc1"], chains=16, groups=4, seed=0)
+    r = ms.local_entropy(model, X, y, [0.01], params=["fc1"], chains=16, groups=4, seed=0)
     assert r.settings["first_layer"] is None
     shifted = _Shifted().double()  # a parameter of the model itself, used before fc1
     fast, _ = _both_spaces(shifted, X, _labelled(shifted, X), ["shift", "fc1.weight"], "absolute")
@@ -540,9 +543,9 @@ def test_the_curve_is_the_same_with_and_without_the_first_layer_shortcut(monkeyp
 
 def assert_shortcut_gives_the_general_curve(monkeypatch, model, X, y, first, **kw):
     """The curve with the first-layer shortcut (on layer ``first``) equals the general path's."""
-    fast = le.local_entropy(model, X, y, **kw)
-    monkeypatch.setattr(le._ModelSpace, "__init__", _without_shortcut(le._ModelSpace.__init__))
-    slow = le.local_entropy(model, X, y, **kw)
+    fast = ms.local_entropy(model, X, y, **kw)
+    monkeypatch.setattr(ms._ModelSpace, "__init__", _without_shortcut(ms._ModelSpace.__init__))
+    slow = ms.local_entropy(model, X, y, **kw)
     assert fast.settings["first_layer"] == first and slow.settings["first_layer"] is None
     np.testing.assert_allclose(fast.phi_G, slow.phi_G, rtol=1e-12)
     np.testing.assert_allclose(fast.delta, slow.delta, rtol=1e-9)

@@ -148,3 +148,13 @@ def test_the_wheel_has_one_top_level_package(tmp_path):
     top_level = [n for n in names if n.endswith("top_level.txt")]
     if top_level:
         assert zipfile.ZipFile(wheel).read(top_level[0]).decode().split() == ["localentropy"]
+
+
+def test_the_samplers_share_the_smc_driver_and_not_each_other():
+    """entropic.smc holds the SMC over Δ; the committee's sampler and the one for any nn.Module build on it
+    and are independent of each other (the three were one module before, with no shim left behind)."""
+    graph = _edges()
+    smc, cs, ms = (f"localentropy.entropic.{m}" for m in ("smc", "committee_sampling", "module_sampling"))
+    assert {m for m in MODULES if m.startswith("localentropy.entropic.") and m.endswith("sampling")} == {cs, ms}
+    assert smc in graph[cs] and smc in graph[ms]
+    assert ms not in graph[cs] and cs not in graph[ms] and not graph[smc] & {cs, ms}
