@@ -173,7 +173,7 @@ def run_smc(space, deltas, chains, groups, keep, moves, seed, n, checkpoint, fin
             if stop_below is not None and j > 0 and _log_mean_exp_jackknife(logZ[None])[0][0] < 2 * stop_below:
                 abandoned = True  # this Δ is far past the budget: the curve ends at the previous one
                 break
-            nxt = _next_level(space, aux, current, float(target), keep)
+            nxt = _next_level(space, aux, current, float(target), keep, groups)
             stalls = stalls + 1 if nxt <= current * (1 + STALL_STEP) else 0
             if stalls >= STALL_LEVELS:  # the particles sit on the constraint's boundary and the moves do not
                 if j == 0:  # free them: past here the levels are not equilibrium
@@ -302,17 +302,24 @@ def _load_checkpoint(path, fingerprint) -> dict:
     return st
 
 
-def _next_level(space, aux, current, target, keep):
-    """The next Δ: `target` if at least `keep` of all particles stay feasible there, otherwise the Δ in
-    (current, target) where about `keep` of them do (bisection in ln Δ on the pooled fraction)."""
-    if space.feasible(aux, target).double().mean().item() >= keep:
+def _next_level(space, aux, current, target, keep, groups=1):
+    """The next Δ: `target` if at least `keep` of all particles stay feasible there and every one of the
+    `groups` keeps at least one, otherwise the Δ in (current, target) where that just holds (bisection in
+    ln Δ). The per-group condition matters at real size, where a group's particles can sit close together
+    and all leave the feasible set at a Δ the pooled fraction allows (a failure, not a level)."""
+
+    def enough(delta):
+        ok = space.feasible(aux, delta)
+        return ok.double().mean().item() >= keep and bool(ok.reshape(groups, -1).any(dim=1).all())
+
+    if enough(target):
         return target
     lo = math.log(current) if current > 0 else math.log(target) - 30.0
     hi = math.log(target)
     tol = getattr(space, "level_tolerance", 1e-3)  # in ln Δ; any level is unbiased, this only sets its cost
     for _ in range(40):
         mid = 0.5 * (lo + hi)
-        if space.feasible(aux, math.exp(mid)).double().mean().item() >= keep:
+        if enough(math.exp(mid)):
             lo = mid
         else:
             hi = mid

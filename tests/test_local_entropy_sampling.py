@@ -417,6 +417,24 @@ def test_a_stalled_level_sequence_ends_the_curve_and_says_where():
         smc.run_smc(_BoundarySpace(edge), np.array([0.2]), 16, 4, 0.5, 1, 0, 10, None, "x", None)
 
 
+class _OneGroupLeaves(_BoundarySpace):
+    """Past Δ* the first group's particles (a quarter of all: the groups are consecutive blocks) all become
+    infeasible, the others stay: the pooled fraction (3/4) allows the level, the group would be lost."""
+
+    def feasible(self, aux, Delta):
+        ok = torch.ones(aux.shape[0], dtype=torch.bool)
+        if Delta > self.edge:
+            ok[: aux.shape[0] // 4] = False
+        return ok
+
+
+def test_a_level_where_a_whole_group_would_leave_the_feasible_set_is_not_taken():
+    edge = 0.05
+    nxt = smc._next_level(_OneGroupLeaves(edge), torch.zeros(16, 1), 0.01, 0.2, 0.5, groups=4)
+    assert edge * (1 - 1e-2) <= nxt <= edge  # not 0.2, where group 0 would have no particle left
+    assert smc._next_level(_OneGroupLeaves(edge), torch.zeros(16, 1), 0.01, 0.2, 0.5, groups=1) == 0.2  # pooled only
+
+
 class _Biased(torch.nn.Module):
     """A ReLU net with biases; ``tied`` also uses fc1's weight outside fc1 (so its output is not the whole
     effect of fc1's weight: the first-layer shortcut must refuse it)."""
