@@ -121,7 +121,7 @@ def train_cmd(obj, preset, config_file, overrides, data_dir, out, no_resume, dis
               no_tensorboard, device):
     """Train a deep net with a preset of paper 000 (Table 1) or paper 002, or a configuration file;
     checkpoints every epoch, resumes; a larger epoch budget extends a finished run."""
-    obj["kept"] = "the last complete epoch is in the run's checkpoint; rerun the same command to resume from it"
+    obj["kept"] = "no epoch had finished; nothing was kept"
     from pathlib import Path
 
     from localentropy.deep.presets import get_preset, with_overrides
@@ -203,9 +203,13 @@ def _train(obj, config, data_dir, out, no_resume, distributed, tensorboard, devi
     lines = not quiet and line_per_epoch()
     bar = LazyBar({"quiet": quiet or lines}, unit="step", desc=config.name, dynamic_ncols=True)
 
+    kept = f"the last complete epoch is in the run's checkpoint in {out}; rerun the same command to resume from it"
+
     def progress(event, **info):
         if event == "start":
             bar.start(info["done"], total=info["total"])
+            if info["epoch"]:
+                obj["kept"] = kept
             if quiet:
                 return
             if info.get("extended_from") is not None:
@@ -216,6 +220,7 @@ def _train(obj, config, data_dir, out, no_resume, distributed, tensorboard, devi
         elif event == "step":
             bar.update_to(info["done"])
         elif event == "epoch":
+            obj["kept"] = kept
             r = info["row"]
             if lines:
                 note(obj, epoch_line(r, info["epochs"]))
