@@ -22,6 +22,13 @@ Printed per measure, in one run:
 
 Run: .venv/bin/python benchmarks/bench_flatness.py [--patterns 500] [--K 7] [--N 1008] [--repeat 3]
      [--threads 1] [--dtype float32]
+
+``--committee`` times instead what ``localentropy measures`` computes on real solutions: every measure of
+``flatness.committee.committee_measures`` (float64, the defaults) on the first solution of each Figure 1
+setting (K = 9, N = 784, P = 500), best of ``--repeat``, beside the figures' own flatness of the same
+weights, timed once each: δE_train (the figure's local-energy stage: 11 σ × 200 draws, with the exact
+expectation) and Φ_LE by importance sampling and by BP (hard treatment, the figures' grids: 16 and 30
+prior widths; BP's Numba kernels compiled before the clock starts).
 """
 
 from __future__ import annotations
@@ -74,6 +81,60 @@ def best_of(fn, repeat, clock=time.process_time):
     return min(times), result
 
 
+def committee_main(a) -> int:
+    """Per-solution cost of every measure on real committee solutions (module docstring, ``--committee``)."""
+    import numpy as np
+
+    from localentropy.bp import default_deltas
+    from localentropy.committee.curves import committee_curve
+    from localentropy.committee.evaluate import local_energy_profiles
+    from localentropy.committee.solutions import load_solutions
+    from localentropy.committee_sign import misclassified
+    from localentropy.data import load_dresscoat
+    from localentropy.figures.spec import DRAWS, SAMPLED_POINTS, SIGMAS
+    from localentropy.flatness.committee import MEASURE_NAMES, committee_measures
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    ds = load_dresscoat()
+    settings = ("sgd-fast", "sgd-slow", "rsgd-fast", "rsgd-slow", "esgd")
+    ws = {s: load_solutions(os.path.join(root, "results", "fig1", f"fig1-solutions-{s}.npz")).weights[0]
+          for s in settings}
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"committee solutions of Figure 1 (restart 0 of each setting): K=9, N=784, P=500, float64, "
+          f"{torch.get_num_threads()} torch thread(s), load average {load:.2f}; CPU seconds, best of {a.repeat} "
+          f"(the figures' own measures: one run)")
+    committee_measures(ws["sgd-fast"], ds.X_train, ds.y_train, measures=["sam_sharpness"])  # warm-up
+    table = {n: [] for n in MEASURE_NAMES}
+    for s in settings:
+        for n in MEASURE_NAMES:
+            best = min(committee_measures(ws[s], ds.X_train, ds.y_train, measures=[n])[n]["seconds"]
+                       for _ in range(max(1, a.repeat)))
+            table[n].append(best)
+    extra = {"delta_train_error (11 σ × 200 draws)": [], "Φ_LE importance sampling (16 Δ, hard)": [],
+             "Φ_LE BP (30 Δ, hard)": []}
+    committee_curve(ws["sgd-fast"], ds.X_train, ds.y_train, default_deltas(3), method="auto")  # compile BP
+    for s in settings:
+        w = ws[s]
+        t = time.process_time()
+        local_energy_profiles(w[None], ds.X_train, ds.y_train, np.asarray(SIGMAS), draws=DRAWS, seed=0)
+        extra["delta_train_error (11 σ × 200 draws)"].append(time.process_time() - t)
+        keep = ~misclassified(ds.X_train @ w.T, ds.y_train)  # the hard treatment: the patterns it classifies
+        t = time.process_time()
+        committee_curve(w, ds.X_train[keep], ds.y_train[keep], default_deltas(SAMPLED_POINTS), method="is")
+        extra["Φ_LE importance sampling (16 Δ, hard)"].append(time.process_time() - t)
+        t = time.process_time()
+        committee_curve(w, ds.X_train[keep], ds.y_train[keep], default_deltas(30), method="auto")
+        extra["Φ_LE BP (30 Δ, hard)"].append(time.process_time() - t)
+    print(f"{'measure':44s} " + " ".join(f"{s:>9s}" for s in settings) + "   median  goal <= 1 s")
+    for name, row in list(table.items()) + list(extra.items()):
+        med = float(np.median(row))
+        goal = ("met" if med <= GOAL_S else "NOT met") if name in table else "-"
+        print(f"{name:44s} " + " ".join(f"{v:9.3f}" for v in row) + f"   {med:6.3f}  {goal}")
+    total = sum(float(np.median(r)) for r in table.values())
+    print(f"all {len(table)} flatness measures: {total:.2f} s per solution (median per measure, summed)")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--patterns", type=int, default=500)
@@ -82,8 +143,12 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    ap.add_argument("--committee", action="store_true",
+                    help="time localentropy measures' computations on real Figure 1 solutions instead")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
+    if a.committee:
+        return committee_main(a)
     dtype = getattr(torch, a.dtype)
     P, K, N = a.patterns, a.K, a.N
     g = torch.Generator().manual_seed(0)

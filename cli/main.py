@@ -82,9 +82,10 @@ def _register() -> None:
     from localentropy.cli.data_cmd import data
     from localentropy.cli.deep_cmd import deep
     from localentropy.cli.figure_cmd import figure
+    from localentropy.cli.measures_cmd import measures
     from localentropy.cli.phi_cmd import phi
 
-    for command in (data, train, eval_, energy, phi, figure, deep):
+    for command in (data, train, eval_, energy, phi, figure, measures, deep):
         cli.add_command(command)
 
 

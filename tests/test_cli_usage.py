@@ -85,6 +85,7 @@ SHORT = {
     "energy": "Local energy of every restart, by sampling.",
     "phi": "Local-entropy curves of saved solutions (sampling, BP, EP).",
     "figure": "Regenerate Figure 1 or 6 of paper 000 (cached, resumable).",
+    "measures": "Flatness measures against test error (Figures 1, 6; cached).",
     "deep": "Deep-net architectures, data sets and training.",
 }
 
