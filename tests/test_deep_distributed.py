@@ -116,3 +116,52 @@ def test_torchrun_launches_the_cli_with_one_replica_per_process(tmp_path):
     b = torch.load(tmp_path / "s" / "model.pt", weights_only=True)
     for k in b:
         assert torch.allclose(a[k], b[k], atol=1e-5), k
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow  # two torchrun agents and their workers: ~1 min on 2 cores
+@pytest.mark.parametrize("preset, extra", [("cpu-fmnist-mlp2-sgd", []), ("cpu-fmnist-mlp2-rsgd", ["--set", "replicas=2"])],
+                         ids=["sgd", "rsgd"])
+def test_two_nodes_on_this_machine_follow_the_one_process_run(tmp_path, preset, extra):
+    """Multi-node as on a cluster: two torchrun agents ("nodes" 0 and 1, one process each) meet through the c10d
+    rendezvous at 127.0.0.1, as `torchrun --nnodes 2 --node-rank i --rdzv-backend c10d --rdzv-endpoint HOST:PORT`
+    on two machines would; data-parallel SGD and rSGD with one replica per process follow the one-process run."""
+    import numpy as np
+
+    from localentropy.data.idx import write_idx
+    from localentropy.data.locate import dataset
+
+    rng = np.random.default_rng(0)
+    fm = tmp_path / "fm"
+    fm.mkdir()
+    files = dataset("fashion-mnist").files
+    for role, n in (("train", 120), ("test", 40)):
+        write_idx(fm / files[f"{role}_images"], rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), compress=False)
+        write_idx(fm / files[f"{role}_labels"], rng.integers(0, 10, n).astype(np.uint8), compress=False)
+    sets = ["--set", "epochs=4", "--set", "batch_size=40", "--set", "train_subset=0", "--set", "test_subset=0",
+            *extra]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    common = ["deep", "train", "--preset", preset, "--data-dir", str(fm), "--threads", "1", "--no-tensorboard", *sets]
+    port = _free_port()
+    nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank", str(i),
+                               "--nproc-per-node", "1", "--rdzv-backend", "c10d", "--rdzv-endpoint",
+                               f"127.0.0.1:{port}", "--rdzv-id", "two-nodes", "-m", "localentropy.cli", "-q",
+                               *common, "--distributed", "--out", str(tmp_path / "d")],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    for node in nodes:
+        _, err = node.communicate(timeout=600)
+        assert node.returncode == 0, err[-3000:]
+    one = subprocess.run([sys.executable, "-m", "localentropy.cli", "-q", *common, "--out", str(tmp_path / "s")],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-3000:]
+    a = torch.load(tmp_path / "d" / "model.pt", weights_only=True)
+    b = torch.load(tmp_path / "s" / "model.pt", weights_only=True)
+    for k in b:
+        assert torch.allclose(a[k], b[k], atol=1e-5), k
