@@ -54,6 +54,8 @@ class TrainConfig:
     rmsprop_alpha: float = 0.9
     rmsprop_eps: float = 1e-3
     fused: bool = False  # torch's fused SGD step (one pass; another rounding than the default foreach step)
+    amp: str = "off"  # mixed precision of the training steps: off (float32) or bf16 (torch.autocast, CPU and CUDA)
+    channels_last: bool = False  # conv weights (and so their activations) in channels-last memory format
     lr_schedule: str = "constant"
     milestones: tuple[float, ...] = ()
     lr_decay: float = 0.1  # factor at each milestone, or per lr_every epochs ("exponential")
@@ -199,6 +201,10 @@ def _nonneg(config, *names):
             raise DeepError(f"{config.name}: {n} must be >= 0, got {v!r}")
 
 
+#: mixed-precision modes (fp16 with a gradient scaler, CUDA only, is not implemented: bf16 needs no scaler)
+AMP_MODES = ("off", "bf16")
+
+
 def validate(config: TrainConfig) -> TrainConfig:
     """Check every field (names known, numbers in range); returns the config or raises DeepError."""
     from localentropy.deep.datasets import SHAPES
@@ -207,7 +213,8 @@ def validate(config: TrainConfig) -> TrainConfig:
 
     choices = (("method", METHODS), ("optimizer", OPTIMIZERS), ("lr_schedule", LR_SCHEDULES),
                ("gamma_schedule", GAMMA_SCHEDULES), ("dataset", tuple(SHAPES)), ("model", tuple(model_names())),
-               ("augment", tuple(stack_names())), ("esgd_noise", ("normal", "counter", "table")))
+               ("augment", tuple(stack_names())), ("esgd_noise", ("normal", "counter", "table")),
+               ("amp", AMP_MODES))
     for field, known in choices:
         if getattr(config, field) not in known:
             raise DeepError(f"{config.name}: unknown {field} {getattr(config, field)!r}; known: {', '.join(known)}")

@@ -21,6 +21,11 @@ the chosen epochs, and the evaluated network (for rSGD, the centre w̄).
   lowest validation error so far (the earliest of ties). ``summary.json`` says which epoch that was and
   its test error beside the last network's (and, for paper-002 presets, the best test accuracy during
   training, the paper's figure, selected on the test set).
+- **Precision.** ``amp="bf16"`` runs every training step (forward and backward of every method: eSGD's
+  inner loop, rSGD's replicas, SAM's two passes, PLA's displaced copies) under ``torch.autocast`` with
+  bfloat16; the weights, optimizer states and updates stay float32, and evaluation is float32. bf16 has
+  float32's range, so no gradient scaler is needed. ``channels_last=True`` stores the conv weights in
+  channels-last layout.
 - **Randomness.** Initialisation from ``seed`` (replica a of rSGD from ``replica_seed(seed, a)``), each
   mini-batch stream (shuffling and augmentation) from its own generator, eSGD's SGLD noise and PLA's
   displacements from theirs; dropout and ShakeDrop from torch's global generator, seeded here and
@@ -207,7 +212,8 @@ def model_factory(config: TrainConfig, data: TensorImages, device) -> Callable[[
         elif shape[0] != arch.input_shape[0]:
             raise DeepError(f"{config.model} takes {arch.input_shape[0]}-channel images; {data.name} has {shape[0]}")
     classes = data.num_classes
-    return lambda: build(config.model, num_classes=classes, **kw).to(device)
+    layout = torch.channels_last if config.channels_last else torch.contiguous_format
+    return lambda: build(config.model, num_classes=classes, **kw).to(device).to(memory_format=layout)
 
 
 # ----- the loop ----------------------------------------------------------------------------------
@@ -411,7 +417,10 @@ def _run(c, data, out, ckpt_path, state, device, progress, stop_after, distribut
             method.set_lr(lr)
             if isinstance(method, RSGD) and c.k_late and t_budget >= c.k_switch:
                 method.set_K(c.k_late)
-            loss_sum += method.step().to(torch.float64)
+            # no cast cache: a step changes the weights between its forward passes (SAM's ascent, eSGD's inner
+            # loop), and a cached bfloat16 copy of a weight would hide the change (SAM became SGD with it)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=c.amp == "bf16", cache_enabled=False):
+                loss_sum += method.step().to(torch.float64)
             done += 1
             progress("step", done=done)
         gamma_now = float(method.gamma)
