@@ -29,7 +29,7 @@ from localentropy.deep.datasets import SHAPES, load_or_synthetic  # noqa: E402
 from localentropy.deep.models import build  # noqa: E402
 from localentropy.deep.errors import DeepError  # noqa: E402
 from localentropy.deep.fastautoaugment import RANGES  # noqa: E402
-from localentropy.deep.pipeline import NEEDS_POLICY, Batches, make_stack, stack_policy  # noqa: E402
+from localentropy.deep.stacks import NEEDS_POLICY, Batches, make_stack, stack_policy  # noqa: E402
 
 
 def stand_in_policy():

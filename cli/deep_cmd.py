@@ -193,7 +193,7 @@ def epoch_line(row: dict, epochs: int) -> str:
 def _train(obj, config, data_dir, out, no_resume, distributed, tensorboard, device, rank):
     from localentropy.deep.datasets import load_images
     from localentropy.deep.metrics import BEST_TEST_LABEL
-    from localentropy.deep.pipeline import stack_policy
+    from localentropy.deep.stacks import stack_policy
     from localentropy.deep.presets import reports_best_test
     from localentropy.deep.train import train
 

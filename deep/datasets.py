@@ -2,7 +2,7 @@
 
 ``load_images("cifar-10", device="cuda")`` reads the official files once (numpy readers of
 ``localentropy.data``), converts them to tensors and computes the per-channel statistics of the
-training set; batches are then drawn by indexing the tensor (:mod:`localentropy.deep.pipeline`),
+training set; batches are then drawn by indexing the tensor (:mod:`localentropy.deep.stacks`),
 never by loading images one by one. ``synthetic_images`` gives random uint8 data of a data set's
 real shape for benchmarks and tests where the data set is absent.
 """

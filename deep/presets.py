@@ -209,7 +209,7 @@ def validate(config: TrainConfig) -> TrainConfig:
     """Check every field (names known, numbers in range); returns the config or raises DeepError."""
     from localentropy.deep.datasets import SHAPES
     from localentropy.deep.models import names as model_names
-    from localentropy.deep.pipeline import stack_names
+    from localentropy.deep.stacks import stack_names
 
     choices = (("method", METHODS), ("optimizer", OPTIMIZERS), ("lr_schedule", LR_SCHEDULES),
                ("gamma_schedule", GAMMA_SCHEDULES), ("dataset", tuple(SHAPES)), ("model", tuple(model_names())),

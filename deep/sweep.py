@@ -342,7 +342,7 @@ def plan(runs: list[SweepRun], resume: bool = True) -> list[SweepRun]:
 def _precheck(config: TrainConfig, data, data_dir) -> None:
     """What ``train`` would refuse once started: a missing augmentation policy, a model that does not fit
     the images, a validation split or batch larger than the run's training images."""
-    from localentropy.deep.pipeline import stack_policy
+    from localentropy.deep.stacks import stack_policy
     from localentropy.deep.train import model_factory
 
     stack_policy(config.augment, data_dir)

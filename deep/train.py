@@ -60,7 +60,7 @@ from localentropy.deep.metrics import (TENSORBOARD_MISSING, TensorBoard, best_by
                                        tensorboard_available, write_json, write_tables)
 from localentropy.deep.models import architecture, build
 from localentropy.deep.models.small import MLP, ConvNet002, SmallConvNet
-from localentropy.deep.pipeline import Batches, Stack, make_stack, stack_policy
+from localentropy.deep.stacks import Batches, Stack, make_stack, stack_policy
 from localentropy.deep.presets import TrainConfig, budget_factor, reports_best_test, validate
 from localentropy.deep.schedules import gamma_schedule, lr_schedule
 from localentropy.entropic import LayerSignal, local_energy

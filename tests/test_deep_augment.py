@@ -14,7 +14,7 @@ from localentropy.deep.augment import (ColorJitter, Cutout, HorizontalFlip, Norm
                                        hsv_to_rgb, rgb_to_hsv, rotate)
 from localentropy.deep.autoaugment import CIFAR10_POLICY, OPS, AutoAugment, apply_op
 from localentropy.deep.errors import DeepError
-from localentropy.deep.pipeline import NEEDS_POLICY, Batches, make_stack, stack_names
+from localentropy.deep.stacks import NEEDS_POLICY, Batches, make_stack, stack_names
 
 
 def gen(seed=0):

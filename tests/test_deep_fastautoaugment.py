@@ -17,7 +17,7 @@ from localentropy.deep.augment import channel_stats, uniform
 from localentropy.deep.errors import DeepError
 from localentropy.deep.fastautoaugment import (RANGES, FastAutoAugment, cutout, download_policies, load_policy,
                                                parse_policies)
-from localentropy.deep.pipeline import make_stack
+from localentropy.deep.stacks import make_stack
 
 
 def gen(seed=0):
