@@ -211,3 +211,27 @@ def test_deep_train_and_local_entropy_signalled_end_bitwise_equal(fmnist, tmp_pa
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
 def test_deep_train_and_local_entropy_signalled_ten_times_end_bitwise_equal(fmnist, tmp_path, sig):
     _deep_fault_test(tmp_path, fmnist, sig, 10, 8, seed=10 + int(sig))
+
+
+@pytest.mark.slow
+def test_shards_started_together_on_one_cache_assemble_to_the_figure_of_the_same_shards_run_in_turn(tmp_path):
+    """The SLURM job-array recipe on this machine (docs/deep.md): n shard processes side by side on one cache
+    folder, then one run without --shard assembles; its outputs equal, bit for bit, those of the same shards
+    run one after another. (A sharded figure is not bitwise the one-process figure: restarts trained in
+    other batches round differently, docs/figures.md.)"""
+    shard = [a for a in _figure_args("sgd-fast", 4) if a != "-q"]
+    shard[shard.index("--jobs") + 1] = "1"
+    folders = {"in-turn": tmp_path / "in-turn", "together": tmp_path / "together"}
+    for f in folders.values():
+        f.mkdir()
+    for i in (1, 2, 3):
+        _run(["-q"] + shard + ["--shard", f"{i}/3"], folders["in-turn"])
+    procs = [subprocess.Popen(EXE + ["-q"] + shard + ["--shard", f"{i}/3"], cwd=folders["together"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in (1, 2, 3)]
+    for p in procs:
+        _, err = p.communicate(timeout=900)
+        assert p.returncode == 0, err[-3000:]
+    assert not (folders["together"] / "out" / "fig1.csv").exists()  # shards draw nothing
+    for f in folders.values():
+        _run(_figure_args("sgd-fast", 4), f)
+    _same_figure(folders["in-turn"] / "out", folders["together"] / "out")
