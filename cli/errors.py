@@ -12,6 +12,7 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     from localentropy.deep.errors import DeepError
     from localentropy.entropic.errors import EntropicError
     from localentropy.figures.errors import FigureError
+    from localentropy.flatness.errors import FlatnessError
 
     return (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError,
-            DataError, BPError, EntropicError, CommitteeError, FigureError, DeepError)
+            DataError, BPError, EntropicError, CommitteeError, FigureError, DeepError, FlatnessError)

@@ -59,11 +59,12 @@ def run_local_entropy(run_dir, deltas, *, layers=None, scale: str = "relative", 
                       chains: int = 64, groups: int = 8, moves: int = 2, seed: int = 0, device="cpu", data=None,
                       data_dir=None, stop_below=None, checkpoint=None, progress: Optional[Callable] = None):
     """φ_G, δ and Φ_LE of a trained run's network over the weights of ``layers`` (names or prefixes,
-    as ``entropic.select_parameters``; None: every weight) on its first ``samples`` training images.
+    as ``entropic.select_parameters``; None: every weight) on its first ``samples`` training images (those
+    the run trained on: a validation split is left out).
     ``scale="relative"`` (default): Δ and d in units of each layer's root-mean-square weight, so that
     layers and methods are compared at the same relative perturbation (as δE_train's σ)."""
     from localentropy.deep.datasets import load_images
-    from localentropy.deep.train import eval_stack
+    from localentropy.deep.train import eval_stack, run_images
     from localentropy.entropic import local_entropy  # the function (module: entropic.module_sampling)
 
     if int(samples) != samples or samples < 1:
@@ -72,9 +73,10 @@ def run_local_entropy(run_dir, deltas, *, layers=None, scale: str = "relative", 
     if data is None:
         data = load_images(config.dataset, data_dir, device)
     model = trained_model(run_dir, config, data, device)
-    n = min(int(samples), int(config.train_subset or data.train_images.shape[0]), data.train_images.shape[0])
-    x = eval_stack(config, data)(data.train_images[:n].to(device), None)
-    y = data.train_labels[:n].to(device)
+    train_x, train_t, *_ = run_images(config, data)  # the run's training images: its validation split left out
+    n = min(int(samples), train_x.shape[0])
+    x = eval_stack(config, data)(train_x[:n].to(device), None)
+    y = train_t[:n].to(device)
     return local_entropy(model, x, y, deltas, params=layers, scale=scale, chains=chains, groups=groups, moves=moves,
                          seed=seed, stop_below=stop_below, device=device, dtype=torch.float32, checkpoint=checkpoint,
                          progress=progress)

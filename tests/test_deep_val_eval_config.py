@@ -389,3 +389,29 @@ def test_one_line_per_epoch_when_the_output_is_not_a_terminal(fm, tmp_path, monk
     monkeypatch.setattr(deep_cmd, "line_per_epoch", lambda: False)  # a terminal: the bar, no epoch lines
     res = _train_cli(fm, tmp_path / "tty", "--preset", "cpu-fmnist-mlp2-sgd", "--set", "epochs=1", quiet=False)
     assert res.exit_code == 0 and not [ln for ln in res.stderr.splitlines() if ln.startswith("epoch 1/1:")]
+
+
+def test_the_local_entropy_of_a_run_uses_its_training_images_not_its_validation_split(tmp_path, monkeypatch):
+    """`deep local-entropy` measures the constraint on the images the run trained on: a held-out validation
+    image never enters it."""
+    import localentropy.entropic as entropic_pkg
+    from localentropy.deep.datasets import synthetic_images
+    from localentropy.deep.local_entropy import run_local_entropy
+    from localentropy.deep.presets import get_preset, with_overrides
+    from localentropy.deep.train import eval_stack, run_images, train
+
+    data = synthetic_images("fashion-mnist", n_train=120, n_test=20, seed=3)
+    config = with_overrides(get_preset("cpu-fmnist-mlp2-sgd"), ["epochs=1", "batch_size=40", "train_subset=0",
+                                                                 "test_subset=0", "val_split=30"])
+    train(config, data, out_dir=tmp_path / "run", tensorboard=False)
+    seen = {}
+
+    def fake(model, x, y, deltas, **kw):
+        seen["x"], seen["y"] = x, y
+        return "curve"
+
+    monkeypatch.setattr(entropic_pkg, "local_entropy", fake)
+    assert run_local_entropy(tmp_path / "run", [1e-3], samples=1000, data=data) == "curve"
+    train_x, train_t, val_x, _, _, _ = run_images(config, data)
+    assert seen["x"].shape[0] == 90 and torch.equal(seen["y"], train_t)
+    assert torch.equal(seen["x"], eval_stack(config, data)(train_x, None))
