@@ -7,6 +7,8 @@ and exit status 2; click's usage block is shown only by ``--help`` (and for a ba
 
 from __future__ import annotations
 
+import atexit
+import os
 import signal
 import sys
 
@@ -56,9 +58,10 @@ class _Group(click.Group):
         except click.ClickException as exc:  # parsing a sub-command's options, click.BadParameter from a check
             raise _as_user_error(exc) from None
         except KeyboardInterrupt:  # a command that keeps its work says where (ctx.obj["kept"]); the others keep nothing
+            _deaf_from_now()
             kept = (ctx.obj or {}).get("kept") or "nothing was kept (this command has no checkpoint)"
             click.echo(f"localentropy: interrupted; {kept}", err=True)
-            sys.exit(130)
+            _exit_interrupted()
         except user_error_types() as exc:
             message = _one_line(exc) if str(exc).strip() else type(exc).__name__
             if isinstance(exc, OSError) and exc.filename is not None and str(exc.filename) not in message:
@@ -89,10 +92,44 @@ def _register() -> None:
         cli.add_command(command)
 
 
+_STANDALONE = [False]  # set by main(): the process is the `localentropy` command itself
+
+
+def _deaf_from_now() -> None:
+    """Once interrupted, the command is leaving: a second SIGINT (or SIGTERM) must not turn the orderly exit
+    (status 130, the one line) into Python's death by signal or a traceback. Only in the command's own
+    process (main()): in a caller's process (a test runner) an ignored SIGINT would outlive the command and be
+    inherited by every process it starts later."""
+    if not _STANDALONE[0]:
+        return
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        pass
+
+
+def _exit_interrupted() -> None:
+    """Exit status 130. In the command's own process by ``os._exit`` once the output is flushed: a Ctrl-C that
+    landed inside an extension's start-up code marks the interpreter as killed by an unhandled interrupt, and
+    Python would then end itself by SIGINT (status −2) after our orderly exit; the command's own cleanup
+    (``finally`` blocks, worker pools) has run by now."""
+    if not _STANDALONE[0]:
+        sys.exit(130)
+    atexit._run_exitfuncs()  # what a normal exit runs: multiprocessing's finalizers release their semaphores
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(130)
+
+
 def _interrupted_at_start() -> None:
     """Ctrl-C while the commands load: nothing has started, so nothing was kept; no traceback."""
+    _deaf_from_now()
     click.echo("localentropy: interrupted; nothing was kept (no command had started)", err=True)
-    sys.exit(130)
+    _exit_interrupted()
 
 
 try:
@@ -107,6 +144,7 @@ def _terminated(signum, frame):
 
 
 def main() -> None:
+    _STANDALONE[0] = True
     signal.signal(signal.SIGTERM, _terminated)
     try:
         cli(prog_name="localentropy")
